@@ -1,0 +1,5 @@
+import sys
+
+from fedsimenv.cli import main
+
+sys.exit(main())

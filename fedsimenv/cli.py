@@ -1,0 +1,175 @@
+"""Command line: ``fedsimenv run | validate | list``.
+
+Exit codes: 0 success, 2 bad input (scenario, option or agent name), 1 any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+TABLE_COLUMNS = (
+    ("round", "round", "{:>5d}"),
+    ("sim_time_s", "sim time s", "{:>10.3f}"),
+    ("round_latency_s", "latency s", "{:>9.3f}"),
+    ("energy_j", "energy J", "{:>9.4f}"),
+    ("num_selected", "sel", "{:>3d}"),
+    ("mean_rho", "rho", "{:>5.2f}"),
+    ("accuracy", "accuracy", "{:>8.4f}"),
+    ("loss", "loss", "{:>7.4f}"),
+)
+
+
+def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(
+                f"--set expects KEY=VALUE with a dotted key (e.g. episode.max_rounds=5), got {pair!r}"
+            )
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def _format_row(row: Mapping[str, Any]) -> str:
+    return "  ".join(fmt.format(row[key]) for key, _, fmt in TABLE_COLUMNS)
+
+
+def _header() -> str:
+    widths = [len(fmt.format(0 if "d" in fmt else 0.0)) for _, _, fmt in TABLE_COLUMNS]
+    return "  ".join(title.rjust(w) for (_, title, _), w in zip(TABLE_COLUMNS, widths, strict=True))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from agents import AGENTS
+    from fedsimenv.runner import run_episode
+    from fedsimenv.scenario import load_scenario
+
+    overrides = _parse_overrides(args.set)
+    if args.rounds is not None:
+        overrides["episode.max_rounds"] = args.rounds
+    config = load_scenario(args.scenario, overrides)
+    AGENTS.get(args.agent)  # fail on a bad name before any work
+    seed = config.seed if args.seed is None else args.seed
+    out = Path(args.out) if args.out else None
+
+    console = Console(quiet=args.quiet, highlight=False)
+    console.print(
+        f"[bold]fedsimenv run[/bold] scenario={config.name} agent={args.agent} seed={seed} "
+        f"devices={config.cell.num_devices} rounds={config.episode.max_rounds}"
+        + (f" out={out}" if out else "")
+    )
+    console.print(_header(), style="bold")
+    with Progress(
+        TextColumn("rounds"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=args.quiet,
+    ) as progress:
+        task = progress.add_task("rounds", total=config.episode.max_rounds)
+
+        def on_round(row: Mapping[str, Any]) -> None:
+            progress.console.print(_format_row(row))
+            progress.advance(task)
+
+        rows = run_episode(config, args.agent, seed, out, overwrite=args.overwrite, on_round=on_round)
+    last = rows[-1]
+    console.print(
+        f"done: {len(rows)} rounds, accuracy {last['accuracy']:.4f}, simulated {last['sim_time_s']:.2f} s, "
+        f"energy {last['energy_j']:.4f} J"
+        + (f"; wrote {out}/config.yaml, {out}/metrics.jsonl" if out else "")
+    )
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from fedsimenv.scenario import load_scenario
+
+    for path in args.files:
+        config = load_scenario(path)
+        print(f"{path}: OK (scenario {config.name!r}, {config.cell.num_devices} devices)")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from agents import AGENTS
+    from channels import FADING_MODELS, PATH_LOSS_MODELS
+    from fedsimenv.learning.models import MODELS
+    from fedsimenv.learning.pruning import PRUNING_METHODS
+    from fedsimenv.learning.trainer import TRAINERS
+    from fedsimenv.rewards import REWARDS
+    from fedsimenv.scenario import builtin_scenarios
+
+    sections = {
+        "scenarios": builtin_scenarios(),
+        "agents": AGENTS.names(),
+        "path-loss models": PATH_LOSS_MODELS.names(),
+        "fading models": FADING_MODELS.names(),
+        "pruning methods": PRUNING_METHODS.names(),
+        "models": MODELS.names(),
+        "rewards": REWARDS.names(),
+        "trainers": TRAINERS.names(),
+    }
+    for title, names in sections.items():
+        print(f"{title}: {', '.join(names)}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedsimenv", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an agent on a scenario")
+    run.add_argument("scenario", help="built-in scenario name or path to a YAML file")
+    run.add_argument("--agent", default="equal", help="agent name (see `fedsimenv list`)")
+    run.add_argument("--rounds", type=int, help="number of rounds (overrides episode.max_rounds)")
+    run.add_argument("--seed", type=int, help="seed (default: the scenario's)")
+    run.add_argument("--out", help="run directory for config.yaml and metrics.jsonl")
+    run.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario field"
+    )
+    run.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    run.add_argument("--quiet", action="store_true", help="print nothing")
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="validate scenario files")
+    validate.add_argument("files", nargs="+")
+    validate.set_defaults(func=cmd_validate)
+
+    lister = sub.add_parser("list", help="list the registered components")
+    lister.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "rounds", None) is not None and args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    try:
+        code: int = args.func(args)
+        return code
+    except ValueError as err:  # ScenarioError, RunDirectoryError, unknown registry names, bad --set
+        print(f"fedsimenv: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("fedsimenv: interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Scenario schema: frozen pydantic v2 models, every unknown key an error, units in field names.
+
+A scenario YAML file is validated into :class:`ScenarioConfig`. Plug-in components (channel models,
+pruning methods, rewards, trainers, models) are referred to by registry name; an unknown name fails
+validation with the list of allowed names, and a channel component's ``params`` are validated
+against that component's own ``Params`` model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ComponentConfig(_Frozen):
+    """A registered component chosen by name, with its own parameters."""
+
+    model: str = Field(description="registry name of the component")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class CellConfig(_Frozen):
+    num_devices: int = Field(10, ge=1, le=100_000)
+    radius_m: float = Field(500.0, gt=0)
+    min_distance_m: float = Field(10.0, ge=0, description="devices are placed no closer than this")
+
+    @model_validator(mode="after")
+    def _min_below_radius(self) -> CellConfig:
+        if self.min_distance_m >= self.radius_m:
+            raise ValueError(
+                f"min_distance_m ({self.min_distance_m}) must be smaller than radius_m ({self.radius_m})"
+            )
+        return self
+
+
+class NetworkConfig(_Frozen):
+    bandwidth_hz: float = Field(20e6, gt=0, description="shared uplink bandwidth B")
+    noise_psd_dbm_per_hz: float = Field(-174.0, ge=-250, le=0)
+    tx_power_dbm: float = Field(10.0, ge=-50, le=50, description="device uplink transmit power")
+    downlink_bandwidth_hz: float = Field(20e6, gt=0)
+    bs_tx_power_dbm: float = Field(33.0, ge=-50, le=70, description="base-station downlink power")
+
+
+class ChannelConfig(_Frozen):
+    path_loss: ComponentConfig = ComponentConfig(model="macro-cell")
+    shadowing_std_db: float = Field(0.0, ge=0, le=30)
+    fading: ComponentConfig = ComponentConfig(model="rayleigh")
+
+    @field_validator("path_loss")
+    @classmethod
+    def _check_path_loss(cls, value: ComponentConfig) -> ComponentConfig:
+        from channels import PATH_LOSS_MODELS
+
+        PATH_LOSS_MODELS.get(value.model).Params.model_validate(value.params)
+        return value
+
+    @field_validator("fading")
+    @classmethod
+    def _check_fading(cls, value: ComponentConfig) -> ComponentConfig:
+        from channels import FADING_MODELS
+
+        FADING_MODELS.get(value.model).Params.model_validate(value.params)
+        return value
+
+
+class UniformRange(_Frozen):
+    """Values drawn i.i.d. uniformly from [low, high] per device."""
+
+    distribution: Literal["uniform"] = "uniform"
+    low: float = Field(gt=0)
+    high: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformRange:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
+        return self
+
+
+class DevicesConfig(_Frozen):
+    cpu_freq_hz: UniformRange = UniformRange(low=0.5e9, high=2e9)
+    flops_per_cycle: float = Field(4.0, gt=0, description="FLOPs executed per CPU cycle (phi)")
+    kappa: float = Field(1e-28, ge=0, description="effective switched capacitance (J/cycle/Hz^2)")
+
+
+class PartitionConfig(_Frozen):
+    method: Literal["iid", "dirichlet"] = "dirichlet"
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration over labels")
+    min_samples_per_device: int = Field(8, ge=1)
+
+
+class LearningConfig(_Frozen):
+    dataset: Literal["digits"] = "digits"
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    partition: PartitionConfig = PartitionConfig()
+    model: str = "small-cnn"
+    pruning: str = "magnitude"
+    local_epochs: int = Field(1, ge=1, le=1000)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    bits_per_param: int = Field(32, ge=1, le=64)
+    device: Literal["cpu", "cuda"] = "cpu"
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from fedsimenv.learning.models import MODELS
+
+        MODELS.get(value)
+        return value
+
+    @field_validator("pruning")
+    @classmethod
+    def _known_pruning(cls, value: str) -> str:
+        from fedsimenv.learning.pruning import PRUNING_METHODS
+
+        PRUNING_METHODS.get(value)
+        return value
+
+
+class ActionConfig(_Frozen):
+    rho_max: float = Field(0.9, ge=0, lt=1, description="largest pruning rate an action can ask for")
+    selection_threshold: float = Field(0.0, ge=-1, le=1)
+    bandwidth_logit_scale: float = Field(
+        5.0, gt=0, description="softmax temperature: shares can differ by up to exp(2 * scale)"
+    )
+
+
+class EpisodeConfig(_Frozen):
+    max_rounds: int = Field(20, ge=1)
+    target_accuracy: float | None = Field(None, gt=0, le=1)
+
+
+class RewardConfig(_Frozen):
+    name: str = "accuracy-gain-per-second"
+    params: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_reward(self) -> RewardConfig:
+        from fedsimenv.rewards import REWARDS
+
+        try:
+            REWARDS.get(self.name)(**self.params)
+        except TypeError as err:
+            raise ValueError(f"invalid params for reward {self.name!r}: {err}") from None
+        return self
+
+
+class ScenarioConfig(_Frozen):
+    """A whole scenario: the world, the learning task and the episode."""
+
+    name: str = "unnamed"
+    description: str = ""
+    seed: int = Field(0, ge=0)
+    trainer: str = "torch"
+    cell: CellConfig = CellConfig()
+    network: NetworkConfig = NetworkConfig()
+    channel: ChannelConfig = ChannelConfig()
+    devices: DevicesConfig = DevicesConfig()
+    learning: LearningConfig = LearningConfig()
+    action: ActionConfig = ActionConfig()
+    episode: EpisodeConfig = EpisodeConfig()
+    reward: RewardConfig = RewardConfig()
+
+    @field_validator("trainer")
+    @classmethod
+    def _known_trainer(cls, value: str) -> str:
+        from fedsimenv.learning.trainer import TRAINERS
+
+        TRAINERS.get(value)
+        return value

@@ -1,0 +1,252 @@
+"""The Gymnasium environment: one ``step`` is one federated round."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from numpy.typing import NDArray
+
+from channels import FADING_MODELS, PATH_LOSS_MODELS, ChannelModel, linear_to_db
+from fedsimenv.actions import decode_action
+from fedsimenv.config import ScenarioConfig
+from fedsimenv.learning.trainer import TRAINERS, LearningResult
+from fedsimenv.rewards import REWARDS, RoundOutcome
+from fedsimenv.scenario import load_scenario
+from fedsimenv.seeding import EpisodeStreams, child_sequence
+from fedsimenv.sim import DeviceWorkload, RoundReport, RoundSimulator, build_fleet
+
+Observation = dict[str, NDArray[np.float32]]
+
+#: Channel gains are clipped to this range (dB) in observations.
+GAIN_DB_RANGE = (-250.0, 0.0)
+
+
+def build_channel(config: ScenarioConfig) -> ChannelModel:
+    """The scenario's channel model, from the registries."""
+    spec = config.channel
+    path_loss_cls = PATH_LOSS_MODELS.get(spec.path_loss.model)
+    fading_cls = FADING_MODELS.get(spec.fading.model)
+    return ChannelModel(
+        path_loss=path_loss_cls(path_loss_cls.Params.model_validate(spec.path_loss.params)),
+        fading=fading_cls(fading_cls.Params.model_validate(spec.fading.params)),
+        shadowing_std_db=spec.shadowing_std_db,
+    )
+
+
+class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
+    """Federated edge learning over a wireless cell, with per-device pruning, selection and bandwidth.
+
+    ## Description
+
+    N devices in a cell train one global model with FedAvg. In each round (one ``step``) the agent
+    chooses which devices take part, how much each prunes its copy of the model, and how the shared
+    uplink bandwidth B is split among them. A SimPy simulation gives each device's downlink, compute
+    and upload times from the channel and the exact FLOPs and size of its pruned model; real PyTorch
+    training of the pruned models (masked FedAvg over the devices that arrived) gives the accuracy.
+
+    ## Action Space
+
+    ``Box(-1, 1, (3N,), float32)``, laid out ``[select | rho | bandwidth]`` (see
+    :mod:`fedsimenv.actions`): device k is selected iff ``select_k > selection_threshold`` (at least
+    one always is), ``rho_k = rho_max (a_k + 1) / 2``, bandwidth is a softmax of
+    ``bandwidth_logit_scale * a_k`` over the selected devices times B. NaN and infinite entries are
+    mapped to 0, +1 and -1 and everything is clipped to [-1, 1]; only a wrong length raises.
+
+    ## Observation Space
+
+    A ``Dict`` of float32 ``Box`` es with finite bounds (N = devices):
+
+    | key               | shape | range             | meaning                                      |
+    |-------------------|-------|-------------------|----------------------------------------------|
+    | channel_gain_db   | (N,)  | [-250, 0]         | uplink power gain of the coming round, dB    |
+    | distance_m        | (N,)  | [0, radius_m]     | distance to the base station                 |
+    | cpu_freq_ghz      | (N,)  | [0, max freq]     | CPU frequency                                |
+    | data_fraction     | (N,)  | [0, 1]            | share of all training samples held locally   |
+    | last_selected     | (N,)  | {0, 1}            | whether the device took part last round      |
+    | round_fraction    | (1,)  | [0, 1]            | rounds done / max_rounds                     |
+    | accuracy          | (1,)  | [0, 1]            | global test accuracy now                     |
+
+    ## Rewards
+
+    From the scenario's ``reward`` section (registry ``fedsimenv.rewards.REWARDS``); the default
+    ``accuracy-gain-per-second`` is the accuracy gained this round divided by the round's latency.
+    The terms are in ``info["reward_terms"]``.
+
+    ## Starting State
+
+    ``reset(seed=s)`` draws device positions, CPU frequencies, the data partition and the initial
+    model from seed s; ``reset()`` without a seed starts the next episode of the current seed's
+    sequence (the first is seeded by the scenario's ``seed``).
+
+    ## Episode End
+
+    Terminated when ``episode.target_accuracy`` is set and reached; truncated after
+    ``episode.max_rounds`` rounds.
+
+    ## Info
+
+    ``round``, ``sim_time_s`` (cumulative), ``round_latency_s``, ``energy_j`` (cumulative),
+    ``round_energy_j``, ``accuracy``, ``loss``, ``num_selected``, ``num_arrived``,
+    ``mean_pruning_rate``, ``upload_bits``, ``downlink_time_s`` and ``reward_terms``. The full
+    :class:`~fedsimenv.sim.RoundReport` of the last round is ``env.unwrapped.last_report``.
+
+    ## Arguments
+
+    * ``scenario``: built-in scenario name, path to a YAML file, or a ``ScenarioConfig``.
+    * ``reward``: reward name overriding the scenario's.
+    * ``trainer``: trainer name overriding the scenario's (``torch``).
+    * ``overrides``: dotted-key overrides, e.g. ``{"episode.max_rounds": 5}``.
+
+    ## Version History
+
+    * v0: walking skeleton: synchronous rounds, macro-cell channel, magnitude pruning, digits.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's convention
+
+    def __init__(
+        self,
+        scenario: str | os.PathLike[str] | ScenarioConfig = "tiny",
+        reward: str | None = None,
+        trainer: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if render_mode is not None:
+            raise ValueError(f"render_mode {render_mode!r} is not supported; allowed values: None")
+        all_overrides = dict(overrides or {})
+        if reward is not None:
+            all_overrides["reward.name"] = reward
+        if trainer is not None:
+            all_overrides["trainer"] = trainer
+        self.config = load_scenario(scenario, all_overrides)
+        cfg = self.config
+        n = self.num_devices = cfg.cell.num_devices
+        self.channel = build_channel(cfg)
+        self.trainer = TRAINERS.get(cfg.trainer)(cfg.learning, n)
+        self.reward_fn = REWARDS.get(cfg.reward.name)(**cfg.reward.params)
+
+        def box(low: float, high: float, size: int) -> spaces.Box:
+            return spaces.Box(np.float32(low), np.float32(high), shape=(size,), dtype=np.float32)
+
+        self.action_space = box(-1.0, 1.0, 3 * n)
+        self.observation_space = spaces.Dict(
+            {
+                "channel_gain_db": box(*GAIN_DB_RANGE, n),
+                "distance_m": box(0.0, cfg.cell.radius_m, n),
+                "cpu_freq_ghz": box(0.0, cfg.devices.cpu_freq_hz.high / 1e9, n),
+                "data_fraction": box(0.0, 1.0, n),
+                "last_selected": box(0.0, 1.0, n),
+                "round_fraction": box(0.0, 1.0, 1),
+                "accuracy": box(0.0, 1.0, 1),
+            }
+        )
+        self._seed_root = np.random.SeedSequence(cfg.seed)
+        self._episode = 0
+        self._simulator: RoundSimulator | None = None
+        self.last_report: RoundReport | None = None
+
+    # -- Gymnasium API -----------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Observation, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self._seed_root = np.random.SeedSequence(seed)
+            self._episode = 0
+        streams = EpisodeStreams(child_sequence(self._seed_root, f"episode-{self._episode}"))
+        self._episode += 1
+
+        self.fleet = build_fleet(self.config, self.channel, streams.numpy("world"))
+        self._simulator = RoundSimulator(
+            self.fleet, self.channel, self.config.network, streams.numpy("channel")
+        )
+        initial = self.trainer.reset(streams)
+        num_samples = self.trainer.num_samples
+        self._data_fraction = (num_samples / num_samples.sum()).astype(np.float32)
+        self._round = 0
+        self._energy_j = 0.0
+        self._last_selected = np.zeros(self.num_devices, dtype=np.float32)
+        self._learning = initial
+        self.last_report = None
+        return self._observation(), {"round": 0, "accuracy": initial.accuracy, "loss": initial.loss}
+
+    def step(self, action: NDArray[Any]) -> tuple[Observation, SupportsFloat, bool, bool, dict[str, Any]]:
+        if self._simulator is None:
+            raise RuntimeError("call reset() before step()")
+        cfg = self.config
+        decision = decode_action(action, self.num_devices, cfg.action, cfg.network.bandwidth_hz)
+        selected = np.flatnonzero(decision.selected)
+        costs = self.trainer.prepare_round({int(k): float(decision.pruning_rate[k]) for k in selected})
+
+        flops = np.zeros(self.num_devices)
+        bits = np.zeros(self.num_devices)
+        for k, cost in costs.items():
+            flops[k], bits[k] = cost.forward_flops_per_sample, cost.upload_bits
+        workload = DeviceWorkload(
+            forward_flops_per_sample=flops,
+            upload_bits=bits,
+            download_bits=self.trainer.download_bits(),
+            num_samples=self.trainer.num_samples,
+            local_epochs=cfg.learning.local_epochs,
+        )
+        report = self._simulator.run_round(decision, workload)
+        learning = self.trainer.train_round([int(k) for k in np.flatnonzero(report.arrived)])
+
+        reward, terms = self.reward_fn(
+            RoundOutcome(
+                accuracy=learning.accuracy,
+                previous_accuracy=self._learning.accuracy,
+                round_latency_s=report.round_latency_s,
+                round_energy_j=report.energy_j,
+            )
+        )
+        self._round += 1
+        self._energy_j += report.energy_j
+        self._learning = learning
+        self._last_selected = decision.selected.astype(np.float32)
+        self.last_report = report
+
+        target = cfg.episode.target_accuracy
+        terminated = target is not None and learning.accuracy >= target
+        truncated = self._round >= cfg.episode.max_rounds
+        return self._observation(), float(reward), terminated, truncated, self._info(report, learning, terms)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @property
+    def simulator(self) -> RoundSimulator:
+        if self._simulator is None:
+            raise RuntimeError("call reset() first")
+        return self._simulator
+
+    def _observation(self) -> Observation:
+        gain_db = np.clip(linear_to_db(self.simulator.channel_gain_linear), *GAIN_DB_RANGE)
+        return {
+            "channel_gain_db": gain_db.astype(np.float32),
+            "distance_m": np.minimum(self.fleet.distance_m, self.config.cell.radius_m).astype(np.float32),
+            "cpu_freq_ghz": (self.fleet.cpu_freq_hz / 1e9).astype(np.float32),
+            "data_fraction": self._data_fraction.copy(),
+            "last_selected": self._last_selected.copy(),
+            "round_fraction": np.array([self._round / self.config.episode.max_rounds], dtype=np.float32).clip(
+                0, 1
+            ),
+            "accuracy": np.array([self._learning.accuracy], dtype=np.float32).clip(0, 1),
+        }
+
+    def _info(self, report: RoundReport, learning: LearningResult, terms: dict[str, float]) -> dict[str, Any]:
+        return {
+            "round": self._round,
+            "sim_time_s": self.simulator.now_s,
+            "energy_j": self._energy_j,
+            "accuracy": learning.accuracy,
+            "loss": learning.loss,
+            **report.summary(),
+            "reward_terms": terms,
+        }

@@ -1,0 +1,4 @@
+"""Learning plane: datasets, partitions, models, pruning, aggregation and trainers.
+
+Imports neither gymnasium nor simpy.
+"""

@@ -1,0 +1,129 @@
+"""The values that cross the plane boundaries: what to do in a round, what it costs, what happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class RoundDecision:
+    """One round's decision, whoever made it (RL policy, optimiser, heuristic).
+
+    Attributes:
+        selected: (N,) which devices take part.
+        pruning_rate: (N,) fraction of model parameters each device removes, in [0, 1).
+        bandwidth_hz: (N,) uplink FDMA bandwidth per device; 0 for unselected devices.
+    """
+
+    selected: BoolArray
+    pruning_rate: FloatArray
+    bandwidth_hz: FloatArray
+
+    def validate(self, num_devices: int, total_bandwidth_hz: float) -> None:
+        """Raise ``ValueError`` naming the field if the decision is malformed or infeasible."""
+        for name in ("selected", "pruning_rate", "bandwidth_hz"):
+            shape = np.shape(getattr(self, name))
+            if shape != (num_devices,):
+                raise ValueError(f"RoundDecision.{name} must have shape ({num_devices},), got {shape}")
+        if not self.selected.any():
+            raise ValueError("RoundDecision.selected must select at least one device")
+        rho, bw = self.pruning_rate, self.bandwidth_hz
+        if not np.all(np.isfinite(rho)) or np.any((rho < 0) | (rho >= 1)):
+            raise ValueError("RoundDecision.pruning_rate must be finite and in [0, 1)")
+        if not np.all(np.isfinite(bw)) or np.any(bw < 0):
+            raise ValueError("RoundDecision.bandwidth_hz must be finite and >= 0")
+        if np.any(bw[self.selected] <= 0):
+            raise ValueError("RoundDecision.bandwidth_hz must be > 0 for every selected device")
+        if bw.sum() > total_bandwidth_hz * (1 + 1e-9):
+            raise ValueError(
+                f"RoundDecision.bandwidth_hz sums to {bw.sum():.6g} Hz, "
+                f"above the budget {total_bandwidth_hz:.6g} Hz"
+            )
+
+
+@dataclass(frozen=True)
+class DeviceWorkload:
+    """The learning plane's cost figures for one round (arrays over all N devices).
+
+    Attributes:
+        forward_flops_per_sample: Forward FLOPs of each device's pruned model for one sample.
+        upload_bits: Size of each device's upload (pruned weights + index overhead).
+        download_bits: Size of the broadcast global model.
+        num_samples: Local training samples per device.
+        local_epochs: Local epochs E.
+    """
+
+    forward_flops_per_sample: FloatArray
+    upload_bits: FloatArray
+    download_bits: float
+    num_samples: NDArray[np.int64]
+    local_epochs: int
+
+    @property
+    def training_flops(self) -> FloatArray:
+        """E x D_k x 3 x forward FLOPs: the backward pass costs about twice the forward pass."""
+        return self.local_epochs * self.num_samples * 3.0 * self.forward_flops_per_sample
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """What happened in one simulated round; per-device arrays are NaN/0 for unselected devices.
+
+    Times are absolute simulation times in seconds.
+    """
+
+    round_index: int
+    start_time_s: float
+    end_time_s: float
+    selected: BoolArray
+    arrived: BoolArray
+    channel_gain_linear: FloatArray
+    bandwidth_hz: FloatArray
+    pruning_rate: FloatArray
+    uplink_rate_bps: FloatArray
+    downlink_rate_bps: float
+    download_start_s: FloatArray
+    download_finish_s: FloatArray
+    compute_start_s: FloatArray
+    compute_finish_s: FloatArray
+    upload_start_s: FloatArray
+    upload_finish_s: FloatArray
+    upload_bits: FloatArray
+    compute_energy_j: FloatArray
+    transmit_energy_j: FloatArray
+
+    @property
+    def round_latency_s(self) -> float:
+        return self.end_time_s - self.start_time_s
+
+    @property
+    def energy_j(self) -> float:
+        """Total device energy spent in the round (compute + transmit)."""
+        return float(self.compute_energy_j.sum() + self.transmit_energy_j.sum())
+
+    @property
+    def compute_time_s(self) -> FloatArray:
+        return self.compute_finish_s - self.compute_start_s
+
+    @property
+    def upload_time_s(self) -> FloatArray:
+        return self.upload_finish_s - self.upload_start_s
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready scalars for logs and ``info``."""
+        return {
+            "round_latency_s": self.round_latency_s,
+            "round_energy_j": self.energy_j,
+            "num_selected": int(self.selected.sum()),
+            "num_arrived": int(self.arrived.sum()),
+            "downlink_time_s": float(np.nanmax(self.download_finish_s - self.download_start_s)),
+            "upload_bits": float(self.upload_bits.sum()),
+            "mean_pruning_rate": float(self.pruning_rate[self.selected].mean()),
+        }
