@@ -73,9 +73,20 @@ def init_parameters(model: nn.Module, generator: torch.Generator) -> None:
 
 
 def build_model(
-    name: str, input_shape: tuple[int, int, int], num_classes: int, generator: torch.Generator
+    name: str,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
 ) -> nn.Module:
-    """Build registered model ``name`` and initialise it from ``generator``."""
-    model = MODELS.get(name)(input_shape, num_classes)
+    """Build registered model ``name`` on ``device`` and initialise it from ``generator``.
+
+    The module is constructed on the meta device first: constructing it for real would run PyTorch's
+    default initialisation, which draws from (and advances) the global RNG.
+    """
+    with torch.device("meta"):
+        model = MODELS.get(name)(input_shape, num_classes)
+    # Initialise on the CPU, where the (CPU) generator lives, then move: same weights on any device.
+    model = model.to_empty(device="cpu")
     init_parameters(model, generator)
-    return model
+    return model.to(device)

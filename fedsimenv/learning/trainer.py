@@ -137,8 +137,8 @@ class TorchTrainer(Trainer):
         self._num_samples = np.array([len(c) for c in self.clients], dtype=np.int64)
         self._generator = torch.Generator().manual_seed(streams.torch_seed("training"))
         self.input_shape: tuple[int, int, int] = tuple(train.x.shape[1:])
-        self._model = build_model(cfg.model, self.input_shape, train.num_classes, self._generator).to(
-            self.device
+        self._model = build_model(
+            cfg.model, self.input_shape, train.num_classes, self._generator, self.device
         )
         self.total_params = count_parameters(self._model)
         self._test_x = torch.from_numpy(self.test.x).to(self.device)
