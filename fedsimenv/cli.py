@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     seed = config.seed if args.seed is None else args.seed
     out = Path(args.out) if args.out else None
 
-    console = Console(quiet=args.quiet, highlight=False)
+    console = Console(quiet=args.quiet, highlight=False, soft_wrap=True)
     console.print(
         f"[bold]fedsimenv run[/bold] scenario={config.name} agent={args.agent} seed={seed} "
         f"devices={config.cell.num_devices} rounds={config.episode.max_rounds}"
