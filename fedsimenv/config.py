@@ -8,9 +8,9 @@ against that component's own ``Params`` model.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 
 class _Frozen(BaseModel):
@@ -50,6 +50,9 @@ class ChannelConfig(_Frozen):
     path_loss: ComponentConfig = ComponentConfig(model="macro-cell")
     shadowing_std_db: float = Field(0.0, ge=0, le=30)
     fading: ComponentConfig = ComponentConfig(model="rayleigh")
+    coherence_time_s: float | None = Field(
+        None, gt=0, description="fading block length; null = one block per round"
+    )
 
     @field_validator("path_loss")
     @classmethod
@@ -68,12 +71,19 @@ class ChannelConfig(_Frozen):
         return value
 
 
+class Constant(_Frozen):
+    """The same value for every device (a plain number in YAML means this)."""
+
+    distribution: Literal["constant"] = "constant"
+    value: float
+
+
 class UniformRange(_Frozen):
     """Values drawn i.i.d. uniformly from [low, high] per device."""
 
     distribution: Literal["uniform"] = "uniform"
-    low: float = Field(gt=0)
-    high: float = Field(gt=0)
+    low: float = Field(ge=0)
+    high: float = Field(ge=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformRange:
@@ -82,10 +92,98 @@ class UniformRange(_Frozen):
         return self
 
 
+class LogNormal(_Frozen):
+    """Values drawn i.i.d. log-normally: ``median * exp(sigma * Z)``, Z standard normal."""
+
+    distribution: Literal["lognormal"]
+    median: float = Field(gt=0)
+    sigma: float = Field(ge=0, description="standard deviation of the natural logarithm")
+
+
+class FixedValues(_Frozen):
+    """One value per device, in device order (the list length must equal cell.num_devices)."""
+
+    distribution: Literal["list"]
+    values: list[float] = Field(min_length=1)
+
+
+def _number_to_constant(value: Any) -> Any:
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        return {"distribution": "constant", "value": value}
+    return value
+
+
+#: A per-device quantity: a plain number (the same for all devices), a distribution or a list.
+DeviceQuantity = Annotated[
+    Constant | UniformRange | LogNormal | FixedValues,
+    Field(discriminator="distribution"),
+    BeforeValidator(_number_to_constant),
+]
+
+
+class AvailabilityConfig(_Frozen):
+    """Two-state Markov on/off availability per device (exponential holding times)."""
+
+    on_to_off_rate_per_s: float = Field(ge=0, description="1 / mean time on")
+    off_to_on_rate_per_s: float = Field(ge=0, description="1 / mean time off")
+
+
 class DevicesConfig(_Frozen):
-    cpu_freq_hz: UniformRange = UniformRange(low=0.5e9, high=2e9)
-    flops_per_cycle: float = Field(4.0, gt=0, description="FLOPs executed per CPU cycle (phi)")
+    cpu_freq_hz: DeviceQuantity = UniformRange(low=0.5e9, high=2e9)
+    flops_per_cycle: DeviceQuantity = Field(Constant(value=4.0), description="FLOPs per CPU cycle (phi)")
+    tx_power_dbm: DeviceQuantity | None = Field(
+        None, description="per-device override of network.tx_power_dbm"
+    )
+    battery_capacity_j: DeviceQuantity | None = Field(None, description="null = unlimited battery")
+    idle_power_w: float = Field(0.0, ge=0, description="power drawn while on but not computing/sending")
     kappa: float = Field(1e-28, ge=0, description="effective switched capacitance (J/cycle/Hz^2)")
+    availability: AvailabilityConfig | None = Field(None, description="null = always available")
+    trace_csv: str | None = Field(
+        None,
+        description="CSV with one row per device and columns among cpu_freq_hz, flops_per_cycle, "
+        "tx_power_dbm, battery_capacity_j; its columns override the fields above",
+    )
+
+    @field_validator("cpu_freq_hz", "flops_per_cycle", "battery_capacity_j")
+    @classmethod
+    def _positive(cls, value: Any) -> Any:
+        if isinstance(value, Constant):
+            smallest = value.value
+        elif isinstance(value, UniformRange):
+            smallest = value.low
+        elif isinstance(value, LogNormal):
+            smallest = value.median
+        elif isinstance(value, FixedValues):
+            smallest = min(value.values)
+        else:
+            return value
+        if smallest <= 0:
+            raise ValueError("every device's value must be > 0")
+        return value
+
+
+class ProtocolConfig(_Frozen):
+    """How a round ends.
+
+    * ``synchronous``: when every selected device has arrived or failed;
+    * ``deadline``: at ``deadline_s`` after the round start at the latest; late updates are dropped;
+    * ``over-commit``: after the first ``target_updates`` arrivals; the others are dropped;
+    * ``async``: buffered asynchronous aggregation: devices keep training across rounds and a round
+      (one aggregation) ends at every ``target_updates``-th arrival; each update's staleness is
+      reported.
+    """
+
+    name: Literal["synchronous", "deadline", "over-commit", "async"] = "synchronous"
+    deadline_s: float | None = Field(None, gt=0)
+    target_updates: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _needed_params(self) -> ProtocolConfig:
+        if self.name == "deadline" and self.deadline_s is None:
+            raise ValueError("protocol 'deadline' needs deadline_s (seconds, > 0)")
+        if self.name in ("over-commit", "async") and self.target_updates is None:
+            raise ValueError(f"protocol {self.name!r} needs target_updates (an integer >= 1)")
+        return self
 
 
 class PartitionConfig(_Frozen):
@@ -163,6 +261,7 @@ class ScenarioConfig(_Frozen):
     network: NetworkConfig = NetworkConfig()
     channel: ChannelConfig = ChannelConfig()
     devices: DevicesConfig = DevicesConfig()
+    protocol: ProtocolConfig = ProtocolConfig()
     learning: LearningConfig = LearningConfig()
     action: ActionConfig = ActionConfig()
     episode: EpisodeConfig = EpisodeConfig()

@@ -24,6 +24,8 @@ Observation = dict[str, NDArray[np.float32]]
 
 #: Channel gains are clipped to this range (dB) in observations.
 GAIN_DB_RANGE = (-250.0, 0.0)
+#: CPU frequencies are clipped to [0, this] GHz in observations.
+MAX_CPU_FREQ_GHZ = 10.0
 
 
 def build_channel(config: ScenarioConfig) -> ChannelModel:
@@ -65,7 +67,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
     |-------------------|-------|-------------------|----------------------------------------------|
     | channel_gain_db   | (N,)  | [-250, 0]         | uplink power gain of the coming round, dB    |
     | distance_m        | (N,)  | [0, radius_m]     | distance to the base station                 |
-    | cpu_freq_ghz      | (N,)  | [0, max freq]     | CPU frequency                                |
+    | cpu_freq_ghz      | (N,)  | [0, 10]           | CPU frequency (clipped)                      |
     | data_fraction     | (N,)  | [0, 1]            | share of all training samples held locally   |
     | last_selected     | (N,)  | {0, 1}            | whether the device took part last round      |
     | round_fraction    | (1,)  | [0, 1]            | rounds done / max_rounds                     |
@@ -139,7 +141,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
             {
                 "channel_gain_db": box(*GAIN_DB_RANGE, n),
                 "distance_m": box(0.0, cfg.cell.radius_m, n),
-                "cpu_freq_ghz": box(0.0, cfg.devices.cpu_freq_hz.high / 1e9, n),
+                "cpu_freq_ghz": box(0.0, MAX_CPU_FREQ_GHZ, n),
                 "data_fraction": box(0.0, 1.0, n),
                 "last_selected": box(0.0, 1.0, n),
                 "round_fraction": box(0.0, 1.0, 1),
@@ -231,7 +233,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         return {
             "channel_gain_db": gain_db.astype(np.float32),
             "distance_m": np.minimum(self.fleet.distance_m, self.config.cell.radius_m).astype(np.float32),
-            "cpu_freq_ghz": (self.fleet.cpu_freq_hz / 1e9).astype(np.float32),
+            "cpu_freq_ghz": np.clip(self.fleet.cpu_freq_hz / 1e9, 0, MAX_CPU_FREQ_GHZ).astype(np.float32),
             "data_fraction": self._data_fraction.copy(),
             "last_selected": self._last_selected.copy(),
             "round_fraction": np.array([self._round / self.config.episode.max_rounds], dtype=np.float32).clip(

@@ -1,138 +1,386 @@
-"""SimPy simulation of synchronous federated rounds over an FDMA uplink.
+"""SimPy simulation of federated rounds over an FDMA uplink.
 
-A round, per selected device k (all times from the model in DESIGN.md):
+A job, per selected device k (the model of DESIGN.md):
 
-1. downlink broadcast of the global model, common to all, at the rate of the weakest selected device:
-   ``t_dl = bits_dl / (B_dl log2(1 + P_bs g_min / (N0 B_dl)))``;
+1. downlink broadcast of the global model to the devices starting a job, at the rate of the weakest
+   of them: ``r_dl = B_dl log2(1 + P_bs g_min / (N0 B_dl))``;
 2. local training: ``t_comp_k = E D_k 3 F_fwd_k / (f_k phi_k)`` with the forward FLOPs of the device's
-   actual pruned model;
-3. upload: ``t_up_k = bits_k / r_k`` with ``r_k = b_k log2(1 + p_k g_k / (N0 b_k))``.
+   actual pruned model; compute energy ``kappa cycles f_k^2`` (power ``kappa f_k^3``);
+3. upload of ``bits_k`` at ``r_k = b_k log2(1 + p_k g_k / (N0 b_k))``; energy ``p_k t_up``.
 
-The round is synchronous: it ends when the last selected device has uploaded. Energy per device is
-``kappa cycles f_k^2`` for compute plus ``p_k t_up_k`` for transmission. Channel gains are constant
-within a round (one fading block per round) and are drawn before the round, so an agent can observe
-the CSI it decides on.
+With a coherence time Tc, gains are redrawn every Tc seconds of simulated time and a transfer
+advances piecewise over the blocks at each block's rate; without one, one block spans one round.
+Every phase end is computed in closed form (:mod:`fedsimenv.sim.timing`) and scheduled as a SimPy
+timeout, so a round costs O(N) events. Failures interrupt a device's process (``simpy.Interrupt``):
+the device going off (Markov availability), its battery running out, or the server ending the round
+(deadline, over-commit). An interrupted update is lost; the energy spent up to then is counted.
+
+Protocols (``ProtocolConfig``): synchronous, deadline, over-commit and buffered asynchronous.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator
 from typing import Any
 
 import numpy as np
 import simpy
+from numpy.typing import NDArray
 
 from channels import ChannelModel, dbm_to_watt, shannon_rate_bps
-from fedsimenv.config import NetworkConfig
-from fedsimenv.sim.types import DeviceWorkload, FloatArray, RoundDecision, RoundReport
+from fedsimenv.config import NetworkConfig, ProtocolConfig
+from fedsimenv.sim.availability import MarkovAvailability
+from fedsimenv.sim.timing import compute_power_w, depletion_time, transfer_finish_times
+from fedsimenv.sim.types import (
+    STATUS_ARRIVED,
+    STATUS_DROPPED,
+    STATUS_FAILED,
+    STATUS_IDLE,
+    STATUS_IN_FLIGHT,
+    DeviceWorkload,
+    FloatArray,
+    RoundDecision,
+    RoundReport,
+)
 from fedsimenv.sim.world import DeviceFleet
+
+_PHASES = ("dl_start", "dl_finish", "comp_start", "comp_finish", "up_start", "up_finish")
 
 
 class RoundSimulator:
-    """Owns the SimPy clock, the devices and the channel state; runs one round per call.
+    """Owns the SimPy clock, the devices' jobs, batteries, availability and the channel state.
 
     Args:
         fleet: The devices.
         channel: Channel model producing per-block gains.
         network: Bandwidths, noise and powers.
         rng: Stream for the channel's fading draws.
+        protocol: How rounds end (default synchronous).
+        coherence_time_s: Fading block length; None = one block per round.
+        availability: On/off process of the devices; None = always on.
     """
 
     def __init__(
-        self, fleet: DeviceFleet, channel: ChannelModel, network: NetworkConfig, rng: np.random.Generator
+        self,
+        fleet: DeviceFleet,
+        channel: ChannelModel,
+        network: NetworkConfig,
+        rng: np.random.Generator,
+        protocol: ProtocolConfig | None = None,
+        coherence_time_s: float | None = None,
+        availability: MarkovAvailability | None = None,
     ) -> None:
         self.fleet = fleet
         self.channel = channel
         self.network = network
+        self.protocol = protocol or ProtocolConfig()
+        self.coherence_time_s = coherence_time_s
+        self.availability = availability
         self.noise_psd_w_per_hz = float(dbm_to_watt(network.noise_psd_dbm_per_hz))
         self.bs_tx_power_w = float(dbm_to_watt(network.bs_tx_power_dbm))
         self.rng = rng
         self.env = simpy.Environment()
         self.round_index = 0
-        self.channel_gain_linear = self._next_block()
+        self.version = 0  # aggregations so far (async staleness)
+        n = fleet.num_devices
+        self.battery_j: FloatArray = (
+            fleet.battery_capacity_j.astype(np.float64).copy()
+            if fleet.battery_capacity_j is not None
+            else np.full(n, np.inf)
+        )
+        self._blocks: dict[int, FloatArray] = {}
+        self._last_block = -1
+        self._round_gain = self._draw_gain()
+        # Per-device state of the current/last job.
+        self._times = {key: np.full(n, np.nan) for key in _PHASES}
+        self._active = np.zeros(n, dtype=bool)
+        self._job_id = np.zeros(n, dtype=np.int64)
+        self._job_version = np.zeros(n, dtype=np.int64)
+        self._job_bandwidth = np.zeros(n)
+        self._job_rho = np.zeros(n)
+        self._job_bits = np.zeros(n)
+        self._stop_s = np.full(n, np.nan)
+        self._status = np.full(n, STATUS_IDLE, dtype=object)
+        self._reason = np.full(n, "", dtype=object)
+        self._num_active = 0
+        self._downlink_rate_bps = 0.0
+        self._processes: dict[int, simpy.Process] = {}
+        self._arrivals: list[int] = []
+        self._round_done: simpy.Event = self.env.event()
+
+    # -- channel ------------------------------------------------------------------------------
 
     @property
     def now_s(self) -> float:
         """Simulated time elapsed since the start of the episode."""
         return float(self.env.now)
 
-    def _next_block(self) -> FloatArray:
+    def _draw_gain(self) -> FloatArray:
         return self.channel.sample_gain(self.fleet.distance_m, self.fleet.shadowing_db, self.rng)
 
+    def _block_gain(self, block: int) -> FloatArray:
+        """Gains of coherence block ``block``; blocks are drawn in order so the stream is deterministic."""
+        if self.coherence_time_s is None:
+            return self._round_gain
+        while self._last_block < block:
+            self._last_block += 1
+            self._blocks[self._last_block] = self._draw_gain()
+        return self._blocks[block]
+
+    def _gain_at(self, time_s: float) -> FloatArray:
+        if self.coherence_time_s is None:
+            return self._round_gain
+        return self._block_gain(int(np.floor(time_s / self.coherence_time_s)))
+
+    @property
+    def channel_gain_linear(self) -> FloatArray:
+        """Linear uplink gains of the block the next round starts in (the CSI an agent can observe)."""
+        return self._gain_at(self.now_s)
+
+    @property
+    def _block_length_s(self) -> float:
+        return self.coherence_time_s if self.coherence_time_s is not None else np.inf
+
+    # -- a round ------------------------------------------------------------------------------
+
     def run_round(self, decision: RoundDecision, workload: DeviceWorkload) -> RoundReport:
-        """Simulate one synchronous round and advance the clock to its end."""
-        fleet, n = self.fleet, self.fleet.num_devices
+        """Simulate one round (one aggregation) and advance the clock to its end."""
+        n = self.fleet.num_devices
         decision.validate(n, self.network.bandwidth_hz)
-        selected = decision.selected
-        gain = self.channel_gain_linear
-
-        uplink_rate = shannon_rate_bps(decision.bandwidth_hz, fleet.tx_power_w, gain, self.noise_psd_w_per_hz)
-        downlink_rate = float(
-            shannon_rate_bps(
-                self.network.downlink_bandwidth_hz,
-                self.bs_tx_power_w,
-                gain[selected].min(),
-                self.noise_psd_w_per_hz,
-            )
-        )
-        cycles = workload.training_flops / fleet.flops_per_cycle
-        compute_s = cycles / fleet.cpu_freq_hz
-        upload_bits = np.where(selected, workload.upload_bits, 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            upload_s = np.where(selected, upload_bits / uplink_rate, np.nan)
-
-        times: dict[str, FloatArray] = {
-            key: np.full(n, np.nan)
-            for key in ("dl_start", "dl_finish", "comp_start", "comp_finish", "up_start", "up_finish")
-        }
         start = self.now_s
-        broadcast = self.env.timeout(workload.download_bits / downlink_rate)
-        processes = [
-            self.env.process(self._device(int(k), broadcast, compute_s[k], upload_s[k], times))
-            for k in np.flatnonzero(selected)
-        ]
-        self.env.run(until=self.env.all_of(processes))
+        on = self.availability.advance_to(start) if self.availability is not None else np.ones(n, bool)
+        powered = on & (self.battery_j > 0)
+        self._arrivals = []
+        self._round_done = self.env.event()
+        # Forget the finished jobs of earlier rounds (async jobs in flight are kept).
+        idle = ~self._active
+        self._status[idle] = STATUS_IDLE
+        self._reason[idle] = ""
+        self._stop_s[idle] = np.nan
+        for key in _PHASES:
+            self._times[key][idle] = np.nan
+        self._downlink_rate_bps = 0.0
 
-        compute_energy = np.where(selected, fleet.kappa * cycles * fleet.cpu_freq_hz**2, 0.0)
-        transmit_energy = np.where(selected, fleet.tx_power_w * np.nan_to_num(upload_s), 0.0)
-        report = RoundReport(
-            round_index=self.round_index,
-            start_time_s=start,
-            end_time_s=self.now_s,
-            selected=selected.copy(),
-            arrived=selected.copy(),  # synchronous: every selected device arrives
-            channel_gain_linear=gain.copy(),
-            bandwidth_hz=decision.bandwidth_hz.copy(),
-            pruning_rate=np.where(selected, decision.pruning_rate, 0.0),
-            uplink_rate_bps=uplink_rate,
-            downlink_rate_bps=downlink_rate,
-            download_start_s=times["dl_start"],
-            download_finish_s=times["dl_finish"],
-            compute_start_s=times["comp_start"],
-            compute_finish_s=times["comp_finish"],
-            upload_start_s=times["up_start"],
-            upload_finish_s=times["up_finish"],
-            upload_bits=upload_bits,
-            compute_energy_j=compute_energy,
-            transmit_energy_j=transmit_energy,
-        )
+        # In async mode devices already working keep their job; the others may start one.
+        starting = decision.selected & ~self._active
+        unavailable = starting & ~powered
+        self._mark(unavailable, STATUS_FAILED, "unavailable", start)
+        starting &= powered
+        bandwidth = decision.bandwidth_hz.copy()
+        if self.protocol.name == "async":
+            # New jobs share the band left free by the jobs in flight, in the decision's proportions.
+            free_hz = self.network.bandwidth_hz - self._job_bandwidth[self._active].sum()
+            bandwidth *= max(free_hz, 0.0) / self.network.bandwidth_hz
+            no_band = starting & (bandwidth <= 0)
+            self._mark(no_band, STATUS_FAILED, "no-free-bandwidth", start)
+            starting &= ~no_band
+        self._start_jobs(starting, bandwidth, decision.pruning_rate, workload, start)
+
+        if self._num_active == 0:
+            self._round_done.succeed()
+        elif self.protocol.name == "deadline":
+            assert self.protocol.deadline_s is not None
+            self.env.process(self._deadline(self.round_index, self.protocol.deadline_s))
+        self.env.run(until=self._round_done)
+        end = self.now_s
+        if self.protocol.name == "async":
+            self._status[self._active] = STATUS_IN_FLIGHT
+            self.version += 1
+        report = self._report(decision, start, end, powered)
+        spent = report.compute_energy_j + report.transmit_energy_j + report.idle_energy_j
+        self.battery_j = np.maximum(self.battery_j - spent, 0.0)
+        report = dataclasses.replace(report, battery_j=self.battery_j.copy())
         self.round_index += 1
-        self.channel_gain_linear = self._next_block()
+        if self.coherence_time_s is None:
+            self._round_gain = self._draw_gain()
+        else:
+            current = int(np.floor(end / self.coherence_time_s))
+            self._blocks = {b: g for b, g in self._blocks.items() if b >= current}
         return report
 
-    def _device(
+    def _mark(self, mask: NDArray[np.bool_], status: str, reason: str, time_s: float) -> None:
+        self._status[mask] = status
+        self._reason[mask] = reason
+        self._stop_s[mask] = time_s
+
+    def _start_jobs(
         self,
-        k: int,
-        broadcast: simpy.Event,
-        compute_s: float,
-        upload_s: float,
-        times: dict[str, FloatArray],
-    ) -> Generator[simpy.Event, Any, None]:
-        """One device's round: receive the broadcast, train, upload."""
-        times["dl_start"][k] = self.env.now
-        yield broadcast
-        times["dl_finish"][k] = times["comp_start"][k] = self.env.now
-        yield self.env.timeout(compute_s)
-        times["comp_finish"][k] = times["up_start"][k] = self.env.now
-        yield self.env.timeout(upload_s)
-        times["up_finish"][k] = self.env.now
+        starting: NDArray[np.bool_],
+        bandwidth_hz: FloatArray,
+        pruning_rate: FloatArray,
+        workload: DeviceWorkload,
+        start: float,
+    ) -> None:
+        """Plan every phase of the new jobs in closed form and start their SimPy processes."""
+        if not starting.any():
+            return
+        fleet, tc = self.fleet, self._block_length_s
+        noise = self.noise_psd_w_per_hz
+        idx = np.flatnonzero(starting)
+
+        def downlink_rate(block: int) -> FloatArray:
+            g_min = self._block_gain(block)[idx].min()
+            return np.atleast_1d(
+                shannon_rate_bps(self.network.downlink_bandwidth_hz, self.bs_tx_power_w, g_min, noise)
+            )
+
+        dl_finish = float(
+            transfer_finish_times(np.array([start]), np.array([workload.download_bits]), downlink_rate, tc)[0]
+        )
+        self._downlink_rate_bps = float(downlink_rate(int(np.floor(start / tc)) if np.isfinite(tc) else 0)[0])
+        cycles = workload.training_flops / fleet.flops_per_cycle
+        comp_finish = np.where(starting, dl_finish + cycles / fleet.cpu_freq_hz, np.nan)
+
+        def uplink_rate(block: int) -> FloatArray:
+            return shannon_rate_bps(bandwidth_hz, fleet.tx_power_w, self._block_gain(block), noise)
+
+        up_finish = transfer_finish_times(
+            comp_finish, np.where(starting, workload.upload_bits, 0.0), uplink_rate, tc
+        )
+
+        t = self._times
+        t["dl_start"][idx] = start
+        t["dl_finish"][idx] = t["comp_start"][idx] = dl_finish
+        t["comp_finish"][idx] = t["up_start"][idx] = comp_finish[idx]
+        t["up_finish"][idx] = up_finish[idx]
+        self._active[idx] = True
+        self._num_active += len(idx)
+        self._job_id[idx] += 1
+        self._job_version[idx] = self.version
+        self._job_bandwidth[idx] = bandwidth_hz[idx]
+        self._job_rho[idx] = pruning_rate[idx]
+        self._job_bits[idx] = workload.upload_bits[idx]
+        self._status[idx] = STATUS_IN_FLIGHT
+        self._reason[idx] = ""
+
+        # When would each device fail on its own: going off, or its battery running out?
+        offline_at = (
+            self.availability.next_off_time_s()
+            if self.availability is not None
+            else np.full(fleet.num_devices, np.inf)
+        )
+        idle_w = np.full(fleet.num_devices, fleet.idle_power_w)
+        battery_at = depletion_time(
+            self.battery_j,
+            [
+                (np.full(fleet.num_devices, start), np.full(fleet.num_devices, dl_finish), idle_w),
+                (
+                    np.full(fleet.num_devices, dl_finish),
+                    comp_finish,
+                    compute_power_w(fleet.kappa, fleet.cpu_freq_hz),
+                ),
+                (comp_finish, up_finish, fleet.tx_power_w),
+            ],
+        )
+        broadcast = self.env.timeout(dl_finish - start)
+        for k in idx:
+            process = self.env.process(self._job(int(k), broadcast))
+            self._processes[int(k)] = process
+            fail_at, reason = (
+                (offline_at[k], "went-offline")
+                if offline_at[k] <= battery_at[k]
+                else (battery_at[k], "battery-depleted")
+            )
+            if fail_at < up_finish[k]:
+                self.env.process(self._watchdog(int(k), int(self._job_id[k]), float(fail_at), reason))
+
+    def _job(self, k: int, broadcast: simpy.Event) -> Generator[simpy.Event, Any, None]:
+        """One device's job: receive the broadcast, train, upload; stops early if interrupted."""
+        try:
+            yield broadcast
+            yield self.env.timeout(max(self._times["comp_finish"][k] - self.env.now, 0.0))
+            yield self.env.timeout(max(self._times["up_finish"][k] - self.env.now, 0.0))
+            self._end_job(k, STATUS_ARRIVED, "")
+        except simpy.Interrupt as interrupt:
+            cause: tuple[str, str] = interrupt.cause  # type: ignore[assignment]
+            self._end_job(k, *cause)
+
+    def _watchdog(self, k: int, job_id: int, at_s: float, reason: str) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(max(at_s - self.env.now, 0.0))
+        if self._active[k] and self._job_id[k] == job_id:
+            self._processes[k].interrupt((STATUS_FAILED, reason))
+
+    def _deadline(self, round_index: int, deadline_s: float) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(deadline_s)
+        if self.round_index == round_index and not self._round_done.triggered:
+            self._drop_active("deadline")
+
+    def _drop_active(self, reason: str) -> None:
+        for k in np.flatnonzero(self._active):
+            process = self._processes[int(k)]
+            if process.is_alive:
+                process.interrupt((STATUS_DROPPED, reason))
+
+    def _end_job(self, k: int, status: str, reason: str) -> None:
+        self._active[k] = False
+        self._num_active -= 1
+        self._processes.pop(k, None)
+        self._status[k], self._reason[k], self._stop_s[k] = status, reason, self.now_s
+        if status == STATUS_ARRIVED:
+            self._arrivals.append(k)
+        target = self.protocol.target_updates
+        if self.protocol.name == "over-commit" and len(self._arrivals) == target:
+            self._drop_active("over-commit")
+        if self._round_done.triggered:
+            return
+        if self._num_active == 0 or (self.protocol.name == "async" and len(self._arrivals) == target):
+            self._round_done.succeed()
+
+    # -- report ---------------------------------------------------------------------------------
+
+    def _report(
+        self, decision: RoundDecision, start: float, end: float, powered: NDArray[np.bool_]
+    ) -> RoundReport:
+        fleet, n, t = self.fleet, self.fleet.num_devices, self._times
+        stop = np.where(np.isnan(self._stop_s), end, np.minimum(self._stop_s, end))
+
+        def overlap(a: FloatArray, b: FloatArray) -> FloatArray:
+            lo, hi = np.maximum(a, start), np.minimum(np.minimum(b, stop), end)
+            return np.asarray(np.nan_to_num(np.maximum(hi - lo, 0.0)), dtype=np.float64)
+
+        compute_s = overlap(t["comp_start"], t["comp_finish"])
+        upload_s = overlap(t["up_start"], t["up_finish"])
+        # A device that failed is off (or flat) from then on; one that merely finished idles.
+        alive_until = np.where(self._status == STATUS_FAILED, np.maximum(stop, start), end)
+        idle_s = np.where(powered, np.maximum(alive_until - start - compute_s - upload_s, 0.0), 0.0)
+        arrived = np.zeros(n, dtype=bool)
+        arrived[self._arrivals] = True
+        gain = self._gain_at(start)
+        bandwidth = self._job_bandwidth_for_report(decision)
+        uplink_rate = shannon_rate_bps(bandwidth, fleet.tx_power_w, gain, self.noise_psd_w_per_hz)
+        has_job = ~np.isnan(t["dl_start"])
+        return RoundReport(
+            round_index=self.round_index,
+            start_time_s=start,
+            end_time_s=end,
+            selected=decision.selected.copy(),
+            arrived=arrived,
+            channel_gain_linear=gain.copy(),
+            bandwidth_hz=bandwidth,
+            pruning_rate=np.where(decision.selected, decision.pruning_rate, 0.0),
+            uplink_rate_bps=uplink_rate,
+            downlink_rate_bps=self._downlink_rate_bps,
+            download_start_s=t["dl_start"].copy(),
+            download_finish_s=t["dl_finish"].copy(),
+            compute_start_s=t["comp_start"].copy(),
+            compute_finish_s=t["comp_finish"].copy(),
+            upload_start_s=t["up_start"].copy(),
+            upload_finish_s=t["up_finish"].copy(),
+            upload_bits=np.where(has_job, self._job_bits, 0.0),
+            compute_energy_j=compute_power_w(fleet.kappa, fleet.cpu_freq_hz) * compute_s,
+            transmit_energy_j=fleet.tx_power_w * upload_s,
+            idle_energy_j=fleet.idle_power_w * idle_s,
+            status=self._status.astype(str),
+            reason=self._reason.astype(str),
+            staleness=np.where(arrived, self.version - 1 - self._job_version, 0)
+            if self.protocol.name == "async"
+            else np.zeros(n, dtype=np.int64),
+            battery_j=self.battery_j.copy(),
+            protocol=self.protocol.name,
+        )
+
+    def _job_bandwidth_for_report(self, decision: RoundDecision) -> FloatArray:
+        source = self._job_bandwidth if self.protocol.name == "async" else decision.bandwidth_hz
+        result: FloatArray = np.array(source, dtype=np.float64)
+        return result

@@ -72,11 +72,24 @@ class DeviceWorkload:
         return self.local_epochs * self.num_samples * 3.0 * self.forward_flops_per_sample
 
 
+#: Per-device outcome of a round (``RoundReport.status``).
+STATUS_IDLE = "idle"  # had no job in this round
+STATUS_ARRIVED = "arrived"  # update reached the server in this round and is aggregated
+STATUS_DROPPED = "dropped"  # the server discarded it (reason: deadline, over-commit)
+STATUS_FAILED = "failed"  # the device could not finish (reason: unavailable, went-offline, battery-depleted,
+# no-free-bandwidth)
+STATUS_IN_FLIGHT = "in-flight"  # async only: still working when the round (aggregation) ended
+
+
 @dataclass(frozen=True)
 class RoundReport:
-    """What happened in one simulated round; per-device arrays are NaN/0 for unselected devices.
+    """What happened in one simulated round; per-device phase times are NaN where not applicable.
 
-    Times are absolute simulation times in seconds.
+    Times are absolute simulation times in seconds. In the synchronous, deadline and over-commit
+    protocols every job starts and ends within its round. In the async protocol a job may span rounds:
+    the phase times are those of the device's current or last job, ``staleness`` is the number of
+    aggregations between its start and its arrival, and energies count only what was spent within
+    this round's time window.
     """
 
     round_index: int
@@ -98,6 +111,12 @@ class RoundReport:
     upload_bits: FloatArray
     compute_energy_j: FloatArray
     transmit_energy_j: FloatArray
+    idle_energy_j: FloatArray
+    status: NDArray[np.str_]
+    reason: NDArray[np.str_]
+    staleness: NDArray[np.int64]
+    battery_j: FloatArray
+    protocol: str = "synchronous"
 
     @property
     def round_latency_s(self) -> float:
@@ -105,8 +124,8 @@ class RoundReport:
 
     @property
     def energy_j(self) -> float:
-        """Total device energy spent in the round (compute + transmit)."""
-        return float(self.compute_energy_j.sum() + self.transmit_energy_j.sum())
+        """Total device energy spent in the round (compute + transmit + idle)."""
+        return float(self.compute_energy_j.sum() + self.transmit_energy_j.sum() + self.idle_energy_j.sum())
 
     @property
     def compute_time_s(self) -> FloatArray:
@@ -118,12 +137,16 @@ class RoundReport:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready scalars for logs and ``info``."""
+        downlink = self.download_finish_s - self.download_start_s
         return {
             "round_latency_s": self.round_latency_s,
             "round_energy_j": self.energy_j,
             "num_selected": int(self.selected.sum()),
             "num_arrived": int(self.arrived.sum()),
-            "downlink_time_s": float(np.nanmax(self.download_finish_s - self.download_start_s)),
-            "upload_bits": float(self.upload_bits.sum()),
+            "num_dropped": int((self.status == STATUS_DROPPED).sum()),
+            "num_failed": int((self.status == STATUS_FAILED).sum()),
+            "downlink_time_s": float(np.nanmax(downlink)) if np.isfinite(downlink).any() else 0.0,
+            "upload_bits": float(self.upload_bits[self.arrived].sum()),
             "mean_pruning_rate": float(self.pruning_rate[self.selected].mean()),
+            "max_staleness": int(self.staleness[self.arrived].max()) if self.arrived.any() else 0,
         }

@@ -1,14 +1,23 @@
-"""The devices of a cell: where they are and what hardware they have."""
+"""The devices of a cell: where they are and what hardware they have.
+
+Per-device quantities come from the scenario's ``devices`` section: a number (same for all), a
+uniform or log-normal distribution, an explicit list, or a column of a CSV trace file.
+"""
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from channels import ChannelModel, dbm_to_watt
-from fedsimenv.config import ScenarioConfig
+from fedsimenv.config import Constant, DeviceQuantity, FixedValues, LogNormal, ScenarioConfig, UniformRange
 from fedsimenv.sim.types import FloatArray
+
+#: Columns a device trace CSV may hold.
+TRACE_COLUMNS = ("cpu_freq_hz", "flops_per_cycle", "tx_power_dbm", "battery_capacity_j")
 
 
 @dataclass(frozen=True)
@@ -22,6 +31,8 @@ class DeviceFleet:
     flops_per_cycle: FloatArray
     tx_power_w: FloatArray
     kappa: float
+    battery_capacity_j: FloatArray | None = None  # None = unlimited
+    idle_power_w: float = 0.0
 
     @property
     def num_devices(self) -> int:
@@ -35,23 +46,85 @@ class DeviceFleet:
         )
 
 
+def sample_quantity(quantity: DeviceQuantity, n: int, rng: np.random.Generator, field: str) -> FloatArray:
+    """Per-device values of ``quantity`` (``field`` names it in errors)."""
+    if isinstance(quantity, Constant):
+        return np.full(n, quantity.value)
+    if isinstance(quantity, UniformRange):
+        return rng.uniform(quantity.low, quantity.high, size=n)
+    if isinstance(quantity, LogNormal):
+        return quantity.median * np.exp(quantity.sigma * rng.standard_normal(n))
+    if isinstance(quantity, FixedValues):
+        if len(quantity.values) != n:
+            raise ValueError(f"{field}: the list has {len(quantity.values)} values, cell.num_devices is {n}")
+        return np.asarray(quantity.values, dtype=np.float64)
+    raise TypeError(f"{field}: unsupported quantity {quantity!r}")
+
+
+def read_trace_csv(path: str | Path, n: int) -> dict[str, FloatArray]:
+    """Columns of a device trace file: one row per device, a header naming columns in TRACE_COLUMNS."""
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"devices.trace_csv: file not found: {file}")
+    with file.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        unknown = set(reader.fieldnames or ()) - set(TRACE_COLUMNS)
+        if unknown:
+            raise ValueError(
+                f"devices.trace_csv {file}: unknown columns {sorted(unknown)}; "
+                f"allowed: {', '.join(TRACE_COLUMNS)}"
+            )
+        rows = list(reader)
+    if len(rows) != n:
+        raise ValueError(f"devices.trace_csv {file}: {len(rows)} device rows, cell.num_devices is {n}")
+    columns: dict[str, FloatArray] = {}
+    for name in reader.fieldnames or ():
+        try:
+            values = np.array([float(row[name]) for row in rows])
+        except ValueError as err:
+            raise ValueError(f"devices.trace_csv {file}: column {name!r}: {err}") from None
+        if name != "tx_power_dbm" and np.any(values <= 0):
+            raise ValueError(f"devices.trace_csv {file}: column {name!r} must be > 0")
+        columns[name] = values
+    return columns
+
+
 def build_fleet(config: ScenarioConfig, channel: ChannelModel, rng: np.random.Generator) -> DeviceFleet:
-    """Draw device positions (uniform over the annulus ``min_distance_m..radius_m``), CPU frequencies
-    and shadowing from ``rng``."""
+    """Draw device positions (uniform over the annulus ``min_distance_m..radius_m``), hardware and
+    shadowing from ``rng``."""
     n = config.cell.num_devices
+    devices = config.devices
     r_min, r_max = config.cell.min_distance_m, config.cell.radius_m
     # Uniform over the area: the radius' CDF is quadratic, so sample r^2 uniformly.
     distance_m = np.sqrt(rng.uniform(r_min**2, r_max**2, size=n))
     angle_rad = rng.uniform(0.0, 2 * np.pi, size=n)
-    freq = config.devices.cpu_freq_hz
-    cpu_freq_hz = rng.uniform(freq.low, freq.high, size=n)
+    cpu_freq_hz = sample_quantity(devices.cpu_freq_hz, n, rng, "devices.cpu_freq_hz")
     shadowing_db = channel.sample_shadowing_db(n, rng)
+    flops_per_cycle = sample_quantity(devices.flops_per_cycle, n, rng, "devices.flops_per_cycle")
+    tx_power_dbm = (
+        sample_quantity(devices.tx_power_dbm, n, rng, "devices.tx_power_dbm")
+        if devices.tx_power_dbm is not None
+        else np.full(n, config.network.tx_power_dbm)
+    )
+    battery = (
+        sample_quantity(devices.battery_capacity_j, n, rng, "devices.battery_capacity_j")
+        if devices.battery_capacity_j is not None
+        else None
+    )
+    if devices.trace_csv is not None:
+        trace = read_trace_csv(devices.trace_csv, n)
+        cpu_freq_hz = trace.get("cpu_freq_hz", cpu_freq_hz)
+        flops_per_cycle = trace.get("flops_per_cycle", flops_per_cycle)
+        tx_power_dbm = trace.get("tx_power_dbm", tx_power_dbm)
+        battery = trace.get("battery_capacity_j", battery)
     return DeviceFleet(
         distance_m=distance_m,
         angle_rad=angle_rad,
         shadowing_db=shadowing_db,
         cpu_freq_hz=cpu_freq_hz,
-        flops_per_cycle=np.full(n, config.devices.flops_per_cycle),
-        tx_power_w=np.full(n, float(dbm_to_watt(config.network.tx_power_dbm))),
-        kappa=config.devices.kappa,
+        flops_per_cycle=flops_per_cycle,
+        tx_power_w=dbm_to_watt(tx_power_dbm),
+        kappa=devices.kappa,
+        battery_capacity_j=battery,
+        idle_power_w=devices.idle_power_w,
     )
