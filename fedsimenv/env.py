@@ -11,7 +11,15 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from channels import FADING_MODELS, PATH_LOSS_MODELS, ChannelModel, linear_to_db
+from channels import (
+    FADING_MODELS,
+    MOBILITY_MODELS,
+    PATH_LOSS_MODELS,
+    SHADOWING_MODELS,
+    ChannelModel,
+    MobilityModel,
+    linear_to_db,
+)
 from fedsimenv.actions import decode_action
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.learning.trainer import TRAINERS, LearningResult
@@ -31,11 +39,23 @@ def build_channel(config: ScenarioConfig) -> ChannelModel:
     spec = config.channel
     path_loss_cls = PATH_LOSS_MODELS.get(spec.path_loss.model)
     fading_cls = FADING_MODELS.get(spec.fading.model)
+    shadowing = None
+    if spec.shadowing is not None:
+        shadowing_cls = SHADOWING_MODELS.get(spec.shadowing.model)
+        shadowing = shadowing_cls(shadowing_cls.Params.model_validate(spec.shadowing.params))
     return ChannelModel(
         path_loss=path_loss_cls(path_loss_cls.Params.model_validate(spec.path_loss.params)),
         fading=fading_cls(fading_cls.Params.model_validate(spec.fading.params)),
         shadowing_std_db=spec.shadowing_std_db,
+        shadowing=shadowing,
     )
+
+
+def build_mobility(config: ScenarioConfig) -> MobilityModel:
+    """The scenario's mobility model, from the registry (``reset`` it before use)."""
+    spec = config.channel.mobility
+    mobility_cls = MOBILITY_MODELS.get(spec.model)
+    return mobility_cls(mobility_cls.Params.model_validate(spec.params))
 
 
 class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
