@@ -51,8 +51,38 @@ class ChannelConfig(_Frozen):
     shadowing_std_db: float = Field(0.0, ge=0, le=30)
     fading: ComponentConfig = ComponentConfig(model="rayleigh")
     coherence_time_s: float | None = Field(
-        None, gt=0, description="fading block length; null = one block per round"
+        None,
+        gt=0,
+        description="how often the simulator advances the channel (mobility, shadowing, fading), in "
+        "seconds of simulated time; null = once per round",
     )
+    shadowing: ComponentConfig | None = Field(
+        None, description="shadowing model (e.g. gudmundson); replaces shadowing_std_db when given"
+    )
+    mobility: ComponentConfig = ComponentConfig(model="static")
+
+    @field_validator("shadowing")
+    @classmethod
+    def _check_shadowing(cls, value: ComponentConfig | None) -> ComponentConfig | None:
+        from channels import SHADOWING_MODELS
+
+        if value is not None:
+            SHADOWING_MODELS.get(value.model).Params.model_validate(value.params)
+        return value
+
+    @field_validator("mobility")
+    @classmethod
+    def _check_mobility(cls, value: ComponentConfig) -> ComponentConfig:
+        from channels import MOBILITY_MODELS
+
+        MOBILITY_MODELS.get(value.model).Params.model_validate(value.params)
+        return value
+
+    @model_validator(mode="after")
+    def _one_shadowing(self) -> ChannelConfig:
+        if self.shadowing is not None and self.shadowing_std_db != 0:
+            raise ValueError("give either shadowing_std_db or a shadowing model, not both")
+        return self
 
     @field_validator("path_loss")
     @classmethod

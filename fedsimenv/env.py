@@ -11,14 +11,17 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from channels import FADING_MODELS, PATH_LOSS_MODELS, ChannelModel, linear_to_db
+from channels import linear_to_db
 from fedsimenv.actions import decode_action
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.learning.trainer import TRAINERS, LearningResult
 from fedsimenv.rewards import REWARDS, RoundOutcome
 from fedsimenv.scenario import load_scenario
 from fedsimenv.seeding import EpisodeStreams, child_sequence
-from fedsimenv.sim import DeviceWorkload, RoundReport, RoundSimulator, build_fleet
+from fedsimenv.sim import DeviceWorkload, RoundReport, RoundSimulator
+from fedsimenv.sim.builder import build_channel, build_mobility, build_simulator
+
+__all__ = ["WirelessFLEnv", "build_channel", "build_mobility"]
 
 Observation = dict[str, NDArray[np.float32]]
 
@@ -26,18 +29,6 @@ Observation = dict[str, NDArray[np.float32]]
 GAIN_DB_RANGE = (-250.0, 0.0)
 #: CPU frequencies are clipped to [0, this] GHz in observations.
 MAX_CPU_FREQ_GHZ = 10.0
-
-
-def build_channel(config: ScenarioConfig) -> ChannelModel:
-    """The scenario's channel model, from the registries."""
-    spec = config.channel
-    path_loss_cls = PATH_LOSS_MODELS.get(spec.path_loss.model)
-    fading_cls = FADING_MODELS.get(spec.fading.model)
-    return ChannelModel(
-        path_loss=path_loss_cls(path_loss_cls.Params.model_validate(spec.path_loss.params)),
-        fading=fading_cls(fading_cls.Params.model_validate(spec.fading.params)),
-        shadowing_std_db=spec.shadowing_std_db,
-    )
 
 
 class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
@@ -129,7 +120,6 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         self.config = load_scenario(scenario, all_overrides)
         cfg = self.config
         n = self.num_devices = cfg.cell.num_devices
-        self.channel = build_channel(cfg)
         self.trainer = TRAINERS.get(cfg.trainer)(cfg.learning, n)
         self.reward_fn = REWARDS.get(cfg.reward.name)(**cfg.reward.params)
 
@@ -165,10 +155,8 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         streams = EpisodeStreams(child_sequence(self._seed_root, f"episode-{self._episode}"))
         self._episode += 1
 
-        self.fleet = build_fleet(self.config, self.channel, streams.numpy("world"))
-        self._simulator = RoundSimulator(
-            self.fleet, self.channel, self.config.network, streams.numpy("channel")
-        )
+        self._simulator = build_simulator(self.config, streams)
+        self.fleet = self._simulator.fleet
         initial = self.trainer.reset(streams)
         num_samples = self.trainer.num_samples
         self._data_fraction = (num_samples / num_samples.sum()).astype(np.float32)
@@ -232,7 +220,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         gain_db = np.clip(linear_to_db(self.simulator.channel_gain_linear), *GAIN_DB_RANGE)
         return {
             "channel_gain_db": gain_db.astype(np.float32),
-            "distance_m": np.minimum(self.fleet.distance_m, self.config.cell.radius_m).astype(np.float32),
+            "distance_m": np.minimum(self.simulator.distance_m, self.config.cell.radius_m).astype(np.float32),
             "cpu_freq_ghz": np.clip(self.fleet.cpu_freq_hz / 1e9, 0, MAX_CPU_FREQ_GHZ).astype(np.float32),
             "data_fraction": self._data_fraction.copy(),
             "last_selected": self._last_selected.copy(),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: The streams of one episode. The name -> spawn key mapping is fixed (hash of the name).
-STREAM_NAMES = ("world", "channel", "partition", "training", "agent")
+STREAM_NAMES = ("world", "channel", "availability", "partition", "training", "agent")
 
 
 def _name_key(name: str) -> int:

@@ -28,7 +28,8 @@ import numpy as np
 import simpy
 from numpy.typing import NDArray
 
-from channels import ChannelModel, dbm_to_watt, shannon_rate_bps
+from channels import ChannelModel, DynamicChannel, dbm_to_watt, shannon_rate_bps
+from channels.mobility import StaticMobility
 from fedsimenv.config import NetworkConfig, ProtocolConfig
 from fedsimenv.sim.availability import MarkovAvailability
 from fedsimenv.sim.timing import compute_power_w, depletion_time, transfer_finish_times
@@ -52,10 +53,10 @@ class RoundSimulator:
     """Owns the SimPy clock, the devices' jobs, batteries, availability and the channel state.
 
     Args:
-        fleet: The devices.
-        channel: Channel model producing per-block gains.
+        fleet: The devices (initial positions and shadowing).
+        channel: The channel; a plain :class:`ChannelModel` is wrapped with static devices.
         network: Bandwidths, noise and powers.
-        rng: Stream for the channel's fading draws.
+        rng: Stream for the channel's evolution (fading, shadowing, LOS state, mobility).
         protocol: How rounds end (default synchronous).
         coherence_time_s: Fading block length; None = one block per round.
         availability: On/off process of the devices; None = always on.
@@ -64,7 +65,7 @@ class RoundSimulator:
     def __init__(
         self,
         fleet: DeviceFleet,
-        channel: ChannelModel,
+        channel: ChannelModel | DynamicChannel,
         network: NetworkConfig,
         rng: np.random.Generator,
         protocol: ProtocolConfig | None = None,
@@ -72,6 +73,9 @@ class RoundSimulator:
         availability: MarkovAvailability | None = None,
     ) -> None:
         self.fleet = fleet
+        if isinstance(channel, ChannelModel):
+            radius_m = float(np.max(fleet.distance_m)) + 1.0
+            channel = DynamicChannel(channel, StaticMobility(StaticMobility.Params()), radius_m, 0.0)
         self.channel = channel
         self.network = network
         self.protocol = protocol or ProtocolConfig()
@@ -89,9 +93,10 @@ class RoundSimulator:
             if fleet.battery_capacity_j is not None
             else np.full(n, np.inf)
         )
-        self._blocks: dict[int, FloatArray] = {}
-        self._last_block = -1
-        self._round_gain = self._draw_gain()
+        # Block 0 is the channel at time 0; each later block advances the channel by one step.
+        self._blocks: dict[int, FloatArray] = {0: channel.reset(fleet.position_m, rng, fleet.shadowing_db)}
+        self._last_block = 0
+        self._round_gain = self._blocks[0]
         # Per-device state of the current/last job.
         self._times = {key: np.full(n, np.nan) for key in _PHASES}
         self._active = np.zeros(n, dtype=bool)
@@ -116,8 +121,10 @@ class RoundSimulator:
         """Simulated time elapsed since the start of the episode."""
         return float(self.env.now)
 
-    def _draw_gain(self) -> FloatArray:
-        return self.channel.sample_gain(self.fleet.distance_m, self.fleet.shadowing_db, self.rng)
+    @property
+    def distance_m(self) -> FloatArray:
+        """Current distance of each device to the base station (devices may move)."""
+        return self.channel.distance_m
 
     def _block_gain(self, block: int) -> FloatArray:
         """Gains of coherence block ``block``; blocks are drawn in order so the stream is deterministic."""
@@ -125,7 +132,7 @@ class RoundSimulator:
             return self._round_gain
         while self._last_block < block:
             self._last_block += 1
-            self._blocks[self._last_block] = self._draw_gain()
+            self._blocks[self._last_block] = self.channel.advance(self.coherence_time_s)
         return self._blocks[block]
 
     def _gain_at(self, time_s: float) -> FloatArray:
@@ -193,7 +200,7 @@ class RoundSimulator:
         report = dataclasses.replace(report, battery_j=self.battery_j.copy())
         self.round_index += 1
         if self.coherence_time_s is None:
-            self._round_gain = self._draw_gain()
+            self._round_gain = self.channel.advance(end - start)
         else:
             current = int(np.floor(end / self.coherence_time_s))
             self._blocks = {b: g for b, g in self._blocks.items() if b >= current}
