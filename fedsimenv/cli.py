@@ -21,6 +21,7 @@ TABLE_COLUMNS = (
     ("round_latency_s", "latency s", "{:>9.3f}"),
     ("energy_j", "energy J", "{:>9.4f}"),
     ("num_selected", "sel", "{:>3d}"),
+    ("num_arrived", "arr", "{:>3d}"),
     ("mean_rho", "rho", "{:>5.2f}"),
     ("accuracy", "accuracy", "{:>8.4f}"),
     ("loss", "loss", "{:>7.4f}"),
@@ -86,7 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress.console.print(_format_row(row))
             progress.advance(task)
 
-        rows = run_episode(config, args.agent, seed, out, overwrite=args.overwrite, on_round=on_round)
+        rows = run_episode(
+            config, args.agent, seed, out, overwrite=args.overwrite, on_round=on_round, timeline=args.timeline
+        )
     last = rows[-1]
     console.print(
         f"done: {len(rows)} rounds, accuracy {last['accuracy']:.4f}, simulated {last['sim_time_s']:.2f} s, "
@@ -143,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario field"
     )
     run.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    run.add_argument(
+        "--timeline",
+        action="store_true",
+        help="also write timeline.jsonl and gantt.png (last round) to --out",
+    )
     run.add_argument("--quiet", action="store_true", help="print nothing")
     run.set_defaults(func=cmd_run)
 

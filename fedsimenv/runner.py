@@ -3,7 +3,9 @@
 Run directory contents:
 
 * ``config.yaml``: the fully resolved scenario (every default written out), written atomically;
-* ``metrics.jsonl``: one JSON object per round, appended and flushed as each round ends.
+* ``metrics.jsonl``: one JSON object per round, appended and flushed as each round ends;
+* with ``timeline=True``: ``timeline.jsonl`` (one record per device and round: status, phase times,
+  energy) and ``gantt.png`` (the last round as a Gantt chart).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from fedsimenv.config import ScenarioConfig
 from fedsimenv.env import WirelessFLEnv
 from fedsimenv.scenario import dump_scenario, write_text_atomic
 from fedsimenv.seeding import EpisodeStreams
+from fedsimenv.sim.timeline import append_timeline_jsonl, plot_gantt
 
 #: Keys of each ``metrics.jsonl`` row, in order. Only simulated quantities: wall-clock time is left
 #: out so that the same seed gives a byte-identical file.
@@ -51,11 +54,16 @@ def run_episode(
     out_dir: Path | None = None,
     overwrite: bool = False,
     on_round: Callable[[Mapping[str, Any]], None] | None = None,
+    timeline: bool = False,
 ) -> list[dict[str, Any]]:
     """Run ``agent_name`` on ``config`` for ``config.episode.max_rounds`` rounds (or until terminated).
 
     Returns the metric rows; writes the run directory if ``out_dir`` is given.
     """
+    if timeline and out_dir is None:
+        raise ValueError(
+            "--timeline needs --out (the run directory to write timeline.jsonl and gantt.png to)"
+        )
     metrics_path = out_dir / "metrics.jsonl" if out_dir is not None else None
     if metrics_path is not None and metrics_path.exists() and not overwrite:
         raise RunDirectoryError(f"{metrics_path} already exists; choose another --out or pass --overwrite")
@@ -71,12 +79,14 @@ def run_episode(
     agent.reset(info)
 
     rows: list[dict[str, Any]] = []
-    handle = None
+    handle = timeline_handle = None
     if out_dir is not None and metrics_path is not None:
         write_text_atomic(
             out_dir / "config.yaml", dump_scenario(env.config.model_copy(update={"seed": seed}))
         )
         handle = metrics_path.open("w", encoding="utf-8")
+        if timeline:
+            timeline_handle = (out_dir / "timeline.jsonl").open("w", encoding="utf-8")
     try:
         done = False
         while not done:
@@ -89,10 +99,15 @@ def run_episode(
             if handle is not None:
                 handle.write(json.dumps(row) + "\n")
                 handle.flush()
+            if timeline_handle is not None and env.last_report is not None:
+                append_timeline_jsonl(env.last_report, timeline_handle)
             if on_round is not None:
                 on_round(row)
             done = terminated or truncated
     finally:
-        if handle is not None:
-            handle.close()
+        for open_file in (handle, timeline_handle):
+            if open_file is not None:
+                open_file.close()
+    if timeline and out_dir is not None and env.last_report is not None:
+        plot_gantt(env.last_report, out_dir / "gantt.png")
     return rows

@@ -116,6 +116,7 @@ class RoundReport:
     reason: NDArray[np.str_]
     staleness: NDArray[np.int64]
     battery_j: FloatArray
+    stop_s: FloatArray  # when each job ended in this round (arrival, drop or failure); NaN otherwise
     protocol: str = "synchronous"
 
     @property
