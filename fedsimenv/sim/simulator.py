@@ -186,6 +186,10 @@ class RoundSimulator:
 
     def run_round(self, decision: RoundDecision, workload: DeviceWorkload) -> RoundReport:
         """Simulate one round (one aggregation) and advance the clock to its end."""
+        with _cyclic_gc_paused():
+            return self._run_round(decision, workload)
+
+    def _run_round(self, decision: RoundDecision, workload: DeviceWorkload) -> RoundReport:
         n = self.fleet.num_devices
         decision.validate(n, self.network.bandwidth_hz)
         start = self.now_s
@@ -222,8 +226,7 @@ class RoundSimulator:
         elif self.protocol.name == "deadline":
             assert self.protocol.deadline_s is not None
             self.env.process(self._deadline(self.round_index, self.protocol.deadline_s))
-        with _cyclic_gc_paused():
-            self.env.run(until=self._round_done)
+        self.env.run(until=self._round_done)
         end = self.now_s
         if self.protocol.name == "async":
             self._status[self._active] = STATUS_IN_FLIGHT
