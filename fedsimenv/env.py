@@ -84,9 +84,18 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
     ## Info
 
     ``round``, ``sim_time_s`` (cumulative), ``round_latency_s``, ``energy_j`` (cumulative),
-    ``round_energy_j``, ``accuracy``, ``loss``, ``num_selected``, ``num_arrived``,
-    ``mean_pruning_rate``, ``upload_bits``, ``downlink_time_s`` and ``reward_terms``. The full
-    :class:`~fedsimenv.sim.RoundReport` of the last round is ``env.unwrapped.last_report``.
+    ``round_energy_j``, ``accuracy``, ``loss``, ``num_selected``, ``num_arrived``, ``num_dropped``
+    (deadline, over-commit), ``num_failed`` (unavailable, went offline, battery), ``max_staleness``,
+    ``mean_pruning_rate``, ``upload_bits`` (of the arrived updates), ``downlink_time_s`` and
+    ``reward_terms``. The full :class:`~fedsimenv.sim.RoundReport` of the last round (per-device
+    phase times, status and reason, energy, battery) is ``env.unwrapped.last_report``.
+
+    ## Protocols
+
+    The scenario's ``protocol`` section: ``synchronous`` (default), ``deadline`` (late updates are
+    dropped), ``over-commit`` (the first ``target_updates`` arrivals are kept). Only arrived updates
+    are trained and aggregated. (``async`` is simulated by the timing plane but not yet wired to the
+    learning plane: the env rejects it.)
 
     ## Arguments
 
@@ -118,6 +127,11 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         if trainer is not None:
             all_overrides["trainer"] = trainer
         self.config = load_scenario(scenario, all_overrides)
+        if self.config.protocol.name == "async":
+            raise ValueError(
+                "protocol.name 'async' is not supported by the env yet (timing plane only); "
+                "allowed values here: synchronous, deadline, over-commit"
+            )
         cfg = self.config
         n = self.num_devices = cfg.cell.num_devices
         self.trainer = TRAINERS.get(cfg.trainer)(cfg.learning, n)
