@@ -135,3 +135,31 @@ def test_cli_timeline_writes_jsonl_and_a_gantt_png(tmp_path: Path) -> None:
     png = (out / "gantt.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
     assert main(["run", "tiny", "--rounds", "1", "--timeline", "--quiet"]) == 2  # needs --out
+
+
+def test_devices_move_during_rounds_with_a_mobility_model() -> None:
+    config = load_scenario(
+        "tiny",
+        {
+            "channel.mobility": {
+                "model": "random-waypoint",
+                "params": {"min_speed_mps": 20, "max_speed_mps": 30},
+            },
+            "channel.coherence_time_s": 0.05,
+        },
+    )
+    sim = build_simulator(config, EpisodeStreams(np.random.SeedSequence(0)))
+    from fedsimenv.sim import DeviceWorkload, RoundDecision
+
+    n = config.cell.num_devices
+    before = sim.distance_m.copy()
+    report = sim.run_round(
+        RoundDecision(np.ones(n, bool), np.zeros(n), np.full(n, 2e6)),
+        DeviceWorkload(np.full(n, 6e5), np.full(n, 3.2e5), 3.2e5, np.full(n, 140), 2),
+    )
+    moved = np.abs(sim.distance_m - before)
+    # Each device moved at most speed x elapsed time (the channel is advanced block by block, so up to
+    # one 50 ms block past the round's end), and at least one moved noticeably.
+    assert np.all(moved <= 30 * (report.round_latency_s + 0.05) + 1e-9)
+    assert moved.max() > 1.0
+    assert np.all((sim.distance_m >= config.cell.min_distance_m) & (sim.distance_m <= config.cell.radius_m))
