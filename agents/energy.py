@@ -152,7 +152,8 @@ class _BandwidthFrequencyBlock:
             raise cp.SolverError(f"energy block A ended with status {self.problem.status}")
         assert self.fh.value is not None
         b = np.clip(np.asarray(self.x.value), 1e-12, None) * big_b
-        return b * min(1.0, big_b / b.sum()), np.clip(np.asarray(self.fh.value), 1e-9, 1.0) * problem.cpu_freq_max_hz
+        # all of B: for fixed power, more bandwidth only shortens uploads and lowers energy
+        return b * (big_b / b.sum()), np.clip(np.asarray(self.fh.value), 1e-9, 1.0) * problem.cpu_freq_max_hz
 
 
 def best_power_and_frequency(problem: EnergyProblem, bandwidth_hz: FloatArray) -> tuple[FloatArray, FloatArray]:

@@ -47,7 +47,7 @@ def test_cli_list_prints_every_registry(capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     for section in (
         "scenarios: tiny",
-        "agents: equal, random",
+        "agents: chen-selection, energy-yang, equal, greedy-channel, min-max-latency, optimal",
         "path-loss models:",
         "fading models:",
         "pruning methods: magnitude",
