@@ -72,7 +72,9 @@ def minmax_latency_bandwidth(
         slack = total_s - downlink_time_s - compute
         with np.errstate(divide="ignore"):
             rate = np.where(slack > 0, bits / np.where(slack > 0, slack, 1.0), np.inf)
-        return np.where(np.isfinite(rate), bandwidth_for_rate(np.where(np.isfinite(rate), rate, 0.0), a), np.inf)
+        return np.where(
+            np.isfinite(rate), bandwidth_for_rate(np.where(np.isfinite(rate), rate, 0.0), a), np.inf
+        )
 
     # Below this T some device could not finish even with unlimited bandwidth (rate -> a / ln2).
     lo = float(np.max(downlink_time_s + compute + bits * LN2 / a))

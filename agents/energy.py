@@ -26,13 +26,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
-import cvxpy as cp
+import cvxpy as _cvxpy
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import minimize_scalar
 
 from agents.optimal.problem import LN2, FloatArray, rate_bps
+
+# cvxpy ships partial type information (no atoms such as rel_entr); treat it as untyped.
+cp: Any = _cvxpy
 
 
 def _array(name: str, value: ArrayLike, n: int | None = None) -> FloatArray:
@@ -156,7 +160,9 @@ class _BandwidthFrequencyBlock:
         return b * (big_b / b.sum()), np.clip(np.asarray(self.fh.value), 1e-9, 1.0) * problem.cpu_freq_max_hz
 
 
-def best_power_and_frequency(problem: EnergyProblem, bandwidth_hz: FloatArray) -> tuple[FloatArray, FloatArray]:
+def best_power_and_frequency(
+    problem: EnergyProblem, bandwidth_hz: FloatArray
+) -> tuple[FloatArray, FloatArray]:
     """Block B: per device, the power (and least CPU frequency) minimising energy for fixed b."""
     n = problem.num_devices
     power, freq = np.empty(n), np.empty(n)
@@ -172,7 +178,11 @@ def best_power_and_frequency(problem: EnergyProblem, bandwidth_hz: FloatArray) -
         if upload_budget <= 0:
             raise ValueError(f"device {k}: compute alone exceeds latency_budget_s even at f_max")
         needed_rate = bits / upload_budget
-        p_lo = (2.0 ** (needed_rate / b) - 1.0) * problem.noise_psd_w_per_hz * b / g if needed_rate / b < 1000 else np.inf
+        p_lo = (
+            (2.0 ** (needed_rate / b) - 1.0) * problem.noise_psd_w_per_hz * b / g
+            if needed_rate / b < 1000
+            else np.inf
+        )
         if p_lo > p_max * (1 + 1e-9):
             raise ValueError(f"device {k}: bandwidth {b:.6g} Hz cannot meet the budget at p_max")
         p_lo = min(p_lo, p_max)
@@ -180,12 +190,16 @@ def best_power_and_frequency(problem: EnergyProblem, bandwidth_hz: FloatArray) -
         def energy(p: float, k: int = k, b: float = b) -> float:
             rate = b * math.log2(1.0 + p * problem.channel_gain_linear[k] / (problem.noise_psd_w_per_hz * b))
             upload = problem.upload_bits[k] / rate
-            f = min(problem.compute_cycles[k] / (problem.latency_budget_s - upload), problem.cpu_freq_max_hz[k])
-            return problem.kappa * problem.compute_cycles[k] * f**2 + p * upload
+            f = min(
+                problem.compute_cycles[k] / (problem.latency_budget_s - upload), problem.cpu_freq_max_hz[k]
+            )
+            return float(problem.kappa * problem.compute_cycles[k] * f**2 + p * upload)
 
         candidates = [p_lo, p_max]
         if p_max > p_lo * (1 + 1e-12):
-            res = minimize_scalar(energy, bounds=(p_lo, p_max), method="bounded", options={"xatol": 1e-12 * p_max})
+            res = minimize_scalar(
+                energy, bounds=(p_lo, p_max), method="bounded", options={"xatol": 1e-12 * p_max}
+            )
             candidates.append(float(res.x))
         p_best = min(candidates, key=energy)
         rate = b * math.log2(1.0 + p_best * g / (problem.noise_psd_w_per_hz * b))
@@ -218,4 +232,6 @@ def minimise_energy(problem: EnergyProblem, max_iterations: int = 20, tol: float
             previous = min(previous, current)
             break
         previous = current
-    return EnergyResult(bandwidth, freq, power, float(problem.energy_j(bandwidth, freq, power).sum()), iterations)
+    return EnergyResult(
+        bandwidth, freq, power, float(problem.energy_j(bandwidth, freq, power).sum()), iterations
+    )

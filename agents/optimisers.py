@@ -75,7 +75,9 @@ class ViewAgent(Agent):
         )
         return problem, candidates
 
-    def encode(self, selected: NDArray[np.bool_], rho: NDArray[np.float64], bandwidth: NDArray[np.float64]) -> NDArray[np.float32]:
+    def encode(
+        self, selected: NDArray[np.bool_], rho: NDArray[np.float64], bandwidth: NDArray[np.float64]
+    ) -> NDArray[np.float32]:
         if not selected.any():
             view = self.context.view()
             full = rate_bps(view.bandwidth_hz, view.snr_bandwidth_hz)
@@ -105,7 +107,9 @@ class ViewAgent(Agent):
 class OptimalAgent(ViewAgent):
     """Joint pruning / bandwidth / selection by the closed-form KKT solver (Liu et al. structure)."""
 
-    def act(self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]) -> NDArray[np.float32]:
+    def act(
+        self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]
+    ) -> NDArray[np.float32]:
         problem, candidates = self.joint_problem(self.context.view())
         return self.apply(solve_closed_form(problem), candidates)
 
@@ -118,7 +122,9 @@ class CvxOptimalAgent(ViewAgent):
         super().__init__(context, seed)
         self.solver = CvxJointSolver(context.num_devices)
 
-    def act(self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]) -> NDArray[np.float32]:
+    def act(
+        self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]
+    ) -> NDArray[np.float32]:
         problem, candidates = self.joint_problem(self.context.view())
         return self.apply(self.solver.solve(problem), candidates)
 
@@ -127,7 +133,9 @@ class CvxOptimalAgent(ViewAgent):
 class MinMaxLatencyAgent(ViewAgent):
     """Every device, no pruning, bandwidth minimising the slowest device's latency."""
 
-    def act(self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]) -> NDArray[np.float32]:
+    def act(
+        self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]
+    ) -> NDArray[np.float32]:
         view = self.context.view()
         result = minmax_latency_bandwidth(
             view.snr_bandwidth_hz,
@@ -146,7 +154,9 @@ class EnergyAgent(ViewAgent):
     """Yang et al.-style energy minimisation under the default deadline; applies its bandwidth
     split and selection (the simulator keeps its own powers and CPU frequencies)."""
 
-    def act(self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]) -> NDArray[np.float32]:
+    def act(
+        self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]
+    ) -> NDArray[np.float32]:
         view = self.context.view()
         deadline = self.deadline_s(view)
         budget = deadline - float(view.downlink_time_s.max())
@@ -166,14 +176,22 @@ class EnergyAgent(ViewAgent):
         selected = np.zeros(n, dtype=bool)
         bandwidth = np.zeros(n)
         # drop the slowest devices until the rest fit together (each alone is necessary, not enough)
-        order = np.argsort(view.compute_latency_s + view.upload_bits / rate_bps(view.bandwidth_hz, view.snr_bandwidth_hz))
+        order = np.argsort(
+            view.compute_latency_s + view.upload_bits / rate_bps(view.bandwidth_hz, view.snr_bandwidth_hz)
+        )
         members = [int(k) for k in order if feasible[k]]
         while members:
             idx = np.array(sorted(members))
             sub = EnergyProblem(
-                problem.channel_gain_linear[idx], problem.noise_psd_w_per_hz, problem.tx_power_max_w[idx],
-                problem.compute_cycles[idx], problem.cpu_freq_max_hz[idx], problem.kappa,
-                problem.upload_bits[idx], problem.bandwidth_hz, problem.latency_budget_s,
+                problem.channel_gain_linear[idx],
+                problem.noise_psd_w_per_hz,
+                problem.tx_power_max_w[idx],
+                problem.compute_cycles[idx],
+                problem.cpu_freq_max_hz[idx],
+                problem.kappa,
+                problem.upload_bits[idx],
+                problem.bandwidth_hz,
+                problem.latency_budget_s,
             )
             try:
                 result = minimise_energy(sub)
@@ -197,7 +215,9 @@ class ChenAgent(ViewAgent):
     energy_factor: ClassVar[float] = 3.0
     waterfall: ClassVar[float] = 0.023
 
-    def act(self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]) -> NDArray[np.float32]:
+    def act(
+        self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]
+    ) -> NDArray[np.float32]:
         view = self.context.view()
         n = view.num_devices
         num_rb = max(1, math.ceil(n / 2))
@@ -215,7 +235,8 @@ class ChenAgent(ViewAgent):
             view.noise_psd_w_per_hz,
             rb_hz,
             deadline,
-            self.energy_factor * max(float(np.median(compute_energy)), 1e-30) + float(view.tx_power_w.max()) * deadline,
+            self.energy_factor * max(float(np.median(compute_energy)), 1e-30)
+            + float(view.tx_power_w.max()) * deadline,
             self.waterfall,
         )
         result = assign_resource_blocks(power, value)

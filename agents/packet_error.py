@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import linear_sum_assignment
 
 from agents.optimal.problem import FloatArray
@@ -59,7 +59,7 @@ class AssignmentResult:
         expected_samples: The assignment's total expected arriving samples.
     """
 
-    rb_of_device: np.ndarray  # type: ignore[type-arg]
+    rb_of_device: NDArray[np.int64]
     tx_power_w: FloatArray
     value: FloatArray
     expected_samples: float
@@ -110,8 +110,14 @@ def pair_values(
         lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
     power = np.where(at_max_ok, np.broadcast_to(p_max, sinr_per_w.shape), lo)
     feasible = (power > 0) & (power >= p_delay) & (energy_budget > 0)
-    per = packet_error_rate(np.where(feasible, power, 1.0), g, noise - rb_bandwidth_hz * noise_psd_w_per_hz,
-                            noise_psd_w_per_hz, rb_bandwidth_hz, waterfall)
+    per = packet_error_rate(
+        np.where(feasible, power, 1.0),
+        g,
+        noise - rb_bandwidth_hz * noise_psd_w_per_hz,
+        noise_psd_w_per_hz,
+        rb_bandwidth_hz,
+        waterfall,
+    )
     value = np.where(feasible, d * (1.0 - per), 0.0)
     return np.where(feasible, power, 0.0), value
 

@@ -10,12 +10,14 @@ import pytest
 
 from agents.allocation import minmax_latency_bandwidth
 from agents.energy import EnergyProblem, minimise_energy
-from agents.optimal import rate_bps
+from agents.optimal.problem import FloatArray, rate_bps
 from agents.packet_error import assign_resource_blocks, packet_error_rate, pair_values
 
 
-def _latency(a: np.ndarray, compute: np.ndarray, bits: np.ndarray, b: np.ndarray, rho: float, t_dl: float) -> np.ndarray:  # type: ignore[type-arg]
-    return t_dl + (1 - rho) * (compute + bits / rate_bps(b, a))
+def _latency(
+    a: FloatArray, compute: FloatArray, bits: FloatArray, b: FloatArray, rho: float, t_dl: float
+) -> FloatArray:
+    return np.asarray(t_dl + (1 - rho) * (compute + bits / rate_bps(b, a)))
 
 
 def test_minmax_latency_meets_every_constraint_and_is_tight() -> None:
@@ -37,7 +39,10 @@ def test_minmax_latency_meets_every_constraint_and_is_tight() -> None:
             lo, hi = 0.0, 1e12
             for _ in range(200):
                 mid = 0.5 * (lo + hi)
-                ok = _latency(a[k : k + 1], compute[k : k + 1], bits[k : k + 1], np.array([mid]), rho, 0.01)[0] <= lower
+                ok = (
+                    _latency(a[k : k + 1], compute[k : k + 1], bits[k : k + 1], np.array([mid]), rho, 0.01)[0]
+                    <= lower
+                )
                 lo, hi = (lo, mid) if ok else (mid, hi)
             need[k] = hi
         assert need.sum() > 20e6
@@ -93,16 +98,37 @@ def test_energy_meets_constraints_beats_the_naive_point_and_splits_equal_devices
     problem = _energy_problem(8, rng)
     result = minimise_energy(problem)
     assert result.bandwidth_hz.sum() <= 20e6 * (1 + 1e-9)
-    assert np.all(problem.latency_s(result.bandwidth_hz, result.cpu_freq_hz, result.tx_power_w) <= 0.5 * (1 + 1e-9))
+    assert np.all(
+        problem.latency_s(result.bandwidth_hz, result.cpu_freq_hz, result.tx_power_w) <= 0.5 * (1 + 1e-9)
+    )
     assert np.all(result.cpu_freq_hz <= 2e9 * (1 + 1e-12)) and np.all(result.tx_power_w <= 0.01 * (1 + 1e-12))
     naive = problem.energy_j(np.full(8, 2.5e6), np.full(8, 2e9), np.full(8, 0.01)).sum()
     assert result.energy_j < naive
-    twins = EnergyProblem(np.full(2, 1e-10), 4e-21, np.full(2, 0.01), np.full(2, 1.5e8), np.full(2, 2e9), 1e-28,
-                          np.full(2, 3e5), 20e6, 0.5)
+    twins = EnergyProblem(
+        np.full(2, 1e-10),
+        4e-21,
+        np.full(2, 0.01),
+        np.full(2, 1.5e8),
+        np.full(2, 2e9),
+        1e-28,
+        np.full(2, 3e5),
+        20e6,
+        0.5,
+    )
     split = minimise_energy(twins)
     np.testing.assert_allclose(split.bandwidth_hz, 10e6, rtol=1e-4)
     with pytest.raises(ValueError, match="latency_budget_s"):
-        EnergyProblem(np.full(2, 1e-10), 4e-21, 0.01, 1e8, 2e9, 1e-28, 3e5, 20e6, -1.0)
+        EnergyProblem(
+            np.full(2, 1e-10),
+            4e-21,
+            np.full(2, 0.01),
+            np.full(2, 1e8),
+            np.full(2, 2e9),
+            1e-28,
+            np.full(2, 3e5),
+            20e6,
+            -1.0,
+        )
 
 
 def test_packet_error_rate_hand_value() -> None:
@@ -120,8 +146,9 @@ def test_chen_pairs_respect_delay_and_energy_and_hungarian_matches_brute_force()
         interference = rng.uniform(0, 1e-13, r)
         compute_t, compute_e = rng.uniform(0.05, 0.2, n), rng.uniform(0.01, 0.05, n)
         delay, energy = 0.5, 0.06
-        power, value = pair_values(samples, gain, 0.01, compute_t, compute_e, 3e5, interference, 4e-21, 5e6,
-                                   delay, energy)
+        power, value = pair_values(
+            samples, gain, 0.01, compute_t, compute_e, 3e5, interference, 4e-21, 5e6, delay, energy
+        )
         feasible = value > 0
         snr = power * gain[:, None] / (interference[None, :] + 5e6 * 4e-21)
         with np.errstate(divide="ignore"):

@@ -20,7 +20,31 @@ from agents.optimal import (
     solve_closed_form,
 )
 from agents.optimal.cvx import CvxJointSolver, min_bandwidth_by_bisection
-from tests._optimal_instances import random_problem
+from agents.optimal.problem import FloatArray
+
+NOISE_PSD_W_PER_HZ = 10 ** (-174 / 10) / 1000
+
+
+def random_problem(
+    num_devices: int, rng: np.random.Generator, deep_fade_fraction: float = 0.1
+) -> JointProblem:
+    """A macro-cell-like instance: gains -130..-80 dB, some devices 40-80 dB deeper (deep fades)."""
+    gain_db = rng.uniform(-130.0, -80.0, num_devices)
+    deep = rng.random(num_devices) < deep_fade_fraction
+    gain_db[deep] -= rng.uniform(40.0, 80.0, int(deep.sum()))
+    snr_bandwidth_hz = 0.01 * 10 ** (gain_db / 10) / NOISE_PSD_W_PER_HZ
+    weight = rng.uniform(0.5, 2.0, num_devices)
+    return JointProblem(
+        snr_bandwidth_hz=snr_bandwidth_hz,
+        compute_latency_s=rng.uniform(0.05, 0.5, num_devices),
+        upload_bits=3e5 * rng.uniform(0.5, 2.0, num_devices),
+        weight=weight / weight.sum(),
+        bandwidth_hz=20e6,
+        deadline_s=float(rng.uniform(0.4, 1.0)),
+        downlink_time_s=0.01,
+        rho_max=0.9,
+        exclusion_penalty=float(rng.choice([0.9, 1.0, 2.0])),
+    )
 
 
 def _assert_feasible(problem: JointProblem, allocation_violation: dict[str, float]) -> None:
@@ -98,7 +122,7 @@ def test_kkt_conditions_hold_at_the_closed_form_point() -> None:
         lam = result.multiplier_per_hz
         t = sub.budget_s
 
-        def f(x: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+        def f(x: FloatArray, sub: JointProblem = sub, t: float = t) -> FloatArray:
             return 1 - t / (sub.compute_latency_s + sub.upload_bits / rate_bps(x, sub.snr_bandwidth_hz))
 
         h = b * 1e-6
@@ -152,7 +176,9 @@ def test_hand_computed_two_device_case() -> None:
         np.testing.assert_allclose(result.bandwidth_hz, [2e5, 8e5], rtol=1e-6)
         np.testing.assert_allclose(result.pruning_rate, [0.0, 0.6], atol=1e-7)
         assert result.objective == pytest.approx(0.06, rel=1e-6)
-        np.testing.assert_allclose(latency_s(problem, result.pruning_rate, result.bandwidth_hz), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(
+            latency_s(problem, result.pruning_rate, result.bandwidth_hz), 1.0, rtol=1e-6
+        )
 
 
 def test_infeasible_devices_are_deselected_never_violated() -> None:
@@ -161,8 +187,17 @@ def test_infeasible_devices_are_deselected_never_violated() -> None:
     snr[2] = 1e-3  # a deep fade: full-band rate ~1.4e-3 bit/s
     compute = base.compute_latency_s.copy()
     compute[4] = 100.0  # compute alone too slow even at rho_max
-    problem = JointProblem(snr, compute, base.upload_bits, base.weight, base.bandwidth_hz, base.deadline_s,
-                           base.downlink_time_s, base.rho_max, base.exclusion_penalty)
+    problem = JointProblem(
+        snr,
+        compute,
+        base.upload_bits,
+        base.weight,
+        base.bandwidth_hz,
+        base.deadline_s,
+        base.downlink_time_s,
+        base.rho_max,
+        base.exclusion_penalty,
+    )
     for result in (solve_closed_form(problem), CvxJointSolver(5).solve(problem)):
         assert not result.selected[2] and not result.selected[4]
         _assert_feasible(problem, constraint_violation(problem, result))
@@ -192,15 +227,23 @@ def test_nested_selection_is_optimal_over_all_subsets_on_small_cases() -> None:
                 sub = allocate_fixed(problem.subset(np.array(members)))
                 if sub is not None:
                     excluded = np.setdiff1d(np.arange(5), members)
-                    best = min(best, sub.objective + problem.exclusion_penalty * problem.weight[excluded].sum())
+                    best = min(
+                        best, sub.objective + problem.exclusion_penalty * problem.weight[excluded].sum()
+                    )
         total += 1
         hits += solve_closed_form(problem).objective <= best * (1 + 1e-9)
     assert hits >= 0.9 * total  # a heuristic family: say how often it is globally optimal
 
 
 def test_bad_input_names_the_field() -> None:
-    kwargs = dict(snr_bandwidth_hz=[1e6], compute_latency_s=[0.1], upload_bits=[1e5], weight=[1.0],
-                  bandwidth_hz=1e6, deadline_s=1.0)
+    kwargs = dict(
+        snr_bandwidth_hz=[1e6],
+        compute_latency_s=[0.1],
+        upload_bits=[1e5],
+        weight=[1.0],
+        bandwidth_hz=1e6,
+        deadline_s=1.0,
+    )
     with pytest.raises(ValueError, match="compute_latency_s"):
         JointProblem(**{**kwargs, "compute_latency_s": [-1.0]})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="exclusion_penalty"):

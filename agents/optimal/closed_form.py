@@ -65,8 +65,11 @@ def min_bandwidth_hz(problem: JointProblem, pruning_rate: ArrayLike) -> FloatArr
     slack = problem.budget_s - keep * problem.compute_latency_s
     with np.errstate(divide="ignore", invalid="ignore"):
         needed = np.where(slack > 0, keep * problem.upload_bits / np.where(slack > 0, slack, 1.0), np.inf)
-    return np.where(np.isfinite(needed), bandwidth_for_rate(np.where(np.isfinite(needed), needed, 0.0),
-                                                            problem.snr_bandwidth_hz), np.inf)
+    return np.where(
+        np.isfinite(needed),
+        bandwidth_for_rate(np.where(np.isfinite(needed), needed, 0.0), problem.snr_bandwidth_hz),
+        np.inf,
+    )
 
 
 def pruning_given_bandwidth(problem: JointProblem, bandwidth_hz: ArrayLike) -> FloatArray:

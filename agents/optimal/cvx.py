@@ -27,18 +27,21 @@ reported in ``Allocation.fallback_reason``.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
-import cvxpy as cp
+import cvxpy as _cvxpy
 import numpy as np
 
 from agents.optimal.closed_form import allocate_fixed
 from agents.optimal.problem import LN2, Allocation, FloatArray, JointProblem, rate_bps
 from agents.optimal.selection import SearchMode, StragglerMetric, select_nested
 
-
 #: Tolerance ladder: b is only second-order determined by the objective, so try tighter than
 #: CLARABEL's 1e-8 defaults first; a tight solve can end "optimal_inaccurate", then relax.
 CLARABEL_TOLERANCE_LADDER = (1e-10, 1e-9, 1e-8)
+
+# cvxpy ships partial type information (no atoms such as rel_entr); treat it as untyped.
+cp: Any = _cvxpy
 
 
 def min_bandwidth_by_bisection(problem: JointProblem, pruning_rate: float) -> FloatArray:
@@ -171,7 +174,9 @@ class CvxJointSolver:
         """The joint problem: the nested-set selection with cvxpy on each candidate set."""
         guard = problem.snr_bandwidth_hz / problem.bandwidth_hz < self.snr_floor
         b_min = np.where(guard, np.inf, min_bandwidth_by_bisection(problem, problem.rho_max))
-        return select_nested(problem, self.allocate_fixed, b_min, metric=metric, solver="cvxpy", search=search)
+        return select_nested(
+            problem, self.allocate_fixed, b_min, metric=metric, solver="cvxpy", search=search
+        )
 
 
 def _repair(

@@ -66,7 +66,9 @@ def _positive_array(name: str, value: ArrayLike, allow_zero: bool = False) -> Fl
     bad = ~np.isfinite(arr) | ((arr < 0) if allow_zero else (arr <= 0))
     if bad.any():
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {bound}; got {arr[bad][:3]} at {np.flatnonzero(bad)[:3]}")
+        raise ValueError(
+            f"{name} must be finite and {bound}; got {arr[bad][:3]} at {np.flatnonzero(bad)[:3]}"
+        )
     arr.flags.writeable = False
     return arr
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from agents.optimal.problem import Allocation, FloatArray, JointProblem, empty_allocation
 
@@ -23,7 +24,9 @@ SearchMode = Literal["local", "exhaustive"]
 FixedSolver = Callable[[JointProblem], Allocation | None]
 
 
-def straggler_order(problem: JointProblem, min_bandwidth_hz: FloatArray, metric: StragglerMetric) -> np.ndarray:  # type: ignore[type-arg]
+def straggler_order(
+    problem: JointProblem, min_bandwidth_hz: FloatArray, metric: StragglerMetric
+) -> NDArray[np.intp]:
     """Indices of the feasible devices, best first (ties by index, so equal devices stay together)."""
     feasible = np.isfinite(min_bandwidth_hz) & (min_bandwidth_hz <= problem.bandwidth_hz)
     if metric == "bandwidth-per-weight":
