@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     print(
-        f"{'N':>6} {'closed fixed ms':>16} {'closed joint ms':>16} {'cvx first ms':>13} {'cvx re-solve ms':>16}"
+        f"{'N':>6} {'closed fixed ms':>16} {'closed joint ms':>16} "
+        f"{'cvx first ms':>13} {'cvx re-solve ms':>16}"
     )
     for n in (10, 100, 1000):
         t = timings(n, args.repeats, rng)
