@@ -5,7 +5,7 @@ algorithm) is constructed from an :class:`AgentContext`, reset with the episode'
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,25 +15,52 @@ from numpy.typing import NDArray
 
 from fedsimenv.config import ActionConfig, ScenarioConfig
 from fedsimenv.registry import Registry
+from fedsimenv.view import SystemView
 
 
 @dataclass(frozen=True)
 class AgentContext:
-    """What an agent knows about the environment before the first step."""
+    """What an agent knows about the environment before the first step.
+
+    Attributes:
+        num_devices: Devices in the cell N.
+        action_space: The env's canonical ``Box(-1, 1, (3N,))``.
+        action: How actions are decoded.
+        total_bandwidth_hz: Shared uplink bandwidth B, Hz.
+        system_view: Returns the env's read-only :class:`~fedsimenv.view.SystemView` of the coming
+            round (``env.unwrapped.system_view``); ``None`` where the agent runs without one (an RL
+            policy needs only the observation). Optimisers require it.
+    """
 
     num_devices: int
     action_space: spaces.Box
     action: ActionConfig
     total_bandwidth_hz: float
+    system_view: Callable[[], SystemView] | None = None
 
     @classmethod
-    def from_scenario(cls, config: ScenarioConfig, action_space: spaces.Box) -> AgentContext:
+    def from_scenario(
+        cls,
+        config: ScenarioConfig,
+        action_space: spaces.Box,
+        system_view: Callable[[], SystemView] | None = None,
+    ) -> AgentContext:
         return cls(
             num_devices=config.cell.num_devices,
             action_space=action_space,
             action=config.action,
             total_bandwidth_hz=config.network.bandwidth_hz,
+            system_view=system_view,
         )
+
+    def view(self) -> SystemView:
+        """The coming round's system view; ``RuntimeError`` if the env provides none."""
+        if self.system_view is None:
+            raise RuntimeError(
+                "this agent needs the env's system view: build its AgentContext with "
+                "system_view=env.unwrapped.system_view"
+            )
+        return self.system_view()
 
 
 class Agent(ABC):

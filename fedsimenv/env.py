@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from channels import linear_to_db
+from channels import linear_to_db, shannon_rate_bps
 from fedsimenv.actions import decode_action
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.learning.trainer import TRAINERS, LearningResult
@@ -20,6 +20,7 @@ from fedsimenv.scenario import load_scenario
 from fedsimenv.seeding import EpisodeStreams, child_sequence
 from fedsimenv.sim import DeviceWorkload, RoundReport, RoundSimulator
 from fedsimenv.sim.builder import build_channel, build_mobility, build_simulator
+from fedsimenv.view import SystemView
 
 __all__ = ["WirelessFLEnv", "build_channel", "build_mobility"]
 
@@ -97,6 +98,12 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
     are trained and aggregated. (``async`` is simulated by the timing plane but not yet wired to the
     learning plane: the env rejects it.)
 
+    ## System View
+
+    ``env.unwrapped.system_view()`` returns a read-only :class:`~fedsimenv.view.SystemView` of the
+    coming round (linear gains, powers, N0, B, unpruned compute latency and upload bits, downlink
+    times, samples): what analytic optimisers decide on. Not part of the observation.
+
     ## Arguments
 
     * ``scenario``: built-in scenario name, path to a YAML file, or a ``ScenarioConfig``.
@@ -156,6 +163,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         self._episode = 0
         self._simulator: RoundSimulator | None = None
         self.last_report: RoundReport | None = None
+        self._view_cache: tuple[int, SystemView] | None = None
 
     # -- Gymnasium API -----------------------------------------------------------------------
 
@@ -179,6 +187,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         self._last_selected = np.zeros(self.num_devices, dtype=np.float32)
         self._learning = initial
         self.last_report = None
+        self._view_cache = None
         return self._observation(), {"round": 0, "accuracy": initial.accuracy, "loss": initial.loss}
 
     def step(self, action: NDArray[Any]) -> tuple[Observation, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -229,6 +238,43 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         if self._simulator is None:
             raise RuntimeError("call reset() first")
         return self._simulator
+
+    def system_view(self) -> SystemView:
+        """The read-only :class:`~fedsimenv.view.SystemView` of the coming round (after ``reset``)."""
+        sim = self.simulator
+        if self._view_cache is not None and self._view_cache[0] == sim.round_index:
+            return self._view_cache[1]
+        cfg = self.config
+        # The unpruned cost is the same for every device (one global architecture); asking the
+        # trainer for a rho = 0 cost has no side effect beyond its pending set, which we clear.
+        unpruned = self.trainer.prepare_round({0: 0.0})[0]
+        self.trainer.prepare_round({})
+        n = self.num_devices
+        num_samples = self.trainer.num_samples.astype(np.float64)
+        cycles = cfg.learning.local_epochs * num_samples * 3.0 * unpruned.forward_flops_per_sample
+        cycles = cycles / self.fleet.flops_per_cycle
+        gain = sim.channel_gain_linear
+        downlink_rate = shannon_rate_bps(
+            cfg.network.downlink_bandwidth_hz, sim.bs_tx_power_w, gain, sim.noise_psd_w_per_hz
+        )
+        view = SystemView(
+            round_index=sim.round_index,
+            channel_gain_linear=gain,
+            tx_power_w=self.fleet.tx_power_w,
+            noise_psd_w_per_hz=sim.noise_psd_w_per_hz,
+            bandwidth_hz=cfg.network.bandwidth_hz,
+            compute_latency_s=cycles / self.fleet.cpu_freq_hz,
+            compute_cycles=cycles,
+            cpu_freq_hz=self.fleet.cpu_freq_hz,
+            kappa=self.fleet.kappa,
+            upload_bits=np.full(n, unpruned.upload_bits),
+            download_bits=self.trainer.download_bits(),
+            downlink_time_s=self.trainer.download_bits() / downlink_rate,
+            num_samples=num_samples,
+            rho_max=cfg.action.rho_max,
+        )
+        self._view_cache = (sim.round_index, view)
+        return view
 
     def _observation(self) -> Observation:
         gain_db = np.clip(linear_to_db(self.simulator.channel_gain_linear), *GAIN_DB_RANGE)

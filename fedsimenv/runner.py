@@ -72,7 +72,7 @@ def run_episode(
     assert isinstance(env.action_space, spaces.Box)
     agent = make_agent(
         agent_name,
-        AgentContext.from_scenario(env.config, env.action_space),
+        AgentContext.from_scenario(env.config, env.action_space, system_view=env.system_view),
         seed=EpisodeStreams(np.random.SeedSequence(seed)).int_seed("agent"),
     )
     observation, info = env.reset(seed=seed)

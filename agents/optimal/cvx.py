@@ -1,0 +1,205 @@
+r"""An independent cvxpy formulation of the joint problem (cross-check and solver choice).
+
+For a fixed set, with normalised bandwidth ``x_k = b_k / B``, full-band SNR ``s_k = a_k / B`` and
+normalised rate ``q_k(x) = x log2(1 + s_k / x) = -(1/ln 2) rel_entr(x, x + s_k)`` (concave, DPP;
+DESIGN.md), the latency constraint ``(1 - rho)(A + c / q) <= T`` with ``c = L / B`` reads
+
+    rho_k >= 1 - T / (A_k + c_k / q_k) = (1 - theta_k) + theta_k / (kappa_k q_k + 1),
+    theta_k = T / A_k,  kappa_k = A_k / c_k,
+
+whose right side is convex in x (inv_pos of a concave argument). Epigraph variables make it DCP and
+DPP (every parameter multiplies a parameter-free expression):
+
+    minimise    w . rho
+    subject to  y <= q(x),  z >= inv_pos(kappa * y + 1),  rho >= (1 - theta) + theta * z,
+                0 <= rho <= rho_max,  0 <= x <= x_ub,  sum x <= 1,  y >= 0.
+
+One problem of capacity N is compiled once; smaller sets are padded with inactive slots
+(``x_ub = 0, w = 0, theta = 0``) so every later solve is a DPP re-solve. Deep-faded devices are never
+handed to CLARABEL (their SNR spread makes it stop with InsufficientProgress, DESIGN.md): a device is
+deselected up front if its full-band SNR is below ``snr_floor`` or if even the whole band cannot carry
+its upload by the deadline at rho_max (checked on the rate formula directly). The minimum bandwidths
+that order the devices are found by bisection on the rate formula, independently of the Lambert W
+path. A ``SolverError`` or a non-optimal status falls back to the closed form for that set and is
+reported in ``Allocation.fallback_reason``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import cvxpy as _cvxpy
+import numpy as np
+
+from agents.optimal.closed_form import allocate_fixed
+from agents.optimal.problem import LN2, Allocation, FloatArray, JointProblem, rate_bps
+from agents.optimal.selection import SearchMode, StragglerMetric, select_nested
+
+#: Tolerance ladder: b is only second-order determined by the objective, so try tighter than
+#: CLARABEL's 1e-8 defaults first; a tight solve can end "optimal_inaccurate", then relax.
+CLARABEL_TOLERANCE_LADDER = (1e-10, 1e-9, 1e-8)
+
+# cvxpy ships partial type information (no atoms such as rel_entr); treat it as untyped.
+cp: Any = _cvxpy
+
+
+def min_bandwidth_by_bisection(problem: JointProblem, pruning_rate: float) -> FloatArray:
+    """Least bandwidth meeting the deadline at ``pruning_rate``, by bisection on b (inf if none)."""
+    keep = 1.0 - pruning_rate
+    slack = problem.budget_s - keep * problem.compute_latency_s
+    a = problem.snr_bandwidth_hz
+    with np.errstate(divide="ignore", invalid="ignore"):
+        needed = np.where(slack > 0, keep * problem.upload_bits / np.where(slack > 0, slack, 1.0), np.inf)
+    reachable = needed < a / LN2
+    hi = np.full(problem.num_devices, 1.0)
+    # the rate tends to a / ln2 from below: grow the upper end until it carries the required rate
+    for _ in range(2000):
+        short = reachable & (rate_bps(hi, a) < needed)
+        if not short.any():
+            break
+        hi = np.where(short, hi * 2.0, hi)
+    lo = np.zeros_like(hi)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        enough = rate_bps(mid, a) >= needed
+        hi, lo = np.where(enough, mid, hi), np.where(enough, lo, mid)
+    return np.where(reachable, hi, np.inf)
+
+
+class CvxJointSolver:
+    """The cvxpy (CLARABEL) solver of the joint problem; compiled once per capacity.
+
+    Args:
+        capacity: Largest number of devices a set may have.
+        snr_floor: Devices with full-band SNR ``a_k / B`` below this are deselected before solving.
+        solver: cvxpy solver name (CLARABEL; SCS is too inaccurate here, DESIGN.md).
+    """
+
+    def __init__(self, capacity: int, snr_floor: float = 1e-6, solver: str = "CLARABEL") -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if snr_floor < 0:
+            raise ValueError(f"snr_floor must be >= 0, got {snr_floor}")
+        self.capacity, self.snr_floor, self.solver = capacity, snr_floor, solver
+        n = capacity
+        self.snr = cp.Parameter(n, nonneg=True)
+        self.kappa = cp.Parameter(n, nonneg=True)
+        self.theta = cp.Parameter(n, nonneg=True)
+        self.offset = cp.Parameter(n)
+        self.weight = cp.Parameter(n, nonneg=True)
+        self.x_ub = cp.Parameter(n, nonneg=True)
+        self.rho_max = cp.Parameter(nonneg=True)
+        self.x = cp.Variable(n, nonneg=True)
+        y = cp.Variable(n, nonneg=True)
+        z = cp.Variable(n)
+        self.rho = cp.Variable(n, nonneg=True)
+        self.budget = cp.sum(self.x) <= 1
+        constraints = [
+            y <= -cp.rel_entr(self.x, self.x + self.snr) / LN2,
+            z >= cp.inv_pos(cp.multiply(self.kappa, y) + 1),
+            self.rho >= self.offset + cp.multiply(self.theta, z),
+            self.rho <= self.rho_max,
+            self.x <= self.x_ub,
+            self.budget,
+        ]
+        self.problem = cp.Problem(cp.Minimize(self.weight @ self.rho), constraints)
+        self.solves = 0
+
+    def allocate_fixed(self, problem: JointProblem) -> Allocation | None:
+        """Every device of ``problem`` takes part: the optimal (rho, b) by cvxpy, or ``None`` if the
+        set is infeasible. Falls back to the closed form on a solver failure (reported)."""
+        m = problem.num_devices
+        if m > self.capacity:
+            raise ValueError(f"problem has {m} devices, above the solver's capacity {self.capacity}")
+        b_min = min_bandwidth_by_bisection(problem, problem.rho_max)
+        if not np.all(np.isfinite(b_min)) or b_min.sum() > problem.bandwidth_hz * (1 + 1e-12):
+            return None
+        big_b, t = problem.bandwidth_hz, problem.budget_s
+        pad = self.capacity - m
+
+        def padded(values: FloatArray, fill: float) -> FloatArray:
+            return np.concatenate([values, np.full(pad, fill)])
+
+        c = problem.upload_bits / big_b
+        theta = t / problem.compute_latency_s
+        self.snr.value = padded(problem.snr_bandwidth_hz / big_b, 1.0)
+        self.kappa.value = padded(problem.compute_latency_s / c, 1.0)
+        self.theta.value = padded(theta, 0.0)
+        self.offset.value = padded(1.0 - theta, 0.0)
+        self.weight.value = padded(problem.weight, 0.0)
+        self.x_ub.value = padded(np.ones(m), 0.0)
+        self.rho_max.value = problem.rho_max
+        ok, reason = False, ""
+        ladder = CLARABEL_TOLERANCE_LADDER if self.solver == "CLARABEL" else (None,)
+        for tol in ladder:
+            options = {} if tol is None else {"tol_gap_abs": tol, "tol_gap_rel": tol, "tol_feas": tol}
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # "may be inaccurate": handled below
+                    self.problem.solve(solver=self.solver, **options)
+                self.solves += 1
+                status = self.problem.status
+                ok = status == cp.OPTIMAL and self.x.value is not None and self.rho.value is not None
+                reason = "" if ok else f"cvxpy {self.solver} status {status}"
+            except cp.SolverError as err:
+                ok, reason = False, f"cvxpy {self.solver} SolverError: {err}"
+            if ok:
+                break
+        if not ok:
+            fallback = allocate_fixed(problem)
+            if fallback is None:
+                return None
+            return Allocation(**{**fallback.__dict__, "fallback_reason": reason + "; used the closed form"})
+        assert self.x.value is not None and self.rho.value is not None
+        bandwidth = np.clip(np.asarray(self.x.value[:m]), 0.0, None) * big_b
+        rho_solver = np.clip(np.asarray(self.rho.value[:m]), 0.0, problem.rho_max)
+        bandwidth, rho = _repair(problem, bandwidth, rho_solver, b_min)
+        dual = self.budget.dual_value
+        return Allocation(
+            selected=np.ones(m, dtype=bool),
+            pruning_rate=rho,
+            bandwidth_hz=bandwidth,
+            objective=float(problem.weight @ rho),
+            multiplier_per_hz=float(dual) / big_b if dual is not None else np.nan,
+            solver="cvxpy",
+        )
+
+    def solve(
+        self,
+        problem: JointProblem,
+        metric: StragglerMetric = "bandwidth-per-weight",
+        search: SearchMode = "local",
+    ) -> Allocation:
+        """The joint problem: the nested-set selection with cvxpy on each candidate set."""
+        guard = problem.snr_bandwidth_hz / problem.bandwidth_hz < self.snr_floor
+        b_min = np.where(guard, np.inf, min_bandwidth_by_bisection(problem, problem.rho_max))
+        return select_nested(
+            problem, self.allocate_fixed, b_min, metric=metric, solver="cvxpy", search=search
+        )
+
+
+def _repair(
+    problem: JointProblem, bandwidth: FloatArray, rho: FloatArray, b_min: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Make an interior-point answer exactly feasible: every device at least its minimum bandwidth
+    (taken from the others' surplus), the budget met, and rho at least what the latency needs."""
+    budget = problem.bandwidth_hz
+    bandwidth = np.maximum(bandwidth, b_min)
+    surplus = bandwidth.sum() - budget
+    if surplus > 0:
+        above = bandwidth - b_min
+        bandwidth = b_min + above * max(0.0, 1.0 - surplus / max(above.sum(), 1e-300))
+    rate = rate_bps(bandwidth, problem.snr_bandwidth_hz)
+    needed = 1.0 - problem.budget_s / (problem.compute_latency_s + problem.upload_bits / rate)
+    return bandwidth, np.clip(np.maximum(rho, needed), 0.0, problem.rho_max)
+
+
+def solve_cvx(
+    problem: JointProblem,
+    metric: StragglerMetric = "bandwidth-per-weight",
+    search: SearchMode = "local",
+    snr_floor: float = 1e-6,
+) -> Allocation:
+    """One-shot convenience: build a solver for ``problem``'s size and solve the joint problem."""
+    return CvxJointSolver(problem.num_devices, snr_floor=snr_floor).solve(problem, metric, search)

@@ -1,0 +1,148 @@
+"""Threshold-based device selection over nested sets, shared by every solver of the joint problem.
+
+Devices whose minimum bandwidth at rho_max is infinite or above B cannot take part at all. The rest
+are ordered by a straggler metric; the candidate sets are the prefixes of that order whose minimum
+bandwidths fit into B (the "threshold": a device is in iff its metric is below the cut). Each prefix
+is solved by the given fixed-set solver; the best total objective (allocation term + gamma x weight
+of the excluded devices) wins. The scan runs from the longest feasible prefix down and stops once
+the exclusion term alone cannot beat the best objective found, which is exact over the family
+because the allocation term is never negative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from agents.optimal.problem import Allocation, FloatArray, JointProblem, empty_allocation
+
+StragglerMetric = Literal["bandwidth-per-weight", "min-bandwidth"]
+SearchMode = Literal["local", "exhaustive"]
+FixedSolver = Callable[[JointProblem], Allocation | None]
+
+
+def straggler_order(
+    problem: JointProblem, min_bandwidth_hz: FloatArray, metric: StragglerMetric
+) -> NDArray[np.intp]:
+    """Indices of the feasible devices, best first (ties by index, so equal devices stay together)."""
+    feasible = np.isfinite(min_bandwidth_hz) & (min_bandwidth_hz <= problem.bandwidth_hz)
+    if metric == "bandwidth-per-weight":
+        with np.errstate(divide="ignore"):
+            score = np.where(problem.weight > 0, min_bandwidth_hz / problem.weight, np.inf)
+        # zero-weight devices go last, cheapest first
+        key = np.where(np.isfinite(score), score, np.inf)
+        order = np.lexsort((np.arange(problem.num_devices), min_bandwidth_hz, ~np.isfinite(key), key))
+    elif metric == "min-bandwidth":
+        order = np.lexsort((np.arange(problem.num_devices), min_bandwidth_hz))
+    else:
+        raise ValueError(f"metric must be 'bandwidth-per-weight' or 'min-bandwidth', got {metric!r}")
+    return order[feasible[order]]
+
+
+def select_nested(
+    problem: JointProblem,
+    solve_fixed: FixedSolver,
+    min_bandwidth_hz: FloatArray,
+    metric: StragglerMetric = "bandwidth-per-weight",
+    solver: str = "closed-form",
+    search: SearchMode = "local",
+) -> Allocation:
+    """Best prefix of the straggler order, each prefix solved by ``solve_fixed``.
+
+    ``search="exhaustive"`` scans prefixes from the longest feasible one down, stopping only when
+    the exclusion term alone exceeds the best objective (exact over the nested family; up to N
+    solves). ``search="local"`` (default) jumps by the first-order test below and then descends by
+    single steps to a local minimum of J over the prefix length (a few solves; equal to the
+    exhaustive answer on every instance of the test suite). The test: removing device k from the
+    current set saves about ``gamma w_k`` of exclusion cost and frees ``b_k`` worth ``lambda b_k``
+    to the others (envelope theorem), so k is not worth its bandwidth if
+    ``w_k rho_k + lambda b_k >= gamma w_k``.
+
+    Args:
+        problem: The joint problem.
+        solve_fixed: Solves the problem restricted to a set with every device taking part; returns
+            ``None`` if that set is infeasible.
+        min_bandwidth_hz: (N,) least bandwidth meeting the deadline at rho_max (inf if none does),
+            computed by the caller's own method.
+        metric: Straggler metric ordering the devices.
+        solver: Name recorded in the result.
+        search: "local" or "exhaustive".
+    """
+    if search not in ("local", "exhaustive"):
+        raise ValueError(f"search must be 'local' or 'exhaustive', got {search!r}")
+    order = straggler_order(problem, min_bandwidth_hz, metric)
+    fits = np.cumsum(min_bandwidth_hz[order]) <= problem.bandwidth_hz
+    m_max = int(np.flatnonzero(fits)[-1]) + 1 if fits.any() else 0
+    gamma, w = problem.exclusion_penalty, problem.weight
+    total_weight = float(w.sum())
+    prefix_weight = np.concatenate([[0.0], np.cumsum(w[order])])
+    n = problem.num_devices
+    results: dict[int, Allocation] = {0: empty_allocation(problem, solver)}
+    reasons: list[str] = []
+
+    def evaluate(m: int) -> Allocation:
+        if m in results:
+            return results[m]
+        members = np.sort(order[:m])
+        sub = solve_fixed(problem.subset(members))
+        if sub is None:
+            results[m] = empty_allocation(problem, solver)
+            results[m] = Allocation(**{**results[m].__dict__, "objective": np.inf})
+            return results[m]
+        if sub.fallback_reason:
+            reasons.append(sub.fallback_reason)
+        selected = np.zeros(n, dtype=bool)
+        selected[members] = True
+        rho, bandwidth = np.zeros(n), np.zeros(n)
+        rho[members], bandwidth[members] = sub.pruning_rate, sub.bandwidth_hz
+        excluded_cost = gamma * max(0.0, total_weight - float(prefix_weight[m]))
+        results[m] = Allocation(
+            selected=selected,
+            pruning_rate=rho,
+            bandwidth_hz=bandwidth,
+            objective=float(sub.objective) + excluded_cost,
+            multiplier_per_hz=sub.multiplier_per_hz,
+            solver=sub.solver,
+        )
+        return results[m]
+
+    if search == "exhaustive":
+        best_m = 0
+        for m in range(m_max, 0, -1):
+            if gamma * max(0.0, total_weight - float(prefix_weight[m])) >= results[best_m].objective:
+                break
+            if evaluate(m).objective < results[best_m].objective:
+                best_m = m
+    elif m_max > 0:
+        best_m = m_max
+        while True:
+            current = evaluate(best_m)
+            price = current.multiplier_per_hz if np.isfinite(current.multiplier_per_hz) else 0.0
+            members = order[:best_m]
+            not_worth = w[members] * current.pruning_rate[members] + price * current.bandwidth_hz[
+                members
+            ] >= gamma * w[members] * (1 - 1e-12)
+            drop = int(not_worth.sum())
+            if drop == 0 or best_m == 1:
+                break
+            candidate = max(1, best_m - max(1, drop // 2))
+            if evaluate(candidate).objective >= current.objective:
+                break
+            best_m = candidate
+        while True:
+            neighbours = [m for m in (best_m - 1, best_m + 1) if 1 <= m <= m_max]
+            better = [m for m in neighbours if evaluate(m).objective < evaluate(best_m).objective]
+            if not better:
+                break
+            best_m = min(better, key=lambda m: evaluate(m).objective)
+        if evaluate(best_m).objective >= results[0].objective:
+            best_m = 0
+    else:
+        best_m = 0
+    best = results[best_m]
+    if reasons:
+        best = Allocation(**{**best.__dict__, "fallback_reason": "; ".join(sorted(set(reasons)))})
+    return best

@@ -1,0 +1,83 @@
+"""The read-only system view an optimiser decides on: the coming round's CSI and the unpruned costs.
+
+Optimisers (closed forms, cvxpy, literature allocation schemes) need more than the RL observation:
+linear channel gains, powers, noise, the unpruned compute latency and upload size of every device.
+:meth:`fedsimenv.env.WirelessFLEnv.system_view` builds one :class:`SystemView` per round; agents get
+it through :attr:`agents.AgentContext.system_view`. Its arrays are copies marked read-only, so an
+agent cannot change the simulation through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+
+
+def _frozen(values: NDArray[np.float64] | NDArray[np.int64]) -> NDArray[np.float64]:
+    out = np.array(values, dtype=np.float64, copy=True)
+    out.flags.writeable = False
+    return out
+
+
+@dataclass(frozen=True)
+class SystemView:
+    """What the coming round will cost, per device (arrays over all N devices).
+
+    Attributes:
+        round_index: Index of the coming round (0-based).
+        channel_gain_linear: (N,) uplink power gain of the coming round (one fading block per round).
+        tx_power_w: (N,) uplink transmit power p_k, W.
+        noise_psd_w_per_hz: Noise power spectral density N0, W/Hz.
+        bandwidth_hz: Shared uplink bandwidth B, Hz.
+        compute_latency_s: (N,) unpruned local-training latency A_k = E D_k 3 F_fwd / (f_k phi_k), s.
+        compute_cycles: (N,) CPU cycles of the unpruned local training, cycles.
+        cpu_freq_hz: (N,) CPU frequency f_k, Hz.
+        kappa: Effective switched capacitance (compute energy = kappa cycles f^2), J/(cycle Hz^2).
+        upload_bits: (N,) size of the unpruned model upload, bits.
+        download_bits: Size of the broadcast global model, bits.
+        downlink_time_s: (N,) broadcast time if device k were the weakest selected device, s; the
+            round's downlink time is the maximum over the selected devices.
+        num_samples: (N,) local training samples D_k.
+        rho_max: Largest pruning rate an action can encode.
+    """
+
+    round_index: int
+    channel_gain_linear: FloatArray
+    tx_power_w: FloatArray
+    noise_psd_w_per_hz: float
+    bandwidth_hz: float
+    compute_latency_s: FloatArray
+    compute_cycles: FloatArray
+    cpu_freq_hz: FloatArray
+    kappa: float
+    upload_bits: FloatArray
+    download_bits: float
+    downlink_time_s: FloatArray
+    num_samples: FloatArray
+    rho_max: float
+
+    def __post_init__(self) -> None:
+        for name in (
+            "channel_gain_linear",
+            "tx_power_w",
+            "compute_latency_s",
+            "compute_cycles",
+            "cpu_freq_hz",
+            "upload_bits",
+            "downlink_time_s",
+            "num_samples",
+        ):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+    @property
+    def num_devices(self) -> int:
+        return len(self.channel_gain_linear)
+
+    @property
+    def snr_bandwidth_hz(self) -> FloatArray:
+        """(N,) ``a_k = p_k g_k / N0`` in Hz: the rate is ``b log2(1 + a_k / b)``."""
+        return np.asarray(self.tx_power_w * self.channel_gain_linear / self.noise_psd_w_per_hz)
