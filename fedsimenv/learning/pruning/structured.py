@@ -107,7 +107,7 @@ class _Graph:
                 in_dim = self.graph.is_in_channel_pruning_fn(
                     dep.handler
                 ) and not self.graph.is_out_channel_pruning_fn(dep.handler)
-                for pname, param in module.named_parameters(recurse=False):
+                for pname, _param in module.named_parameters(recurse=False):
                     key = f"{prefix}.{pname}" if prefix else pname
                     dense = isinstance(module, nn.Linear) or (
                         isinstance(module, nn.Conv2d) and module.groups == 1
