@@ -51,7 +51,8 @@ def _require(directory: Path | None, names: list[str], what: str, origin: str) -
     missing = [n for n in names if not (directory / n).exists()]
     if missing:
         raise DatasetNotFoundError(
-            f"{what} not found: put {', '.join(names)} ({origin}) in {directory} (missing: {', '.join(missing)})"
+            f"{what} not found: put {', '.join(names)} ({origin}) in {directory} "
+            f"(missing: {', '.join(missing)})"
         )
     return directory
 
@@ -74,7 +75,7 @@ def load_synthetic(spec: DatasetSpec) -> Split:
 
 def _cifar_arrays(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     with path.open("rb") as handle:
-        batch = pickle.load(handle, encoding="bytes")  # noqa: S301 - the user's own local files
+        batch = pickle.load(handle, encoding="bytes")
     pixels = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
     return pixels, np.asarray(batch[label_key], dtype=np.int64)
 
