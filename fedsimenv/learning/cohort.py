@@ -133,13 +133,13 @@ def train_batched(model: nn.Module, jobs: Sequence[LocalJob], sgd: SGDConfig) ->
         index = torch.zeros((num, sgd.batch_size), dtype=torch.long)
         weight = torch.zeros((num, sgd.batch_size))
         active = torch.zeros(num, dtype=torch.bool)
-        for k, schedule in enumerate(schedules):
+        for client, schedule in enumerate(schedules):
             if step < len(schedule):
                 batch = schedule[step]
-                index[k, : len(batch)] = batch + offsets[k]
-                index[k, len(batch) :] = offsets[k]  # any real sample; its weight is 0
-                weight[k, : len(batch)] = 1.0
-                active[k] = True
+                index[client, : len(batch)] = batch + offsets[client]
+                index[client, len(batch) :] = offsets[client]  # any real sample; its weight is 0
+                weight[client, : len(batch)] = 1.0
+                active[client] = True
         index, weight, active = index.to(device), weight.to(device), active.to(device)
         grads = batched_grad(params, x_all[index], y_all[index], weight)
         for k, g in grads.items():
