@@ -217,13 +217,36 @@ class ProtocolConfig(_Frozen):
 
 
 class PartitionConfig(_Frozen):
-    method: Literal["iid", "dirichlet"] = "dirichlet"
+    method: Literal["iid", "dirichlet", "shards", "natural"] = "dirichlet"
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration over labels")
     min_samples_per_device: int = Field(8, ge=1)
+    classes_per_device: int = Field(2, ge=1, description="label shards per device (method: shards)")
+    per_device_test: bool = Field(
+        False, description="also evaluate each device on test data following its label mix (DWNP)"
+    )
+
+
+class SyntheticDataConfig(_Frozen):
+    """The synthetic task (dataset: synthetic): Gaussian noise around one random prototype per class."""
+
+    num_samples: int = Field(2000, ge=10)
+    num_classes: int = Field(10, ge=2)
+    input_shape: tuple[int, int, int] = (1, 8, 8)
+    noise_std: float = Field(1.0, ge=0)
+    seed: int = Field(0, ge=0)
 
 
 class LearningConfig(_Frozen):
-    dataset: Literal["digits"] = "digits"
+    dataset: Literal["digits", "synthetic", "cifar10", "cifar100", "femnist"] = "digits"
+    data_dir: str | None = Field(None, description="local directory of cifar10/cifar100/femnist files")
+    synthetic: SyntheticDataConfig = SyntheticDataConfig()
+    norm: Literal["batch", "layer", "group", "none"] | None = Field(
+        None, description="normalisation layers; None = the model's default"
+    )
+    aggregation: str = "masked-fedavg"
+    cohort: Literal["auto", "batched", "sequential"] = Field(
+        "auto", description="local training path; auto = batched when the model allows it"
+    )
     test_fraction: float = Field(0.2, gt=0, lt=1)
     partition: PartitionConfig = PartitionConfig()
     model: str = "small-cnn"
@@ -249,6 +272,14 @@ class LearningConfig(_Frozen):
         from fedsimenv.learning.pruning import PRUNING_METHODS
 
         PRUNING_METHODS.get(value)
+        return value
+
+    @field_validator("aggregation")
+    @classmethod
+    def _known_aggregation(cls, value: str) -> str:
+        from fedsimenv.learning.aggregation import AGGREGATORS
+
+        AGGREGATORS.get(value)
         return value
 
 

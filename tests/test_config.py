@@ -28,8 +28,8 @@ def _write(tmp_path: Path, data: dict[str, object]) -> Path:
         ({"network": {"bandwidth_hz": -5.0}}, ["network.bandwidth_hz", "greater than 0", "-5.0"]),
         ({"cell": {"num_devices": "ten"}}, ["cell.num_devices", "valid integer", "'ten'"]),
         (
-            {"learning": {"partition": {"method": "shards"}}},
-            ["learning.partition.method", "'iid' or 'dirichlet'"],
+            {"learning": {"partition": {"method": "spectral"}}},
+            ["learning.partition.method", "'iid', 'dirichlet', 'shards' or 'natural'"],
         ),
         (
             {"channel": {"fading": {"model": "rice"}}},

@@ -1,10 +1,17 @@
-"""Aggregation rules as pure functions of the clients' results (Flower-style ``aggregate(results)``)."""
+"""Aggregation rules as pure functions of the clients' results (Flower-style ``aggregate(results)``).
+
+Same-shape (soft-masked) rules are registered in :data:`AGGREGATORS` by name: ``masked-fedavg``,
+``r2sp`` (FedMP). HeteroFL's width slices are aggregated by :func:`heterofl_aggregate`; inside the
+trainer the same rule is masked FedAvg over leading-channel masks (pruning method ``width``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
+
+from fedsimenv.registry import Registry
 
 State = dict[str, torch.Tensor]
 
@@ -47,3 +54,84 @@ def masked_fedavg(
         averaged = torch.where(den > 0, num / torch.where(den > 0, den, 1.0), global_value.to(torch.float64))
         out[key] = averaged.to(global_value.dtype)
     return out
+
+
+def residual_recovery(
+    global_state: Mapping[str, torch.Tensor],
+    state: Mapping[str, torch.Tensor],
+    mask: Mapping[str, torch.Tensor],
+) -> State:
+    """FedMP's R2SP step for one device: its trained sub-model scattered back into the full shape,
+    with the pruned entries taken from the current global model (the "residual")."""
+    out: State = {}
+    for key, global_value in global_state.items():
+        if key in mask:
+            out[key] = torch.where(mask[key].to(global_value.device), state[key], global_value)
+        else:
+            out[key] = state[key].clone()
+    return out
+
+
+def r2sp_fedavg(
+    global_state: Mapping[str, torch.Tensor],
+    states: Sequence[Mapping[str, torch.Tensor]],
+    masks: Sequence[Mapping[str, torch.Tensor]],
+    num_samples: Sequence[float],
+) -> State:
+    """FedMP (Jiang et al., 2022) residual recovery, then FedAvg over all arrived devices.
+
+    Every device contributes to every entry: its trained value where it kept the entry, the global
+    value where it pruned it. So a pruned entry moves towards the devices that trained it but by less
+    than under :func:`masked_fedavg` (it is pulled back by the devices that pruned it).
+    """
+    recovered = [residual_recovery(global_state, s, m) for s, m in zip(states, masks, strict=True)]
+    return fedavg(recovered, num_samples)
+
+
+def width_slice(global_state: Mapping[str, torch.Tensor], shapes: Mapping[str, torch.Size]) -> State:
+    """HeteroFL's sub-model: the leading slice ``[:d0, :d1, ...]`` of each global tensor."""
+    return {key: global_state[key][tuple(slice(0, d) for d in shapes[key])].clone() for key in shapes}
+
+
+def heterofl_aggregate(
+    global_state: Mapping[str, torch.Tensor],
+    states: Sequence[Mapping[str, torch.Tensor]],
+    num_samples: Sequence[float] | None = None,
+) -> State:
+    """HeteroFL (Diao et al., ICLR 2021): clients hold leading width slices of different sizes; each
+    global entry becomes the (sample-weighted) mean over the clients whose slice covers it, and keeps
+    its global value if none does.
+
+    HeteroFL averages covered entries with equal weights; pass ``num_samples=None`` for that.
+    """
+    if not states:
+        raise ValueError("heterofl_aggregate needs at least one client state")
+    weights = [1.0] * len(states) if num_samples is None else [float(n) for n in num_samples]
+    out: State = {}
+    for key, global_value in global_state.items():
+        num = torch.zeros_like(global_value, dtype=torch.float64)
+        den = torch.zeros_like(global_value, dtype=torch.float64)
+        for state, w in zip(states, weights, strict=True):
+            value = state[key]
+            region = tuple(slice(0, d) for d in value.shape)
+            num[region] += w * value.to(torch.float64)
+            den[region] += w
+        averaged = torch.where(den > 0, num / torch.where(den > 0, den, 1.0), global_value.to(torch.float64))
+        out[key] = averaged.to(global_value.dtype)
+    return out
+
+
+#: ``aggregate(global_state, states, masks, num_samples)`` for soft-masked (same-shape) client states.
+Aggregator = Callable[
+    [
+        Mapping[str, torch.Tensor],
+        Sequence[Mapping[str, torch.Tensor]],
+        Sequence[Mapping[str, torch.Tensor]],
+        Sequence[float],
+    ],
+    State,
+]
+
+AGGREGATORS: Registry[Aggregator] = Registry("aggregation rule")
+AGGREGATORS.register("masked-fedavg")(masked_fedavg)
+AGGREGATORS.register("r2sp")(r2sp_fedavg)

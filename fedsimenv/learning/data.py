@@ -16,17 +16,20 @@ IntArray = NDArray[np.int64]
 
 @dataclass(frozen=True)
 class ArrayDataset:
-    """Features ``x`` (float32, N x C x H x W) and integer labels ``y`` (N,)."""
+    """Features ``x`` (float32, N x C x H x W), integer labels ``y`` (N,) and, where the data has
+    natural owners (FEMNIST writers), their ids ``groups`` (N,)."""
 
     x: NDArray[np.float32]
     y: IntArray
     num_classes: int
+    groups: IntArray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
 
     def subset(self, indices: IntArray) -> ArrayDataset:
-        return ArrayDataset(self.x[indices], self.y[indices], self.num_classes)
+        groups = None if self.groups is None else self.groups[indices]
+        return ArrayDataset(self.x[indices], self.y[indices], self.num_classes, groups)
 
 
 def load_digits() -> ArrayDataset:
@@ -52,6 +55,16 @@ def train_test_split(
     train_idx = np.sort(np.concatenate(train_parts))
     test_idx = np.sort(np.concatenate(test_parts))
     return data.subset(train_idx), data.subset(test_idx)
+
+
+def natural_partition(groups: IntArray, num_devices: int, rng: np.random.Generator) -> list[IntArray]:
+    """Devices take whole natural owners (e.g. FEMNIST writers), shuffled and dealt round-robin."""
+    owners = rng.permutation(np.unique(groups))
+    if len(owners) < num_devices:
+        raise ValueError(f"{len(owners)} natural owners cannot fill {num_devices} devices")
+    return [
+        np.flatnonzero(np.isin(groups, owners[d::num_devices])).astype(np.int64) for d in range(num_devices)
+    ]
 
 
 def iid_partition(num_samples: int, num_devices: int, rng: np.random.Generator) -> list[IntArray]:
@@ -96,3 +109,54 @@ def dirichlet_partition(
         f"Dirichlet(alpha={alpha}) partition gave some device fewer than {min_samples_per_device} "
         f"samples in {max_attempts} attempts; raise learning.partition.alpha or lower the minimum"
     )
+
+
+def shard_partition(
+    labels: IntArray, num_devices: int, classes_per_device: int, rng: np.random.Generator
+) -> list[IntArray]:
+    """Pathological non-IID split (McMahan et al., 2017): sort by label, cut into
+    ``num_devices * classes_per_device`` equal shards, deal each device ``classes_per_device`` shards.
+
+    A device thus sees at most ``classes_per_device`` classes (fewer if two of its shards share one).
+    """
+    num_shards = num_devices * classes_per_device
+    if num_shards > len(labels):
+        raise ValueError(f"{num_shards} shards need at least as many samples, got {len(labels)}")
+    # Shuffle first so the order within a class is random, then a stable sort groups the classes.
+    shuffled = rng.permutation(len(labels))
+    by_label = shuffled[np.argsort(labels[shuffled], kind="stable")]
+    shards = np.array_split(by_label, num_shards)
+    order = rng.permutation(num_shards)
+    return [
+        np.sort(
+            np.concatenate([shards[s] for s in order[d * classes_per_device : (d + 1) * classes_per_device]])
+        ).astype(np.int64)
+        for d in range(num_devices)
+    ]
+
+
+def device_test_split(
+    test_labels: IntArray,
+    train_labels: IntArray,
+    num_test: int,
+    num_classes: int,
+    rng: np.random.Generator,
+) -> IntArray:
+    """Indices into the global test set whose label mix follows one device's training labels.
+
+    As in DWNP, each device is evaluated on test data distributed like its own data. Class counts are
+    the device's label proportions times ``num_test`` (largest remainder); a class with fewer test
+    samples than needed is drawn with replacement.
+    """
+    proportions = np.bincount(train_labels, minlength=num_classes) / max(len(train_labels), 1)
+    raw = proportions * num_test
+    counts = np.floor(raw).astype(np.int64)
+    for label in np.argsort(-(raw - counts), kind="stable")[: num_test - int(counts.sum())]:
+        counts[label] += 1
+    parts: list[IntArray] = []
+    for label in range(num_classes):
+        pool = np.flatnonzero(test_labels == label)
+        if counts[label] == 0 or len(pool) == 0:
+            continue
+        parts.append(rng.choice(pool, size=int(counts[label]), replace=counts[label] > len(pool)))
+    return np.sort(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)

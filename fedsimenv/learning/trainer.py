@@ -8,11 +8,11 @@ timing plane), then trains and aggregates only the devices that arrived in time
 
 from __future__ import annotations
 
-import copy
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,14 +20,26 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from fedsimenv.config import LearningConfig
-from fedsimenv.learning.aggregation import masked_fedavg
+from fedsimenv.learning.aggregation import AGGREGATORS
+from fedsimenv.learning.cohort import (
+    LocalJob,
+    SGDConfig,
+    can_batch,
+    draw_orders,
+    train_batched,
+    train_sequential,
+)
 from fedsimenv.learning.data import (
     ArrayDataset,
+    IntArray,
+    device_test_split,
     dirichlet_partition,
     iid_partition,
-    load_digits,
+    natural_partition,
+    shard_partition,
     train_test_split,
 )
+from fedsimenv.learning.datasets import DatasetSpec, load_dataset
 from fedsimenv.learning.flops import forward_flops_per_sample
 from fedsimenv.learning.models import build_model
 from fedsimenv.learning.pruning import PRUNING_METHODS, Masks, count_parameters, kept_parameters
@@ -57,6 +69,8 @@ class LearningResult:
     accuracy: float
     loss: float
     num_trained: int
+    #: Per-device accuracy on test data following each device's label mix (when configured).
+    device_accuracy: tuple[float, ...] = field(default=())
 
 
 class Trainer(ABC):
@@ -103,49 +117,85 @@ def _resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+def partition(
+    data: ArrayDataset, num_devices: int, config: LearningConfig, rng: np.random.Generator
+) -> list[IntArray]:
+    """Split ``data`` over the devices as ``config.partition`` says."""
+    spec = config.partition
+    if spec.method == "dirichlet":
+        return dirichlet_partition(data.y, num_devices, spec.alpha, rng, spec.min_samples_per_device)
+    if spec.method == "shards":
+        return shard_partition(data.y, num_devices, spec.classes_per_device, rng)
+    if spec.method == "natural":
+        if data.groups is None:
+            raise ValueError(
+                f"partition 'natural' needs a dataset with owners (femnist), not {config.dataset}"
+            )
+        return natural_partition(data.groups, num_devices, rng)
+    return iid_partition(len(data), num_devices, rng)
+
+
 @TRAINERS.register("torch")
 class TorchTrainer(Trainer):
-    """Real PyTorch training: local SGD on each device's masked model, masked FedAvg, global test.
+    """Real PyTorch training: local SGD on each device's masked model, aggregation, global test.
 
-    Devices train one after another (sequential path). Pruning masks are computed from the current
-    global weights; pruned entries are held at zero during local training.
+    Dataset, partition, model (and its norm), pruning method, aggregation rule and the local-training
+    path all come from the scenario's ``learning`` section. Pruning masks are computed from the
+    current global weights (data-driven criteria use the device's first local batch); pruned entries
+    are held at zero during local training. The arrived devices train together in one batched
+    computation when ``cohort`` allows and the model has no buffers, else one after another; both
+    paths give the same weights.
     """
 
     def __init__(self, config: LearningConfig, num_devices: int) -> None:
         super().__init__(config, num_devices)
         self.device = _resolve_device(config.device)
         self.pruner = PRUNING_METHODS.get(config.pruning)()
-        self._full = load_digits()
+        self.aggregate = AGGREGATORS.get(config.aggregation)
+        synthetic = config.synthetic
+        spec = DatasetSpec(
+            data_dir=Path(config.data_dir) if config.data_dir else None,
+            num_samples=synthetic.num_samples,
+            num_classes=synthetic.num_classes,
+            input_shape=synthetic.input_shape,
+            noise_std=synthetic.noise_std,
+            seed=synthetic.seed,
+        )
+        self._full, self._official_test = load_dataset(config.dataset, spec)
         self._model: torch.nn.Module | None = None
         self._pending: dict[int, Masks] = {}
 
     def reset(self, streams: EpisodeStreams) -> LearningResult:
         cfg = self.config
         split_rng = streams.numpy("partition")
-        train, self.test = train_test_split(self._full, cfg.test_fraction, split_rng)
-        if cfg.partition.method == "dirichlet":
-            parts = dirichlet_partition(
-                train.y,
-                self.num_devices,
-                cfg.partition.alpha,
-                split_rng,
-                cfg.partition.min_samples_per_device,
-            )
+        if self._official_test is None:
+            train, self.test = train_test_split(self._full, cfg.test_fraction, split_rng)
         else:
-            parts = iid_partition(len(train), self.num_devices, split_rng)
+            train, self.test = self._full, self._official_test
+        parts = partition(train, self.num_devices, cfg, split_rng)
         self.clients: list[ArrayDataset] = [train.subset(p) for p in parts]
         self._num_samples = np.array([len(c) for c in self.clients], dtype=np.int64)
+        self._client_x = [torch.from_numpy(c.x).to(self.device) for c in self.clients]
+        self._client_y = [torch.from_numpy(c.y).to(self.device) for c in self.clients]
+        self.device_tests: list[IntArray] = []
+        if cfg.partition.per_device_test:
+            ratio = cfg.test_fraction / (1.0 - cfg.test_fraction)
+            self.device_tests = [
+                device_test_split(
+                    self.test.y, c.y, max(1, round(ratio * len(c))), train.num_classes, split_rng
+                )
+                for c in self.clients
+            ]
         self._generator = torch.Generator().manual_seed(streams.torch_seed("training"))
         self.input_shape: tuple[int, int, int] = tuple(train.x.shape[1:])
         self._model = build_model(
-            cfg.model, self.input_shape, train.num_classes, self._generator, self.device
+            cfg.model, self.input_shape, train.num_classes, self._generator, self.device, norm=cfg.norm
         )
         self.total_params = count_parameters(self._model)
         self._test_x = torch.from_numpy(self.test.x).to(self.device)
         self._test_y = torch.from_numpy(self.test.y).to(self.device)
         self._pending = {}
-        accuracy, loss = self.evaluate()
-        return LearningResult(accuracy=accuracy, loss=loss, num_trained=0)
+        return self._result(0)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -164,7 +214,11 @@ class TorchTrainer(Trainer):
         self._pending = {}
         costs: dict[int, ModelCost] = {}
         for device, rho in pruning_rate.items():
-            masks = self.pruner.masks(self.model, float(rho), self._generator) if rho > 0 else {}
+            masks: Masks = {}
+            if rho > 0:
+                size = self.config.batch_size
+                batch = (self._client_x[device][:size], self._client_y[device][:size])
+                masks = self.pruner.masks(self.model, float(rho), self._generator, batch)
             masks = {k: m.to(self.device) for k, m in masks.items()}
             kept = kept_parameters(self.model, masks)
             # An unstructured mask travels with the weights: one bit per prunable weight.
@@ -182,42 +236,30 @@ class TorchTrainer(Trainer):
         missing = [k for k in arrived if k not in self._pending]
         if missing:
             raise ValueError(f"devices {missing} arrived but were not prepared this round")
-        states, masks, weights = [], [], []
-        for device in arrived:
-            states.append(self._local_train(device, self._pending[device]))
-            masks.append(self._pending[device])
-            weights.append(float(self._num_samples[device]))
-        if states:
-            global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.model.load_state_dict(masked_fedavg(global_state, states, masks, weights))
-        self._pending = {}
-        accuracy, loss = self.evaluate()
-        return LearningResult(accuracy=accuracy, loss=loss, num_trained=len(states))
-
-    def _local_train(self, device: int, masks: Masks) -> dict[str, torch.Tensor]:
         cfg = self.config
-        local = copy.deepcopy(self.model)
-        params = dict(local.named_parameters())
-        with torch.no_grad():
-            for name, mask in masks.items():
-                params[name].mul_(mask)
-        optimizer = torch.optim.SGD(local.parameters(), lr=cfg.learning_rate, momentum=cfg.momentum)
-        data = self.clients[device]
-        x_all = torch.from_numpy(data.x).to(self.device)
-        y_all = torch.from_numpy(data.y).to(self.device)
-        local.train()
-        for _ in range(cfg.local_epochs):
-            order = torch.randperm(len(data), generator=self._generator).to(self.device)
-            for start in range(0, len(data), cfg.batch_size):
-                batch = order[start : start + cfg.batch_size]
-                optimizer.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(local(x_all[batch]), y_all[batch])
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
-                with torch.no_grad():
-                    for name, mask in masks.items():
-                        params[name].mul_(mask)
-        return {k: v.detach().clone() for k, v in local.state_dict().items()}
+        jobs = [
+            LocalJob(
+                x=self._client_x[k],
+                y=self._client_y[k],
+                masks=self._pending[k],
+                orders=draw_orders(int(self._num_samples[k]), cfg.local_epochs, self._generator),
+            )
+            for k in arrived
+        ]
+        if jobs:
+            sgd = SGDConfig(cfg.learning_rate, cfg.momentum, cfg.batch_size)
+            batched = cfg.cohort == "batched" or (cfg.cohort == "auto" and can_batch(self.model))
+            states = (train_batched if batched else train_sequential)(self.model, jobs, sgd)
+            global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            weights = [float(self._num_samples[k]) for k in arrived]
+            self.model.load_state_dict(self.aggregate(global_state, states, [j.masks for j in jobs], weights))
+        self._pending = {}
+        return self._result(len(jobs))
+
+    def _result(self, num_trained: int) -> LearningResult:
+        accuracy, loss = self.evaluate()
+        device_accuracy = tuple(self.evaluate_device(k) for k in range(len(self.device_tests)))
+        return LearningResult(accuracy, loss, num_trained, device_accuracy)
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
@@ -227,3 +269,11 @@ class TorchTrainer(Trainer):
         loss = float(F.cross_entropy(logits, self._test_y))
         accuracy = float((logits.argmax(dim=1) == self._test_y).float().mean())
         return accuracy, loss
+
+    @torch.no_grad()
+    def evaluate_device(self, device: int) -> float:
+        """Global-model accuracy on ``device``'s own test split (``partition.per_device_test``)."""
+        index = torch.from_numpy(self.device_tests[device]).to(self.device)
+        self.model.eval()
+        logits = self.model(self._test_x[index])
+        return float((logits.argmax(dim=1) == self._test_y[index]).float().mean())

@@ -1,0 +1,145 @@
+"""Datasets beyond digits, read from local files (nothing downloads), and a registry to pick one.
+
+Each loader returns ``(train, test)``; ``test`` is None when the dataset has no official split (the
+trainer then makes a stratified one). An absent dataset raises :class:`DatasetNotFoundError` saying
+which files to put where.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fedsimenv.learning.data import ArrayDataset, load_digits
+from fedsimenv.registry import Registry
+
+#: Per-channel mean and std of the CIFAR training images (scaled to [0, 1]); the usual constants.
+CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
+CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are not where the scenario says."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a loader needs from the scenario: the local directory and the synthetic task's shape."""
+
+    data_dir: Path | None = None
+    num_samples: int = 2000
+    num_classes: int = 10
+    input_shape: tuple[int, int, int] = (1, 8, 8)
+    noise_std: float = 1.0
+    seed: int = 0
+
+
+Split = tuple[ArrayDataset, ArrayDataset | None]
+DATASETS: Registry[Callable[[DatasetSpec], Split]] = Registry("dataset")
+
+
+def _require(directory: Path | None, names: list[str], what: str, origin: str) -> Path:
+    if directory is None:
+        raise DatasetNotFoundError(
+            f"{what} needs learning.data_dir: a directory holding {', '.join(names)} ({origin})"
+        )
+    missing = [n for n in names if not (directory / n).exists()]
+    if missing:
+        raise DatasetNotFoundError(
+            f"{what} not found: put {', '.join(names)} ({origin}) in {directory} "
+            f"(missing: {', '.join(missing)})"
+        )
+    return directory
+
+
+@DATASETS.register("digits")
+def _digits(spec: DatasetSpec) -> Split:
+    return load_digits(), None
+
+
+@DATASETS.register("synthetic")
+def load_synthetic(spec: DatasetSpec) -> Split:
+    """A Gaussian-prototype classification task: each class has a random prototype image, samples
+    are prototype + N(0, noise_std^2) noise. ``noise_std`` sets the difficulty; drawn from ``seed``."""
+    rng = np.random.default_rng(spec.seed)
+    prototypes = rng.standard_normal((spec.num_classes, *spec.input_shape)).astype(np.float32)
+    y = rng.integers(0, spec.num_classes, spec.num_samples).astype(np.int64)
+    noise = rng.standard_normal((spec.num_samples, *spec.input_shape)).astype(np.float32)
+    return ArrayDataset(prototypes[y] + np.float32(spec.noise_std) * noise, y, spec.num_classes), None
+
+
+def _cifar_arrays(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    with path.open("rb") as handle:
+        batch = pickle.load(handle, encoding="bytes")
+    pixels = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    return pixels, np.asarray(batch[label_key], dtype=np.int64)
+
+
+def _cifar(directory: Path, train_files: list[str], test_file: str, label_key: bytes, classes: int) -> Split:
+    def to_dataset(files: list[str]) -> ArrayDataset:
+        arrays = [_cifar_arrays(directory / f, label_key) for f in files]
+        x = np.concatenate([a[0] for a in arrays]).astype(np.float32) / 255.0
+        x = (x - CIFAR_MEAN[:, None, None]) / CIFAR_STD[:, None, None]
+        return ArrayDataset(x.astype(np.float32), np.concatenate([a[1] for a in arrays]), classes)
+
+    return to_dataset(train_files), to_dataset([test_file])
+
+
+@DATASETS.register("cifar10")
+def load_cifar10(spec: DatasetSpec) -> Split:
+    """CIFAR-10 from the python batches (``cifar-10-python.tar.gz`` extracted: cifar-10-batches-py/)."""
+    train = [f"data_batch_{i}" for i in range(1, 6)]
+    directory = _require(spec.data_dir, [*train, "test_batch"], "CIFAR-10", "the python version's batches")
+    return _cifar(directory, train, "test_batch", b"labels", 10)
+
+
+@DATASETS.register("cifar100")
+def load_cifar100(spec: DatasetSpec) -> Split:
+    """CIFAR-100 (fine labels) from the python files (``cifar-100-python.tar.gz`` extracted)."""
+    directory = _require(spec.data_dir, ["train", "test"], "CIFAR-100", "the python version's files")
+    return _cifar(directory, ["train"], "test", b"fine_labels", 100)
+
+
+def _leaf_json(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    writers: list[str] = []
+    for path in sorted(directory.glob("*.json")):
+        with path.open() as handle:
+            blob = json.load(handle)
+        for user in blob["users"]:
+            data = blob["user_data"][user]
+            xs.append(np.asarray(data["x"], dtype=np.float32).reshape(-1, 1, 28, 28))
+            ys.append(np.asarray(data["y"], dtype=np.int64))
+            writers += [user] * len(data["y"])
+    ids = {w: i for i, w in enumerate(sorted(set(writers)))}
+    return np.concatenate(xs), np.concatenate(ys), np.asarray([ids[w] for w in writers], dtype=np.int64)
+
+
+@DATASETS.register("femnist")
+def load_femnist(spec: DatasetSpec) -> Split:
+    """FEMNIST from LEAF's JSON files: ``train/*.json`` and ``test/*.json`` under ``data_dir`` (LEAF's
+    ``data/femnist/data/{train,test}`` after its preprocessing script), 62 classes, 28x28 grey.
+
+    The writer of each sample is kept in ``ArrayDataset.groups`` for the ``natural`` partition.
+    """
+    directory = spec.data_dir
+    origin = "LEAF's femnist data/train and data/test folders of *.json"
+    base = _require(directory, ["train", "test"], "FEMNIST", origin)
+    if not any((base / "train").glob("*.json")) or not any((base / "test").glob("*.json")):
+        raise DatasetNotFoundError(
+            f"FEMNIST not found: put *.json files ({origin}) in {base}/train and {base}/test"
+        )
+    x, y, groups = _leaf_json(base / "train")
+    tx, ty, tgroups = _leaf_json(base / "test")
+    return ArrayDataset(x, y, 62, groups), ArrayDataset(tx, ty, 62, tgroups)
+
+
+def load_dataset(name: str, spec: DatasetSpec) -> Split:
+    """Load registered dataset ``name`` as ``(train, test or None)``."""
+    return DATASETS.get(name)(spec)
