@@ -94,9 +94,11 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
     ## Protocols
 
     The scenario's ``protocol`` section: ``synchronous`` (default), ``deadline`` (late updates are
-    dropped), ``over-commit`` (the first ``target_updates`` arrivals are kept). Only arrived updates
-    are trained and aggregated. (``async`` is simulated by the timing plane but not yet wired to the
-    learning plane: the env rejects it.)
+    dropped), ``over-commit`` (the first ``target_updates`` arrivals are kept), and ``async``
+    (buffered asynchronous aggregation: devices keep working across steps, a step ends at every
+    ``target_updates``-th arrival, each update is trained from the model its device downloaded and
+    applied with FedBuff's staleness weight ``1 / sqrt(1 + staleness)``; selecting a busy device has
+    no effect). Only arrived updates are trained and aggregated.
 
     ## System View
 
@@ -134,11 +136,6 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         if trainer is not None:
             all_overrides["trainer"] = trainer
         self.config = load_scenario(scenario, all_overrides)
-        if self.config.protocol.name == "async":
-            raise ValueError(
-                "protocol.name 'async' is not supported by the env yet (timing plane only); "
-                "allowed values here: synchronous, deadline, over-commit"
-            )
         cfg = self.config
         n = self.num_devices = cfg.cell.num_devices
         self.trainer = TRAINERS.get(cfg.trainer)(cfg.learning, n)
@@ -195,8 +192,11 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
             raise RuntimeError("call reset() before step()")
         cfg = self.config
         decision = decode_action(action, self.num_devices, cfg.action, cfg.network.bandwidth_hz)
-        selected = np.flatnonzero(decision.selected)
-        costs = self.trainer.prepare_round({int(k): float(decision.pruning_rate[k]) for k in selected})
+        is_async = cfg.protocol.name == "async"
+        # In the async protocol a device already working keeps its job; only idle ones start one.
+        starting = decision.selected & ~self._simulator.busy if is_async else decision.selected
+        rates = {int(k): float(decision.pruning_rate[k]) for k in np.flatnonzero(starting)}
+        costs = self.trainer.prepare_async(rates) if is_async else self.trainer.prepare_round(rates)
 
         flops = np.zeros(self.num_devices)
         bits = np.zeros(self.num_devices)
@@ -210,7 +210,12 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
             local_epochs=cfg.learning.local_epochs,
         )
         report = self._simulator.run_round(decision, workload)
-        learning = self.trainer.train_round([int(k) for k in np.flatnonzero(report.arrived)])
+        arrived = [int(k) for k in np.flatnonzero(report.arrived)]
+        learning = (
+            self.trainer.train_async(arrived, [int(report.staleness[k]) for k in arrived])
+            if is_async
+            else self.trainer.train_round(arrived)
+        )
 
         reward, terms = self.reward_fn(
             RoundOutcome(

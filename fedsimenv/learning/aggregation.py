@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from fedsimenv.registry import Registry
@@ -135,3 +136,40 @@ Aggregator = Callable[
 AGGREGATORS: Registry[Aggregator] = Registry("aggregation rule")
 AGGREGATORS.register("masked-fedavg")(masked_fedavg)
 AGGREGATORS.register("r2sp")(r2sp_fedavg)
+
+
+def staleness_weight(staleness: int) -> float:
+    """FedBuff's polynomial staleness discount ``1 / sqrt(1 + staleness)`` (Nguyen et al., 2022)."""
+    if staleness < 0:
+        raise ValueError(f"staleness must be >= 0, got {staleness}")
+    return float(1.0 / np.sqrt(1.0 + staleness))
+
+
+def buffered_async_update(
+    global_state: Mapping[str, torch.Tensor],
+    start_states: Sequence[Mapping[str, torch.Tensor]],
+    states: Sequence[Mapping[str, torch.Tensor]],
+    masks: Sequence[Mapping[str, torch.Tensor]],
+    num_samples: Sequence[float],
+    staleness: Sequence[int],
+) -> State:
+    """Buffered asynchronous aggregation: the current global model plus the weighted mean of updates.
+
+    Update i is ``states[i] - start_states[i]`` (the device trained from the model it downloaded, which
+    may be older than ``global_state``). Each entry's mean is taken over the updates that kept it,
+    weighted by ``num_samples[i] * staleness_weight(staleness[i])``; an entry nobody kept is unchanged.
+    """
+    if not states:
+        raise ValueError("buffered_async_update needs at least one update")
+    weights = [float(n) * staleness_weight(int(s)) for n, s in zip(num_samples, staleness, strict=True)]
+    out: State = {}
+    for key, global_value in global_state.items():
+        num = torch.zeros_like(global_value, dtype=torch.float64)
+        den = torch.zeros_like(global_value, dtype=torch.float64)
+        for start, state, mask, w in zip(start_states, states, masks, weights, strict=True):
+            keep = mask[key].to(torch.float64) if key in mask else torch.ones_like(num)
+            num += w * keep * (state[key].to(torch.float64) - start[key].to(torch.float64))
+            den += w * keep
+        delta = torch.where(den > 0, num / torch.where(den > 0, den, 1.0), torch.zeros_like(num))
+        out[key] = (global_value.to(torch.float64) + delta).to(global_value.dtype)
+    return out

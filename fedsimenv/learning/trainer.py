@@ -8,6 +8,7 @@ timing plane), then trains and aggregates only the devices that arrived in time
 
 from __future__ import annotations
 
+import copy
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from fedsimenv.config import LearningConfig
-from fedsimenv.learning.aggregation import AGGREGATORS
+from fedsimenv.learning.aggregation import AGGREGATORS, buffered_async_update
 from fedsimenv.learning.cohort import (
     LocalJob,
     SGDConfig,
@@ -105,6 +106,19 @@ class Trainer(ABC):
     @abstractmethod
     def train_round(self, arrived: Sequence[int]) -> LearningResult:
         """Train the arrived devices' prepared sub-models, aggregate them, evaluate the global model."""
+
+    def prepare_async(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
+        """Async protocol: like :meth:`prepare_round` for jobs starting now, keeping jobs in flight.
+
+        Raises:
+            NotImplementedError: the trainer does not support the async protocol.
+        """
+        raise NotImplementedError(f"trainer {type(self).__name__} does not support protocol 'async'")
+
+    def train_async(self, arrived: Sequence[int], staleness: Sequence[int]) -> LearningResult:
+        """Async protocol: train the arrived jobs from the model each one downloaded and apply their
+        staleness-weighted updates to the current global model."""
+        raise NotImplementedError(f"trainer {type(self).__name__} does not support protocol 'async'")
 
 
 TRAINERS: Registry[type[Trainer]] = Registry("trainer")
@@ -195,6 +209,7 @@ class TorchTrainer(Trainer):
         self._test_x = torch.from_numpy(self.test.x).to(self.device)
         self._test_y = torch.from_numpy(self.test.y).to(self.device)
         self._pending = {}
+        self._job_start: dict[int, dict[str, torch.Tensor]] = {}
         return self._result(0)
 
     @property
@@ -255,6 +270,61 @@ class TorchTrainer(Trainer):
             self.model.load_state_dict(self.aggregate(global_state, states, [j.masks for j in jobs], weights))
         self._pending = {}
         return self._result(len(jobs))
+
+    def prepare_async(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
+        in_flight = self._pending
+        costs = self.prepare_round(pruning_rate)
+        # One snapshot of the global model, shared by every job that starts from it.
+        snapshot = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        for device in pruning_rate:
+            self._job_start[device] = snapshot
+        self._pending = {**in_flight, **self._pending}
+        return costs
+
+    def train_async(self, arrived: Sequence[int], staleness: Sequence[int]) -> LearningResult:
+        missing = [k for k in arrived if k not in self._pending or k not in self._job_start]
+        if missing:
+            raise ValueError(f"devices {missing} arrived but no job was started for them")
+        cfg = self.config
+        sgd = SGDConfig(cfg.learning_rate, cfg.momentum, cfg.batch_size)
+        # Jobs that downloaded the same global model train together from it.
+        groups: dict[int, list[int]] = {}
+        for k in arrived:
+            groups.setdefault(id(self._job_start[k]), []).append(k)
+        order: list[int] = []
+        states: list[dict[str, torch.Tensor]] = []
+        for devices in groups.values():
+            local = copy.deepcopy(self.model)
+            local.load_state_dict(self._job_start[devices[0]])
+            jobs = [
+                LocalJob(
+                    x=self._client_x[k],
+                    y=self._client_y[k],
+                    masks=self._pending[k],
+                    orders=draw_orders(int(self._num_samples[k]), cfg.local_epochs, self._generator),
+                )
+                for k in devices
+            ]
+            batched = cfg.cohort == "batched" or (cfg.cohort == "auto" and can_batch(local))
+            states.extend((train_batched if batched else train_sequential)(local, jobs, sgd))
+            order.extend(devices)
+        if order:
+            tau = dict(zip(arrived, staleness, strict=True))
+            global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(
+                buffered_async_update(
+                    global_state,
+                    [self._job_start[k] for k in order],
+                    states,
+                    [self._pending[k] for k in order],
+                    [float(self._num_samples[k]) for k in order],
+                    [int(tau[k]) for k in order],
+                )
+            )
+        for k in arrived:
+            self._pending.pop(k, None)
+            self._job_start.pop(k, None)
+        return self._result(len(order))
 
     def _result(self, num_trained: int) -> LearningResult:
         accuracy, loss = self.evaluate()

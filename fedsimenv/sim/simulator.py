@@ -155,6 +155,11 @@ class RoundSimulator:
         return float(self.env.now)
 
     @property
+    def busy(self) -> NDArray[np.bool_]:
+        """Devices with a job in flight (async protocol); they cannot start another one."""
+        return self._active.copy()
+
+    @property
     def distance_m(self) -> FloatArray:
         """Current distance of each device to the base station (devices may move)."""
         return self.channel.distance_m
