@@ -41,6 +41,10 @@ class CellConfig(_Frozen):
 class NetworkConfig(_Frozen):
     bandwidth_hz: float = Field(20e6, gt=0, description="shared uplink bandwidth B")
     noise_psd_dbm_per_hz: float = Field(-174.0, ge=-250, le=0)
+    noise_figure_db: float = Field(0.0, ge=0, le=30, description="receiver noise figure F")
+    interference_psd_dbm_per_hz: float | None = Field(
+        None, ge=-250, le=0, description="inter-cell interference PSD I0 on every band; null = none"
+    )
     tx_power_dbm: float = Field(10.0, ge=-50, le=50, description="device uplink transmit power")
     downlink_bandwidth_hz: float = Field(20e6, gt=0)
     bs_tx_power_dbm: float = Field(33.0, ge=-50, le=70, description="base-station downlink power")

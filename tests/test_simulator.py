@@ -122,3 +122,23 @@ def test_env_round_latency_equals_closed_form_on_a_static_channel() -> None:
     t_comp = cfg.learning.local_epochs * samples * 3 * flops_fwd / (fleet.cpu_freq_hz * 4.0)
     t_up = bits / (b * np.log2(1 + p_w * gains / (N0_W_PER_HZ * b)))
     assert report.round_latency_s == pytest.approx(float(np.max(t_dl + t_comp + t_up)), rel=1e-9)
+
+
+def test_noise_figure_and_interference_fold_into_the_effective_noise_psd() -> None:
+    def latency(network: NetworkConfig) -> float:
+        fleet = DeviceFleet(
+            np.array([200.0]), np.zeros(1), np.zeros(1), np.array([1e9]), np.ones(1), np.full(1, 0.01), 0.0
+        )
+        channel = ChannelModel(MacroCellPathLoss(MacroCellParams()), NoFading(NoFading.Params()), 0.0)
+        sim = RoundSimulator(fleet, channel, network, np.random.default_rng(0))
+        work = DeviceWorkload(np.zeros(1), np.array([1e6]), 0.0, np.array([1]), 1)
+        return sim.run_round(
+            RoundDecision(np.ones(1, bool), np.zeros(1), np.array([1e6])), work
+        ).round_latency_s
+
+    gain = 10 ** (-(128.1 + 37.6 * math.log10(0.2)) / 10)
+    # 3 dB noise figure doubles N0; interference at the same PSD as N0 adds another N0: 3 x N0.
+    network = NetworkConfig(noise_figure_db=10 * math.log10(2), interference_psd_dbm_per_hz=-174.0)
+    expected = 1e6 / (1e6 * math.log2(1 + 0.01 * gain / (3 * N0_W_PER_HZ * 1e6)))
+    assert latency(network) == pytest.approx(expected, rel=1e-9)
+    assert latency(NetworkConfig()) < latency(network)

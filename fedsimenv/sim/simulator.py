@@ -114,7 +114,14 @@ class RoundSimulator:
         self.protocol = protocol or ProtocolConfig()
         self.coherence_time_s = coherence_time_s
         self.availability = availability
-        self.noise_psd_w_per_hz = float(dbm_to_watt(network.noise_psd_dbm_per_hz))
+        # Noise figure and inter-cell interference (a PSD, so it scales with each share like noise)
+        # fold into one effective PSD: r = b log2(1 + p g / ((N0 F + I0) b)) keeps the textbook form
+        # that the optimisers assume.
+        interference = network.interference_psd_dbm_per_hz
+        self.noise_psd_w_per_hz = float(
+            dbm_to_watt(network.noise_psd_dbm_per_hz) * 10 ** (network.noise_figure_db / 10)
+            + (dbm_to_watt(interference) if interference is not None else 0.0)
+        )
         self.bs_tx_power_w = float(dbm_to_watt(network.bs_tx_power_dbm))
         self.rng = rng
         self.env = simpy.Environment()
