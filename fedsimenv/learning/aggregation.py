@@ -162,14 +162,14 @@ def buffered_async_update(
     if not states:
         raise ValueError("buffered_async_update needs at least one update")
     weights = [float(n) * staleness_weight(int(s)) for n, s in zip(num_samples, staleness, strict=True)]
-    out: State = {}
-    for key, global_value in global_state.items():
-        num = torch.zeros_like(global_value, dtype=torch.float64)
-        den = torch.zeros_like(global_value, dtype=torch.float64)
-        for start, state, mask, w in zip(start_states, states, masks, weights, strict=True):
-            keep = mask[key].to(torch.float64) if key in mask else torch.ones_like(num)
-            num += w * keep * (state[key].to(torch.float64) - start[key].to(torch.float64))
-            den += w * keep
-        delta = torch.where(den > 0, num / torch.where(den > 0, den, 1.0), torch.zeros_like(num))
-        out[key] = (global_value.to(torch.float64) + delta).to(global_value.dtype)
-    return out
+    deltas = [
+        {key: state[key].to(torch.float64) - start[key].to(torch.float64) for key in global_state}
+        for start, state in zip(start_states, states, strict=True)
+    ]
+    # The masked mean of the deltas; an entry nobody kept gets the "global" value 0: no change.
+    zero = {key: torch.zeros_like(value, dtype=torch.float64) for key, value in global_state.items()}
+    mean_delta = masked_fedavg(zero, deltas, masks, weights)
+    return {
+        key: (value.to(torch.float64) + mean_delta[key]).to(value.dtype)
+        for key, value in global_state.items()
+    }

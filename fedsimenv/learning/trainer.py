@@ -251,20 +251,9 @@ class TorchTrainer(Trainer):
         missing = [k for k in arrived if k not in self._pending]
         if missing:
             raise ValueError(f"devices {missing} arrived but were not prepared this round")
-        cfg = self.config
-        jobs = [
-            LocalJob(
-                x=self._client_x[k],
-                y=self._client_y[k],
-                masks=self._pending[k],
-                orders=draw_orders(int(self._num_samples[k]), cfg.local_epochs, self._generator),
-            )
-            for k in arrived
-        ]
+        jobs = self._local_jobs(arrived)
         if jobs:
-            sgd = SGDConfig(cfg.learning_rate, cfg.momentum, cfg.batch_size)
-            batched = cfg.cohort == "batched" or (cfg.cohort == "auto" and can_batch(self.model))
-            states = (train_batched if batched else train_sequential)(self.model, jobs, sgd)
+            states = self._train(self.model, jobs)
             global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             weights = [float(self._num_samples[k]) for k in arrived]
             self.model.load_state_dict(self.aggregate(global_state, states, [j.masks for j in jobs], weights))
@@ -285,8 +274,6 @@ class TorchTrainer(Trainer):
         missing = [k for k in arrived if k not in self._pending or k not in self._job_start]
         if missing:
             raise ValueError(f"devices {missing} arrived but no job was started for them")
-        cfg = self.config
-        sgd = SGDConfig(cfg.learning_rate, cfg.momentum, cfg.batch_size)
         # Jobs that downloaded the same global model train together from it.
         groups: dict[int, list[int]] = {}
         for k in arrived:
@@ -296,17 +283,7 @@ class TorchTrainer(Trainer):
         for devices in groups.values():
             local = copy.deepcopy(self.model)
             local.load_state_dict(self._job_start[devices[0]])
-            jobs = [
-                LocalJob(
-                    x=self._client_x[k],
-                    y=self._client_y[k],
-                    masks=self._pending[k],
-                    orders=draw_orders(int(self._num_samples[k]), cfg.local_epochs, self._generator),
-                )
-                for k in devices
-            ]
-            batched = cfg.cohort == "batched" or (cfg.cohort == "auto" and can_batch(local))
-            states.extend((train_batched if batched else train_sequential)(local, jobs, sgd))
+            states.extend(self._train(local, self._local_jobs(devices)))
             order.extend(devices)
         if order:
             tau = dict(zip(arrived, staleness, strict=True))
@@ -325,6 +302,26 @@ class TorchTrainer(Trainer):
             self._pending.pop(k, None)
             self._job_start.pop(k, None)
         return self._result(len(order))
+
+    def _local_jobs(self, devices: Sequence[int]) -> list[LocalJob]:
+        """The prepared local-training jobs of ``devices`` (their data, masks and batch orders)."""
+        epochs = self.config.local_epochs
+        return [
+            LocalJob(
+                x=self._client_x[k],
+                y=self._client_y[k],
+                masks=self._pending[k],
+                orders=draw_orders(int(self._num_samples[k]), epochs, self._generator),
+            )
+            for k in devices
+        ]
+
+    def _train(self, model: torch.nn.Module, jobs: Sequence[LocalJob]) -> list[dict[str, torch.Tensor]]:
+        """Run ``jobs`` from ``model``'s weights, batched when the cohort allows it."""
+        cfg = self.config
+        sgd = SGDConfig(cfg.learning_rate, cfg.momentum, cfg.batch_size)
+        batched = cfg.cohort == "batched" or (cfg.cohort == "auto" and can_batch(model))
+        return (train_batched if batched else train_sequential)(model, jobs, sgd)
 
     def _result(self, num_trained: int) -> LearningResult:
         accuracy, loss = self.evaluate()
