@@ -22,6 +22,8 @@ from agents.optimal.problem import Allocation, FloatArray, JointProblem, empty_a
 StragglerMetric = Literal["bandwidth-per-weight", "min-bandwidth"]
 SearchMode = Literal["local", "exhaustive"]
 FixedSolver = Callable[[JointProblem], Allocation | None]
+#: Solves the set given by sorted device indices; arrays in that order (``None``: infeasible set).
+MemberSolver = Callable[[NDArray[np.intp]], Allocation | None]
 
 
 def straggler_order(
@@ -50,7 +52,27 @@ def select_nested(
     solver: str = "closed-form",
     search: SearchMode = "local",
 ) -> Allocation:
-    """Best prefix of the straggler order, each prefix solved by ``solve_fixed``.
+    """Best prefix of the straggler order, each prefix solved by ``solve_fixed`` on the restricted
+    problem (see :func:`select_nested_members`, which this wraps)."""
+    return select_nested_members(
+        problem,
+        lambda members: solve_fixed(problem.subset(members)),
+        min_bandwidth_hz,
+        metric=metric,
+        solver=solver,
+        search=search,
+    )
+
+
+def select_nested_members(
+    problem: JointProblem,
+    solve_members: MemberSolver,
+    min_bandwidth_hz: FloatArray,
+    metric: StragglerMetric = "bandwidth-per-weight",
+    solver: str = "closed-form",
+    search: SearchMode = "local",
+) -> Allocation:
+    """Best prefix of the straggler order, each prefix solved by ``solve_members``.
 
     ``search="exhaustive"`` scans prefixes from the longest feasible one down, stopping only when
     the exclusion term alone exceeds the best objective (exact over the nested family; up to N
@@ -63,8 +85,9 @@ def select_nested(
 
     Args:
         problem: The joint problem.
-        solve_fixed: Solves the problem restricted to a set with every device taking part; returns
-            ``None`` if that set is infeasible.
+        solve_members: Solves the problem restricted to a set (sorted device indices) with every
+            device of it taking part; returns ``None`` if that set is infeasible. A solver may keep
+            state between calls (warm starts): prefixes are evaluated in a local order.
         min_bandwidth_hz: (N,) least bandwidth meeting the deadline at rho_max (inf if none does),
             computed by the caller's own method.
         metric: Straggler metric ordering the devices.
@@ -87,7 +110,7 @@ def select_nested(
         if m in results:
             return results[m]
         members = np.sort(order[:m])
-        sub = solve_fixed(problem.subset(members))
+        sub = solve_members(members)
         if sub is None:
             results[m] = empty_allocation(problem, solver)
             results[m] = Allocation(**{**results[m].__dict__, "objective": np.inf})
