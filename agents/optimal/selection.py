@@ -77,8 +77,9 @@ def select_nested_members(
     ``search="exhaustive"`` scans prefixes from the longest feasible one down, stopping only when
     the exclusion term alone exceeds the best objective (exact over the nested family; up to N
     solves). ``search="local"`` (default) jumps by the first-order test below and then descends by
-    single steps to a local minimum of J over the prefix length (a few solves; equal to the
-    exhaustive answer on every instance of the test suite). The test: removing device k from the
+    galloping steps (1, 2, 4, ... while J falls, restarted from each new best) to a local
+    minimum of J over the prefix length (a few solves; equal to the exhaustive answer on every
+    instance of the test suite). The test: removing device k from the
     current set saves about ``gamma w_k`` of exclusion cost and frees ``b_k`` worth ``lambda b_k``
     to the others (envelope theorem), so k is not worth its bandwidth if
     ``w_k rho_k + lambda b_k >= gamma w_k``.
@@ -160,7 +161,17 @@ def select_nested_members(
             better = [m for m in neighbours if evaluate(m).objective < evaluate(best_m).objective]
             if not better:
                 break
-            best_m = min(better, key=lambda m: evaluate(m).objective)
+            # Gallop in the improving direction (steps 1, 2, 4, ...) while J keeps falling: the
+            # jump above can overshoot by hundreds of devices at N = 1,000, and single steps back
+            # cost one solve each. The loop still ends only at a local minimum over +-1.
+            step_m = min(better, key=lambda m: evaluate(m).objective)
+            direction, stride = step_m - best_m, 2
+            best_m = step_m
+            while 1 <= best_m + direction * stride <= m_max:
+                candidate = best_m + direction * stride
+                if evaluate(candidate).objective >= evaluate(best_m).objective:
+                    break
+                best_m, stride = candidate, stride * 2
         if evaluate(best_m).objective >= results[0].objective:
             best_m = 0
     else:
