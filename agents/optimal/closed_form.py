@@ -3,10 +3,14 @@
 * :func:`bandwidth_for_rate`: least b with ``b log2(1 + a/b) = R``, by Lambert W (branch -1) and two
   Newton polishing steps.
 * :func:`pruning_given_bandwidth`: ``rho = max(0, 1 - T / (A + L / r(b)))``, clipped to rho_max.
-* :func:`allocate_fixed`: for a fixed set, the KKT point in b by bracketed root finding (Brent's
-  safeguarded bisection) on the multiplier lambda of the bandwidth budget; for each lambda every
-  device solves ``w f'(b) + lambda = 0`` on ``[b_min, b0]`` by safeguarded Newton in log b.
-* :func:`solve_closed_form`: threshold-based selection over nested sets (:mod:`.selection`).
+* :func:`allocate_fixed` / :class:`FixedSetSolver`: for a fixed set, the KKT point in b by
+  safeguarded Newton on log lambda (the multiplier of the bandwidth budget), bracketed by the
+  marginal values of bandwidth at the devices' bounds; for each lambda every device solves
+  ``w f'(b) + lambda = 0`` on ``[b_min, b0]`` by vectorised, safeguarded Newton in log-log
+  coordinates, warm-started from its last point.
+* :func:`solve_closed_form`: threshold-based selection over nested sets (:mod:`.selection`), all
+  candidate sets sharing one :class:`FixedSetSolver` (Lambert W bounds computed once, multiplier and
+  per-device points carried from one set to the next).
 """
 
 from __future__ import annotations
