@@ -2,6 +2,7 @@
 solver and an independent cvxpy formulation. See :mod:`agents.optimal.problem` for the maths."""
 
 from agents.optimal.closed_form import (
+    FixedSetSolver,
     allocate_fixed,
     bandwidth_for_rate,
     min_bandwidth_hz,
@@ -16,10 +17,11 @@ from agents.optimal.problem import (
     objective,
     rate_bps,
 )
-from agents.optimal.selection import select_nested, straggler_order
+from agents.optimal.selection import select_nested, select_nested_members, straggler_order
 
 __all__ = [
     "Allocation",
+    "FixedSetSolver",
     "JointProblem",
     "allocate_fixed",
     "bandwidth_for_rate",
@@ -30,6 +32,7 @@ __all__ = [
     "pruning_given_bandwidth",
     "rate_bps",
     "select_nested",
+    "select_nested_members",
     "solve_closed_form",
     "straggler_order",
 ]

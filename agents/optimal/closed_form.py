@@ -3,21 +3,24 @@
 * :func:`bandwidth_for_rate`: least b with ``b log2(1 + a/b) = R``, by Lambert W (branch -1) and two
   Newton polishing steps.
 * :func:`pruning_given_bandwidth`: ``rho = max(0, 1 - T / (A + L / r(b)))``, clipped to rho_max.
-* :func:`allocate_fixed`: for a fixed set, the KKT point in b by bracketed root finding (Brent's
-  safeguarded bisection) on the multiplier lambda of the bandwidth budget; for each lambda every
-  device solves ``w f'(b) + lambda = 0`` on ``[b_min, b0]`` by safeguarded Newton in log b.
-* :func:`solve_closed_form`: threshold-based selection over nested sets (:mod:`.selection`).
+* :func:`allocate_fixed` / :class:`FixedSetSolver`: for a fixed set, the KKT point in b by
+  safeguarded Newton on log lambda (the multiplier of the bandwidth budget), bracketed by the
+  marginal values of bandwidth at the devices' bounds; for each lambda every device solves
+  ``w f'(b) + lambda = 0`` on ``[b_min, b0]`` by vectorised, safeguarded Newton in log-log
+  coordinates, warm-started from its last point.
+* :func:`solve_closed_form`: threshold-based selection over nested sets (:mod:`.selection`), all
+  candidate sets sharing one :class:`FixedSetSolver` (Lambert W bounds computed once, multiplier and
+  per-device points carried from one set to the next).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike
-from scipy.optimize import brentq
+from numpy.typing import ArrayLike, NDArray
 from scipy.special import lambertw
 
 from agents.optimal.problem import LN2, Allocation, FloatArray, JointProblem, rate_bps
-from agents.optimal.selection import StragglerMetric, select_nested
+from agents.optimal.selection import StragglerMetric, select_nested_members
 
 
 def _dlog(x: FloatArray) -> FloatArray:
@@ -80,149 +83,226 @@ def pruning_given_bandwidth(problem: JointProblem, bandwidth_hz: ArrayLike) -> F
     return np.clip(1.0 - problem.budget_s / total, 0.0, problem.rho_max)
 
 
-def _derivatives(problem: JointProblem, b: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """f'(b) and f''(b) of ``f(b) = 1 - T / (A + L / r(b))``."""
-    a, big_a, big_l, t = (
-        problem.snr_bandwidth_hz,
-        problem.compute_latency_s,
-        problem.upload_bits,
-        problem.budget_s,
-    )
-    x = a / b
-    r = b * np.log1p(x) / LN2
-    r1 = _dlog(x) / LN2
-    r2 = -(x**2) / (b * LN2 * (1 + x) ** 2)
-    den = big_a * r + big_l
-    f1 = -t * big_l * r1 / den**2
-    f2 = -t * big_l * (r2 * den - 2 * big_a * r1**2) / den**3
-    return f1, f2
+def _log_price_curve(
+    a: FloatArray, big_a: FloatArray, big_l: FloatArray, log_wtl: FloatArray, log_b: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """``log psi(b)`` and its slope ``d log psi / d log b`` for ``psi(b) = -w f'(b)``.
 
-
-def _bandwidth_at_price(
-    problem: JointProblem,
-    price: float,
-    lo: FloatArray,
-    hi: FloatArray,
-    start_log_b: FloatArray | None = None,
-    iterations: int = 100,
-) -> FloatArray:
-    """Each device's ``argmin_{lo <= b <= hi} w f(b) + price b``.
-
-    ``w f'(b) + price`` is increasing in b (f is convex), so the minimiser is ``lo``, ``hi`` or its
-    root; the root is found by Newton in log b, safeguarded by bisection of the bracket.
+    ``psi = w T L r'(b) / (A r(b) + L)^2`` is the marginal value of bandwidth (objective per Hz); it is
+    positive and decreasing in b (f is convex). In log-log coordinates it is close to linear, so
+    Newton on ``log psi(b) = log lambda`` in log b converges in a few steps from any warm start.
+    ``log_wtl = log(w T L)``; the slope is ``-q^2 / d - 2 A b r' / (A r + L)`` with ``q = x / (1 + x)``,
+    ``d = ln(1 + x) - q``, ``x = a / b``, always < 0.
     """
-    w = problem.weight
-    g_lo = w * _derivatives(problem, lo)[0] + price
-    g_hi = w * _derivatives(problem, hi)[0] + price
-    active = (w > 0) & (hi > lo) & (g_lo < 0) & (g_hi > 0)
-    result = np.where((w == 0) | (g_lo >= 0), lo, hi)
-    if not active.any():
-        return result
-    sub = problem.subset(np.flatnonzero(active))
-    sw = sub.weight
-    s_lo, s_hi = np.log(lo[active]), np.log(hi[active])
-    s = 0.5 * (s_lo + s_hi) if start_log_b is None else np.clip(start_log_b[active], s_lo, s_hi)
-    for _ in range(iterations):
-        b = np.exp(s)
-        f1, f2 = _derivatives(sub, b)
-        g = sw * f1 + price
-        s_lo = np.where(g < 0, s, s_lo)
-        s_hi = np.where(g > 0, s, s_hi)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            newton = s - g / (sw * f2 * b)
-        inside = (newton >= s_lo) & (newton <= s_hi) & np.isfinite(newton)
-        s_new = np.where(inside, newton, 0.5 * (s_lo + s_hi))
-        step = float(np.max(np.abs(s_new - s)))
-        s = s_new
-        if step < 1e-13:
-            break
-    result[active] = np.clip(np.exp(s), lo[active], hi[active])
-    return result
+    b = np.exp(log_b)
+    x = a / b
+    l1 = np.log1p(x)
+    q = x / (1.0 + x)
+    d = l1 - q
+    small = x < 1e-4
+    if small.any():  # cancellation for b >> a (deep fades); the series is ~ x^2 / 2 there
+        xs = x[small]
+        d[small] = xs**2 / 2 - 2 * xs**3 / 3 + 3 * xs**4 / 4
+    r1 = d / LN2
+    den = big_a * (b * l1 / LN2) + big_l
+    log_psi = log_wtl + np.log(r1) - 2.0 * np.log(den)
+    slope = -(q * q) / d - 2.0 * big_a * b * r1 / den
+    return log_psi, slope
 
 
-class _PriceCurve:
-    """``b(price)`` with memory: b is decreasing in price, so earlier evaluations bracket new ones."""
+#: Inner (per-device Newton in log b) and outer (multiplier) stopping rules. Relative 1e-14 in b and
+#: 1e-13 B in the budget are at the round-off of a 1,000-term sum; far below the 1e-6 agreement target.
+_STEP_TOL = 1e-14
+_BUDGET_TOL = 1e-13
+_MAX_INNER = 60
+_MAX_OUTER = 200
 
-    def __init__(self, problem: JointProblem, lo: FloatArray, hi: FloatArray) -> None:
-        self.problem, self.lo, self.hi = problem, lo, hi
-        self.points: list[tuple[float, FloatArray]] = []
 
-    def __call__(self, price: float) -> FloatArray:
-        below = [pt for pt in self.points if pt[0] < price]
-        above = [pt for pt in self.points if pt[0] > price]
-        lo = max(above, key=lambda pt: -pt[0])[1] if above else self.lo
-        hi = min(below, key=lambda pt: -pt[0])[1] if below else self.hi
-        lo = np.minimum(lo, hi)
-        start = None
-        if above and below:
-            p_a, p_b = min(pt[0] for pt in above), max(pt[0] for pt in below)
-            t = (np.log(price) - np.log(p_b)) / (np.log(p_a) - np.log(p_b)) if p_b > 0 else 0.5
-            start = (1 - t) * np.log(hi) + t * np.log(lo)
-        b = _bandwidth_at_price(self.problem, price, lo, hi, start)
-        self.points.append((price, b))
-        return b
+class FixedSetSolver:
+    """The KKT solver of :func:`allocate_fixed` for many candidate sets of one problem.
+
+    Everything that does not depend on the set is computed once per problem: the Lambert W
+    bandwidths ``b_min`` (deadline met at rho_max) and ``b0`` (met unpruned), the bracket
+    ``[lo, hi] = [min(b_min, hi), min(b0, B)]`` of each device and the marginal value of bandwidth at
+    both ends. For a set S the multiplier lambda solves ``F(lambda) = sum_{k in S} b_k(lambda) - B =
+    0`` with ``b_k(lambda) = clip(psi_k^{-1}(lambda), lo_k, hi_k)``; F is continuous and decreasing,
+    and bracketed by ``[min_S psi(hi), max_S psi(lo)]``. The root is found by Newton on log lambda
+    (``dF / d log lambda = sum_interior b_k / slope_k``, exact from the per-device slopes),
+    safeguarded by bisection of that bracket. Each device keeps its last Newton point, so a new
+    lambda -- of the same set or of the next candidate set -- starts from a first-order prediction
+    and needs one or two inner steps; the last multiplier warm-starts the next set (lambda grows with
+    the set, so neighbouring prefixes have neighbouring multipliers). All per-device work is
+    vectorised over the set.
+
+    Args:
+        problem: The joint problem (all devices; sets are index arrays into it).
+    """
+
+    def __init__(self, problem: JointProblem) -> None:
+        self.problem = problem
+        budget = problem.bandwidth_hz
+        self.b_min = min_bandwidth_hz(problem, problem.rho_max)
+        b0 = min_bandwidth_hz(problem, 0.0)
+        self.b0 = b0
+        self.feasible = np.isfinite(self.b_min)
+        self.hi = np.minimum(b0, budget)
+        self.lo = np.minimum(self.b_min, self.hi)
+        w = problem.weight
+        # devices whose bandwidth can move: positive weight and a non-empty bracket
+        self.movable = self.feasible & (w > 0) & (self.hi > self.lo)
+        self.hi_eff = np.where(self.movable, self.hi, self.lo)  # b at lambda -> 0+
+        n = problem.num_devices
+        self.log_wtl = np.full(n, -np.inf)
+        self.log_lo = np.zeros(n)
+        self.log_hi = np.zeros(n)
+        self.lpsi_lo = np.full(n, -np.inf)
+        self.lpsi_hi = np.full(n, -np.inf)
+        mv = np.flatnonzero(self.movable)
+        if mv.size:
+            a, big_a, big_l = self._coefficients(mv)
+            self.log_wtl[mv] = np.log(w[mv] * problem.budget_s * big_l)
+            self.log_lo[mv], self.log_hi[mv] = np.log(self.lo[mv]), np.log(self.hi[mv])
+            self.lpsi_lo[mv] = _log_price_curve(a, big_a, big_l, self.log_wtl[mv], self.log_lo[mv])[0]
+            self.lpsi_hi[mv] = _log_price_curve(a, big_a, big_l, self.log_wtl[mv], self.log_hi[mv])[0]
+        # last Newton point of each device (log b, log psi there, slope there); NaN = none yet
+        self.state_s = np.full(n, np.nan)
+        self.state_lp = np.full(n, np.nan)
+        self.state_slope = np.full(n, np.nan)
+        self.last_log_price: float | None = None
+        self.newton_steps = 0  # inner iterations, for profiling
+
+    def _coefficients(self, index: NDArray[np.intp]) -> tuple[FloatArray, FloatArray, FloatArray]:
+        p = self.problem
+        return p.snr_bandwidth_hz[index], p.compute_latency_s[index], p.upload_bits[index]
+
+    def _interior_bandwidth(self, index: NDArray[np.intp], log_price: float) -> tuple[FloatArray, FloatArray]:
+        """``psi^{-1}(lambda)`` for devices known to be interior at ``lambda = exp(log_price)``:
+        safeguarded Newton in log b; returns (b, slope)."""
+        a, big_a, big_l = self._coefficients(index)
+        log_wtl = self.log_wtl[index]
+        s_lo, s_hi = self.log_lo[index].copy(), self.log_hi[index].copy()
+        prev_s = self.state_s[index]
+        have = np.isfinite(prev_s)
+        # first-order prediction from the last point, else the secant through the bracket ends
+        lp_lo, lp_hi = self.lpsi_lo[index], self.lpsi_hi[index]
+        secant = s_lo + (log_price - lp_lo) * (s_hi - s_lo) / (lp_hi - lp_lo)
+        with np.errstate(invalid="ignore"):
+            predicted = prev_s + (log_price - self.state_lp[index]) / self.state_slope[index]
+        s = np.clip(np.where(have, predicted, secant), s_lo, s_hi)
+        scale = max(1.0, float(np.max(np.abs(s))))
+        for _ in range(_MAX_INNER):
+            s_eval = s
+            lp, slope = _log_price_curve(a, big_a, big_l, log_wtl, s_eval)
+            self.newton_steps += 1
+            resid = lp - log_price  # decreasing in s
+            s_lo = np.where(resid > 0, s_eval, s_lo)
+            s_hi = np.where(resid < 0, s_eval, s_hi)
+            newton = s_eval - resid / slope
+            s = np.where((newton >= s_lo) & (newton <= s_hi), newton, 0.5 * (s_lo + s_hi))
+            if float(np.max(np.abs(s - s_eval))) <= _STEP_TOL * scale:
+                break
+        # keep the last evaluated point: log psi and the slope there are exact
+        self.state_s[index], self.state_lp[index], self.state_slope[index] = s_eval, lp, slope
+        return np.exp(s), slope
+
+    def solve(self, members: NDArray[np.intp]) -> Allocation | None:
+        """The optimal (rho, b) when exactly ``members`` take part (arrays in ``members`` order);
+        ``None`` if that set is infeasible."""
+        p = self.problem
+        budget = p.bandwidth_hz
+        if not np.all(self.feasible[members]) or self.b_min[members].sum() > budget:
+            return None
+        lo, hi = self.lo[members], self.hi[members]
+        price = 0.0
+        if hi.sum() <= budget:
+            bandwidth = hi.copy()
+            capped = hi < self.b0[members]  # only for a device alone that cannot reach rho = 0
+            if capped.any():
+                idx = members[capped & self.movable[members]]
+                if idx.size:
+                    price = float(np.exp(np.max(self.lpsi_hi[idx])))
+        elif self.hi_eff[members].sum() <= budget:
+            bandwidth = self.hi_eff[members].copy()  # zero-weight devices take no more than lo
+        else:
+            bandwidth, price = self._solve_price(members, lo, hi)
+            surplus = bandwidth.sum() - budget
+            if surplus > 0:  # round-off: take it back from the devices above their minimum
+                above_min = bandwidth - lo
+                bandwidth = lo + above_min * max(0.0, 1.0 - surplus / max(above_min.sum(), 1e-300))
+        a, big_a, big_l = self._coefficients(members)
+        rate = bandwidth * np.log1p(a / bandwidth) / LN2
+        rho = np.clip(1.0 - p.budget_s / (big_a + big_l / rate), 0.0, p.rho_max)
+        rho = np.where(bandwidth <= lo, p.rho_max, rho)
+        return Allocation(
+            selected=np.ones(members.size, dtype=bool),
+            pruning_rate=rho,
+            bandwidth_hz=bandwidth,
+            objective=float(np.sum(p.weight[members] * rho)),
+            multiplier_per_hz=price,
+            solver="closed-form",
+        )
+
+    def _solve_price(
+        self, members: NDArray[np.intp], lo: FloatArray, hi: FloatArray
+    ) -> tuple[FloatArray, float]:
+        """Root of ``F(log lambda) = sum b(lambda) - B`` (the budget binds); returns (b, lambda)."""
+        budget = self.problem.bandwidth_hz
+        lp_lo, lp_hi = self.lpsi_lo[members], self.lpsi_hi[members]
+        movable = self.movable[members]
+        # F > 0 below every device's psi(hi) (all at hi), F <= 0 above every psi(lo) (all at lo)
+        u_a = float(np.min(lp_hi[movable]))
+        u_b = float(np.max(lp_lo[movable]))
+        tol = _BUDGET_TOL * budget
+
+        def evaluate(u: float) -> tuple[FloatArray, float, float]:
+            b = np.where(u >= lp_lo, lo, hi)
+            interior = movable & (lp_hi < u) & (u < lp_lo)
+            derivative = 0.0
+            if interior.any():
+                b_in, slope = self._interior_bandwidth(members[interior], u)
+                b[interior] = b_in
+                derivative = float(np.sum(b_in / slope))  # d sum b / d log lambda, < 0
+            return b, float(b.sum() - budget), derivative
+
+        u = self.last_log_price
+        u = 0.5 * (u_a + u_b) if u is None or not (u_a < u < u_b) else u
+        b, f, derivative = evaluate(u)
+        for _ in range(_MAX_OUTER):
+            if abs(f) <= tol:
+                break
+            if f > 0:
+                u_a = u
+            else:
+                u_b = u
+            if u_b - u_a <= 4 * np.finfo(float).eps * max(1.0, abs(u)):
+                break
+            newton = u - f / derivative if derivative < 0 else np.nan
+            # Newton inside the bracket, else bisection (F is monotone but not convex)
+            u_next = newton if u_a < newton < u_b else 0.5 * (u_a + u_b)
+            u = float(u_next)
+            b, f, derivative = evaluate(u)
+        self.last_log_price = u
+        return b, float(np.exp(u))
 
 
 def allocate_fixed(problem: JointProblem) -> Allocation | None:
     """The optimal (rho, b) when every device of ``problem`` takes part; ``None`` if infeasible.
 
     Solves the convex problem in b of :mod:`agents.optimal.problem` (point 2) by its KKT conditions:
-    Brent's method (bisection-safeguarded) on log lambda for ``sum_k b_k(lambda) = B``.
+    safeguarded Newton on log lambda for ``sum_k b_k(lambda) = B`` (see :class:`FixedSetSolver`).
     """
-    b_min = min_bandwidth_hz(problem, problem.rho_max)
-    if not np.all(np.isfinite(b_min)) or b_min.sum() > problem.bandwidth_hz:
-        return None
-    budget = problem.bandwidth_hz
-    b0 = min_bandwidth_hz(problem, 0.0)
-    hi = np.minimum(b0, budget)
-    lo = np.minimum(b_min, hi)
-    if hi.sum() <= budget:
-        bandwidth, price = hi.copy(), 0.0
-        capped = hi < b0  # only possible for a device alone in the problem that cannot reach rho = 0
-        if capped.any():
-            price = float(np.max(-problem.weight[capped] * _derivatives(problem, hi[capped])[0]))
-    else:
-        curve = _PriceCurve(problem, lo, hi)
-        price_hi = float(np.max(-problem.weight * _derivatives(problem, lo)[0], initial=0.0))
-        # b(price) = lo at price_hi; walk down in decades until the budget is exceeded
-        price_lo = price_hi
-        while True:
-            price_lo *= 1e-3
-            if curve(price_lo).sum() > budget or price_lo < 1e-300:
-                break
-        log_price = brentq(
-            lambda x: float(curve(float(np.exp(x))).sum() - budget),
-            np.log(price_lo),
-            np.log(price_hi),
-            xtol=1e-15,
-            rtol=4 * np.finfo(float).eps,
-            maxiter=200,
-        )
-        price = float(np.exp(log_price))
-        bandwidth = curve(price)
-        surplus = bandwidth.sum() - budget
-        if surplus > 0:  # round-off: take it back from the devices above their minimum
-            above_min = bandwidth - lo
-            bandwidth = lo + above_min * max(0.0, 1.0 - surplus / max(above_min.sum(), 1e-300))
-    rho = np.where(bandwidth <= lo, problem.rho_max, pruning_given_bandwidth(problem, bandwidth))
-    n = problem.num_devices
-    return Allocation(
-        selected=np.ones(n, dtype=bool),
-        pruning_rate=rho,
-        bandwidth_hz=bandwidth,
-        objective=float(np.sum(problem.weight * rho)),
-        multiplier_per_hz=price,
-        solver="closed-form",
-    )
+    return FixedSetSolver(problem).solve(np.arange(problem.num_devices))
 
 
 def solve_closed_form(problem: JointProblem, metric: StragglerMetric = "bandwidth-per-weight") -> Allocation:
-    """The joint problem: nested-set selection with :func:`allocate_fixed` on each candidate set."""
-    b_min = min_bandwidth_hz(problem, problem.rho_max)
-    return select_nested(problem, allocate_fixed, b_min, metric=metric, solver="closed-form")
+    """The joint problem: nested-set selection, each candidate set solved by one shared
+    :class:`FixedSetSolver` (set-independent quantities computed once, warm starts across sets)."""
+    fixed = FixedSetSolver(problem)
+    return select_nested_members(problem, fixed.solve, fixed.b_min, metric=metric, solver="closed-form")
 
 
 __all__ = [
+    "FixedSetSolver",
     "allocate_fixed",
     "bandwidth_for_rate",
     "min_bandwidth_hz",
