@@ -41,7 +41,9 @@ Structure used by the solvers (derived here, checked by the tests):
    that order whose minimum bandwidths fit into B. Each prefix is solved exactly (2.), excluded
    devices add ``gamma w_k``; the best prefix is kept. Because the exclusion term only grows as the
    prefix shrinks and the allocation term is >= 0, the scan stops as soon as the exclusion term
-   alone exceeds the best objective found (exact over the nested family, usually 1-3 solves).
+   alone exceeds the best objective found (exact over the nested family). The default search jumps
+   to a good prefix by a first-order test on the multiplier, then gallops (steps 1, 2, 4, ...) to a
+   local minimum over +-1 device: ~10-25 fixed-set solves at N = 1,000, warm-started.
 
 Infeasible devices (b_min_k infinite or > B, e.g. deep fades or compute slower than the deadline
 even at rho_max) are deselected; a returned allocation never violates a constraint.
