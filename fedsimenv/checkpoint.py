@@ -13,7 +13,7 @@ after round r holds:
 ``--resume DIR`` rebuilds the env and the agent from the seed and re-runs rounds 1..r with the real
 agent, simulator and reward but a :class:`ReplayTrainer` that plays back the recorded costs and
 results instead of training. Every replayed action is compared bit for bit with the recorded one,
-every arrival set and metric row with the recorded ones (:class:`ResumeError` on any difference), so
+every arrival set and metric row with the recorded ones (:class:`ReplayDivergedError` on any difference), so
 the simulator's clock, batteries, availability, channel and RNG streams and the agent's state end up
 exactly where they were. Then the trainer state is loaded and the run continues; replay costs the
 timing plane and the agent only (milliseconds per round), no training. A trainer without a state
@@ -63,8 +63,12 @@ RUN_FILE = "run.json"
 CHECKPOINT_DIR = "checkpoints"
 
 
-class ResumeError(RuntimeError):
-    """A run directory cannot be resumed, or its replay diverged from what was recorded."""
+class ResumeError(ValueError):
+    """A directory cannot be resumed (not a run directory, unknown checkpoint format): bad input."""
+
+
+class ReplayDivergedError(RuntimeError):
+    """Replaying the checkpointed rounds did not reproduce what was recorded (a failure, not bad input)."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,7 @@ class ReplayTrainer(Trainer):
     def train_round(self, arrived: Sequence[int]) -> LearningResult:
         record = self.records[self.index]
         if [int(k) for k in arrived] != list(record.arrived):
-            raise ResumeError(
+            raise ReplayDivergedError(
                 f"replay diverged in round {self.index + 1}: devices {list(arrived)} arrived, "
                 f"the interrupted run recorded {record.arrived}"
             )
@@ -433,13 +437,15 @@ class EpisodeSession:
         for index, record in enumerate(records):
             action = np.asarray(agent.act(observation, info), dtype=np.float32)
             if not np.array_equal(action, np.asarray(record.action, dtype=np.float32)):
-                raise ResumeError(
+                raise ReplayDivergedError(
                     f"replay diverged in round {index + 1}: agent {self.agent_name!r} chose a different "
                     "action than the interrupted run (is the agent deterministic given its seed?)"
                 )
             observation, reward, terminated, truncated, info = env.step(action)
             if replayer is None and recorder.record(action) != record:
-                raise ResumeError(f"replay diverged in round {index + 1}: training gave different results")
+                raise ReplayDivergedError(
+                    f"replay diverged in round {index + 1}: training gave different results"
+                )
             self.records.append(record)
             self.rows.append(metric_row(info, float(reward)))
             if self.timeline:
@@ -455,7 +461,7 @@ class EpisodeSession:
         recorded = _read_jsonl(out / "metrics.jsonl")[: len(self.rows)]
         for index, (old, new) in enumerate(zip(recorded, self.rows, strict=False)):
             if old != json.loads(json.dumps(new)):
-                raise ResumeError(
+                raise ReplayDivergedError(
                     f"replay diverged: round {index + 1} of metrics.jsonl differs from the replayed round"
                 )
 

@@ -148,7 +148,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target-accuracy",
         type=float,
-        help="accuracy for the time / energy to target (default: episode.target_accuracy, else 0.8)",
+        help="accuracy for the time / energy to target (default: episode.target_accuracy, else 0.9)",
     )
     parser.add_argument("--workers", type=int, help="parallel episodes (default: the CPU count)")
     parser.add_argument("--overwrite", action="store_true", help="replace the results in --out")

@@ -33,7 +33,7 @@ from fedsimenv.scenario import write_text_atomic
 from fedsimenv.sweep import Engine, Job, format_mean_std, mean_std, run_jobs
 
 #: Target accuracy for "time / energy to target" when neither the option nor the scenario gives one.
-DEFAULT_TARGET_ACCURACY = 0.8
+DEFAULT_TARGET_ACCURACY = 0.9
 
 #: (summary key, table title) of the per-agent columns.
 SUMMARY_COLUMNS = (

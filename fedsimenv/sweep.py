@@ -235,8 +235,19 @@ def parse_grid(pairs: Sequence[str]) -> dict[str, list[Any]]:
             )
         if key in grid:
             raise ValueError(f"--grid key {key!r} given twice")
-        grid[key] = [yaml.safe_load(v) for v in values.split(",")]
+        grid[key] = [_scalar(v) for v in values.split(",")]
     return grid
+
+
+def _scalar(text: str) -> Any:
+    """A YAML scalar, reading ``5e6`` as a number too (YAML 1.1 wants ``5.0e+6``)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def grid_cells(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
