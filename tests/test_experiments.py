@@ -25,6 +25,9 @@ from fedsimenv.sweep import grid_cells, parse_grid, summarise_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: The machinery under test does not depend on the model: a small MLP and one local epoch keep it fast.
+FAST = {"learning.model": "mlp", "learning.local_epochs": 1}
+FAST_SET = [arg for key, value in FAST.items() for arg in ("--set", f"{key}={value}")]
 
 
 # -- scenarios ------------------------------------------------------------------------------------
@@ -57,7 +60,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 def test_compare_tiny_two_agents_two_seeds(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    args = ["tiny", "--agents", "equal,optimal", "--seeds", "2", "--rounds", "3", "--workers", "1"]
+    args = ["tiny", "--agents", "equal,optimal", "--seeds", "2", "--rounds", "3", "--workers", "1", *FAST_SET]
     code = main(["compare", *args, "--out", str(out), "--quiet"])
     assert code == EXIT_OK
     with (out / "summary.csv").open() as handle:
@@ -98,7 +101,7 @@ def test_compare_tiny_two_agents_two_seeds(tmp_path: Path) -> None:
 def test_compare_agents_share_the_channel_realisation(tmp_path: Path) -> None:
     from fedsimenv.env import WirelessFLEnv
 
-    config = load_scenario("tiny", {"episode.max_rounds": 2})
+    config = load_scenario("tiny", {"episode.max_rounds": 2, **FAST})
     gains = []
     for agent in ("equal", "greedy-channel"):
         env = WirelessFLEnv(config)
@@ -123,7 +126,8 @@ def test_compare_bad_agent_is_bad_input_and_writes_nothing(
 
 
 def test_kill_9_then_resume_gives_the_uninterrupted_metrics(tmp_path: Path) -> None:
-    rounds, args = 14, ["tiny", "--agent", "random", "--seed", "3", "--checkpoint-every", "3", "--timeline"]
+    rounds = 14
+    args = ["tiny", "--agent", "random", "--seed", "3", "--checkpoint-every", "3", "--timeline", *FAST_SET]
     reference = tmp_path / "reference"
     assert main(["run", *args, "--rounds", str(rounds), "--out", str(reference), "--quiet"]) == EXIT_OK
 
@@ -164,7 +168,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_metrics(tmp_path: Path) -> N
 
 
 def test_checkpoint_holds_only_safe_types_and_the_model(tmp_path: Path) -> None:
-    config = load_scenario("tiny", {"episode.max_rounds": 4})
+    config = load_scenario("tiny", {"episode.max_rounds": 4, **FAST})
     run_episode(config, "uniform-pruning", 1, tmp_path, checkpoint_every=2)
     checkpoints = sorted((tmp_path / "checkpoints").glob("round-*.pt"))
     assert [p.name for p in checkpoints] == ["round-000002.pt", "round-000004.pt"]
@@ -179,7 +183,7 @@ def test_resume_from_every_checkpoint_matches(tmp_path: Path, agent: str) -> Non
     """Stop after round 5 (checkpoints at 2 and 4), resume: identical rows for stateful agents too."""
     from fedsimenv.checkpoint import resume_run
 
-    config = load_scenario("tiny", {"episode.max_rounds": 6, "learning.local_epochs": 1})
+    config = load_scenario("tiny", {"episode.max_rounds": 6, **FAST})
     reference = run_episode(config, agent, 2)
 
     class Stop(Exception):
@@ -243,6 +247,7 @@ def test_summarise_rows_cost_to_target() -> None:
 def _sweep(tmp_path: Path, engine: str, name: str) -> tuple[int, str]:
     out = tmp_path / name
     grid = ["--grid", "learning.local_epochs=1,2", "--grid", "devices.trace_csv=null,missing.csv"]
+    grid += ["--set", "learning.model=mlp"]
     options = ["--seeds", "2", "--rounds", "2", "--engine", engine, "--workers", "2", "--quiet"]
     code = main(["sweep", "tiny", *grid, *options, "--out", str(out)])
     return code, (out / "results.csv").read_text()
@@ -264,7 +269,9 @@ def test_sweep_local_merged_table_reports_failed_cells(tmp_path: Path) -> None:
     assert all("missing.csv" in r["error"] for r in failed)
     assert all(0 <= float(r["final_accuracy"]) <= 1 for r in ok)
     # The pool's result equals a serial in-process run of the same cell.
-    config = load_scenario("tiny", {"learning.local_epochs": 1, "episode.max_rounds": 2})
+    config = load_scenario(
+        "tiny", {"learning.local_epochs": 1, "episode.max_rounds": 2, "learning.model": "mlp"}
+    )
     serial = summarise_rows(run_episode(config, "equal", 0), None)
     first = next(r for r in ok if r["learning.local_epochs"] == "1" and r["seed"] == "0")
     assert float(first["final_accuracy"]) == serial["final_accuracy"]
