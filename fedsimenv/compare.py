@@ -30,10 +30,7 @@ from fedsimenv.config import ScenarioConfig
 from fedsimenv.plots import plot_accuracy_curves, plot_distributions, plot_gantt_side_by_side
 from fedsimenv.runner import RunDirectoryError
 from fedsimenv.scenario import write_text_atomic
-from fedsimenv.sweep import Engine, Job, format_mean_std, mean_std, run_jobs
-
-#: Target accuracy for "time / energy to target" when neither the option nor the scenario gives one.
-DEFAULT_TARGET_ACCURACY = 0.9
+from fedsimenv.sweep import DEFAULT_TARGET_ACCURACY, Engine, Job, format_mean_std, mean_std, run_jobs
 
 #: (summary key, table title) of the per-agent columns.
 SUMMARY_COLUMNS = (

@@ -30,6 +30,9 @@ import yaml
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.scenario import ScenarioError, load_scenario, write_text_atomic
 
+#: Target accuracy for "time / energy to target" when neither the option nor the scenario gives one.
+DEFAULT_TARGET_ACCURACY = 0.9
+
 Engine = Literal["serial", "local", "ray"]
 ENGINES: tuple[Engine, ...] = ("serial", "local", "ray")
 
@@ -282,7 +285,7 @@ def sweep_jobs(
             config = load_scenario(scenario, scenario_overrides)
         except ScenarioError as err:
             raise ScenarioError(f"grid cell {_cell_name(cell)}: {err}") from None
-        target = target_accuracy if target_accuracy is not None else config.episode.target_accuracy
+        target = target_accuracy or config.episode.target_accuracy or DEFAULT_TARGET_ACCURACY
         for seed in seeds:
             jobs.append(
                 Job(
