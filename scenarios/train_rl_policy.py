@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fedsimenv.env import WirelessFLEnv
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -31,9 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def make_env(scenario: str, rounds: int, trainer: str | None) -> object:
-    from fedsimenv.env import WirelessFLEnv
-
+def make_env(scenario: str, rounds: int, trainer: str | None) -> WirelessFLEnv:
     return WirelessFLEnv(scenario, trainer=trainer, overrides={"episode.max_rounds": rounds})
 
 
@@ -63,11 +63,11 @@ def main(argv: list[str] | None = None) -> None:
 
     # 2. Evaluate greedily on a fresh episode with a held-out seed.
     eval_env = make_env(args.scenario, args.rounds, args.trainer)
-    observation, info = eval_env.reset(seed=args.seed + 1000)  # type: ignore[attr-defined]
+    observation, info = eval_env.reset(seed=args.seed + 1000)
     rows, done = [], False
     while not done:
         action, _ = model.predict(observation, deterministic=True)
-        observation, reward, terminated, truncated, info = eval_env.step(np.asarray(action))  # type: ignore[attr-defined]
+        observation, reward, terminated, truncated, info = eval_env.step(np.asarray(action))
         rows.append({key: info[key] for key in METRIC_KEYS if key in info} | {"reward": float(reward)})
         done = terminated or truncated
     (args.out / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
