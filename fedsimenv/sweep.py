@@ -104,6 +104,11 @@ def run_job(job: Job) -> dict[str, Any]:
     try:
         out = Path(job.out_dir)
         if job.resume and (out / RUN_FILE).is_file():
+            recorded = load_scenario(out / "config.yaml").model_copy(update={"seed": 0})
+            if recorded != ScenarioConfig.model_validate(job.scenario).model_copy(update={"seed": 0}):
+                raise ValueError(
+                    f"{out} holds a run of a different scenario; use --overwrite instead of --resume"
+                )
             _, rows = resume_run(out)
         else:
             config = ScenarioConfig.model_validate(job.scenario)
