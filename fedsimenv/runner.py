@@ -2,10 +2,12 @@
 
 Run directory contents:
 
-* ``config.yaml``: the fully resolved scenario (every default written out), written atomically;
+* ``run.json`` (agent, seed, checkpoint interval) and ``config.yaml`` (the fully resolved scenario,
+  every default written out), written atomically;
 * ``metrics.jsonl``: one JSON object per round, appended and flushed as each round ends;
 * with ``timeline=True``: ``timeline.jsonl`` (one record per device and round: status, phase times,
-  energy) and ``gantt.png`` (the last round as a Gantt chart).
+  energy) and ``gantt.png`` (the last round as a Gantt chart);
+* with ``checkpoint_every=k``: ``checkpoints/round-NNNNNN.pt`` for ``--resume`` (:mod:`fedsimenv.checkpoint`).
 """
 
 from __future__ import annotations
