@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -105,6 +106,13 @@ class RecordingTrainer(Trainer):
     def reset(self, streams: EpisodeStreams) -> LearningResult:
         return self.inner.reset(streams)
 
+    def __getattr__(self, name: str) -> Any:
+        # Anything else a trainer offers (e.g. an async entry point) is the real trainer's.
+        inner = self.__dict__.get("inner")
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)
+
     @property
     def num_samples(self) -> NDArray[np.int64]:
         return self.inner.num_samples
@@ -162,6 +170,13 @@ class ReplayTrainer(Trainer):
 
     def reset(self, streams: EpisodeStreams) -> LearningResult:
         return self.inner.reset(streams)
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else a trainer offers (e.g. an async entry point) is the real trainer's.
+        inner = self.__dict__.get("inner")
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)
 
     @property
     def num_samples(self) -> NDArray[np.int64]:
@@ -300,6 +315,12 @@ class EpisodeSession:
             raise ValueError(f"checkpoint_every must be >= 1 (rounds), got {checkpoint_every}")
         if checkpoint_every is not None and out_dir is None:
             raise ValueError("checkpoints need a run directory (--out)")
+        if config.protocol.name == "async" and checkpoint_every is not None:
+            # Async jobs (and their pruned sub-models) span rounds: the replay log does not hold them yet.
+            warnings.warn(
+                "checkpoints are not supported with protocol 'async'; running without", stacklevel=2
+            )
+            checkpoint_every = None
         self.config = config
         self.agent_name = agent_name
         self.seed = seed
