@@ -6,11 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.fedsimenv-installed
 # The local CPU torch wheel lives here on the project's machines; pip looks there too when present.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
-SCENARIO ?= tiny
-AGENT ?= equal
-ROUNDS ?= 10
-SEED ?= 0
-OUT ?= runs/$(SCENARIO)-$(AGENT)-seed$(SEED)
+# The main job: the analytic optimal agent against the baselines on the same seeds.
+SCENARIO ?= default
+AGENTS ?= optimal,equal,uniform-pruning,greedy-channel,proportional-fair
+SEEDS ?= 3
+OUT ?= runs/compare-$(SCENARIO)
 
 .PHONY: run test lint venv clean
 
@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet $(FIND_LINKS) -c constraints.txt -e ".[dev,rl]"
 	touch $(STAMP)
 
+# --resume: running `make run` again continues an interrupted comparison (finished runs are reused).
 run: $(STAMP)
-	$(BIN)/fedsimenv run $(SCENARIO) --agent $(AGENT) --rounds $(ROUNDS) --seed $(SEED) --out $(OUT)
+	$(BIN)/fedsimenv compare $(SCENARIO) --agents $(AGENTS) --seeds $(SEEDS) --out $(OUT) --resume
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""Command line: ``fedsimenv run | validate | list``.
+"""Command line: ``fedsimenv run | compare | sweep | validate | list``.
 
 Exit codes: 0 success, 2 bad input (scenario, option or agent name), 1 any other failure.
 """
@@ -54,16 +54,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from agents import AGENTS
+    from fedsimenv.cli_experiments import device_overrides
     from fedsimenv.runner import run_episode
     from fedsimenv.scenario import load_scenario
 
-    overrides = _parse_overrides(args.set)
+    if args.resume is not None:
+        return _resume(args)
+    if args.scenario is None:
+        raise ValueError("run needs a SCENARIO (a built-in name or a YAML path), or --resume DIR")
+    overrides = {**_parse_overrides(args.set), **device_overrides(args.device)}
     if args.rounds is not None:
         overrides["episode.max_rounds"] = args.rounds
     config = load_scenario(args.scenario, overrides)
     AGENTS.get(args.agent)  # fail on a bad name before any work
     seed = config.seed if args.seed is None else args.seed
     out = Path(args.out) if args.out else None
+    checkpoint_every = args.checkpoint_every if out is not None and args.checkpoint_every > 0 else None
 
     console = Console(quiet=args.quiet, highlight=False, soft_wrap=True)
     console.print(
@@ -88,7 +94,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress.advance(task)
 
         rows = run_episode(
-            config, args.agent, seed, out, overwrite=args.overwrite, on_round=on_round, timeline=args.timeline
+            config,
+            args.agent,
+            seed,
+            out,
+            overwrite=args.overwrite,
+            on_round=on_round,
+            timeline=args.timeline,
+            checkpoint_every=checkpoint_every,
         )
     last = rows[-1]
     console.print(
@@ -96,6 +109,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"energy {last['energy_j']:.4f} J"
         + (f"; wrote {out}/config.yaml, {out}/metrics.jsonl" if out else "")
     )
+    return EXIT_OK
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from fedsimenv.checkpoint import EpisodeSession
+
+    session = EpisodeSession.from_run_dir(Path(args.resume))
+    if not args.quiet:
+        print(f"fedsimenv run --resume {args.resume}: agent={session.agent_name} seed={session.seed}")
+        session.on_round = lambda row: print(_format_row(row))
+    rows = session.run(resume=True)
+    if not args.quiet:
+        last = rows[-1]
+        print(
+            f"done: replayed {session.replayed_rounds} checkpointed rounds without training, "
+            f"{len(rows)} rounds in all, accuracy {last['accuracy']:.4f}"
+        )
     return EXIT_OK
 
 
@@ -133,11 +163,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fedsimenv.cli_experiments import add_device_option, add_experiment_commands
+
     parser = argparse.ArgumentParser(prog="fedsimenv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run an agent on a scenario")
-    run.add_argument("scenario", help="built-in scenario name or path to a YAML file")
+    run.add_argument("scenario", nargs="?", help="built-in scenario name or path to a YAML file")
     run.add_argument("--agent", default="equal", help="agent name (see `fedsimenv list`)")
     run.add_argument("--rounds", type=int, help="number of rounds (overrides episode.max_rounds)")
     run.add_argument("--seed", type=int, help="seed (default: the scenario's)")
@@ -151,8 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write timeline.jsonl and gantt.png (last round) to --out",
     )
+    run.add_argument(
+        "--checkpoint-every", type=int, default=5, metavar="K", help="checkpoint every K rounds (0: never)"
+    )
+    run.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
+    add_device_option(run)
     run.add_argument("--quiet", action="store_true", help="print nothing")
     run.set_defaults(func=cmd_run)
+    add_experiment_commands(sub)
 
     validate = sub.add_parser("validate", help="validate scenario files")
     validate.add_argument("files", nargs="+")

@@ -1,0 +1,251 @@
+"""Compare agents side by side: the same scenario, the same seeds, tables and plots.
+
+Every agent runs on the same seeds, and a seed fixes the device placement, the channel process, the
+data split and the initial model independently of the agent (:mod:`fedsimenv.seeding`), so agents
+see the same channel and data realisations. Output directory:
+
+* ``summary.csv`` / ``summary.md``: per agent, mean +- std over seeds of the final accuracy, simulated
+  time and energy to reach the target accuracy (with how many seeds reached it), mean round latency,
+  mean selected devices and mean rho (``summary.csv`` has separate ``_mean`` / ``_std`` columns);
+* ``runs.csv``: the same quantities per agent and seed;
+* ``accuracy_vs_time.png``, ``accuracy_vs_energy.png``, ``rho_distribution.png``,
+  ``bandwidth_distribution.png`` and ``gantt.png`` (round 1 of the first seed, one panel per agent);
+* ``runs/AGENT/seed-S/``: each episode's run directory (metrics, timeline, checkpoints), so an
+  interrupted comparison continues with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedsimenv.config import ScenarioConfig
+from fedsimenv.plots import plot_accuracy_curves, plot_distributions, plot_gantt_side_by_side
+from fedsimenv.runner import RunDirectoryError
+from fedsimenv.scenario import write_text_atomic
+from fedsimenv.sweep import DEFAULT_TARGET_ACCURACY, Engine, Job, format_mean_std, mean_std, run_jobs
+
+#: (summary key, table title) of the per-agent columns.
+SUMMARY_COLUMNS = (
+    ("final_accuracy", "final accuracy"),
+    ("time_to_target_s", "sim time to target (s)"),
+    ("energy_to_target_j", "energy to target (J)"),
+    ("mean_round_latency_s", "mean round latency (s)"),
+    ("mean_selected", "mean selected"),
+    ("mean_rho", "mean rho"),
+    ("sim_time_s", "total sim time (s)"),
+    ("energy_j", "total energy (J)"),
+)
+
+PLOTS = (
+    "accuracy_vs_time.png",
+    "accuracy_vs_energy.png",
+    "rho_distribution.png",
+    "bandwidth_distribution.png",
+    "gantt.png",
+)
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """What ``compare`` produced: per-run summaries (agent-major, seed-minor) and the files written."""
+
+    runs: list[dict[str, Any]]
+    target_accuracy: float
+    files: list[Path]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r["status"] != "ok"]
+
+
+def compare_agents(
+    config: ScenarioConfig,
+    agents: Sequence[str],
+    seeds: Sequence[int],
+    out_dir: Path,
+    *,
+    target_accuracy: float | None = None,
+    engine: Engine = "local",
+    workers: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    checkpoint_every: int = 5,
+    on_done: Callable[[Mapping[str, Any]], None] | None = None,
+) -> CompareResult:
+    """Run every agent on every seed of ``config`` and write the tables and plots to ``out_dir``.
+
+    Raises:
+        ValueError: unknown agent, no agents or seeds, or ``out_dir`` already holds a comparison
+            (without ``resume`` / ``overwrite``).
+    """
+    from agents import AGENTS
+
+    if not agents:
+        raise ValueError("--agents needs at least one agent name")
+    if len(set(agents)) != len(agents):
+        raise ValueError(f"--agents lists an agent twice: {', '.join(agents)}")
+    for name in agents:
+        AGENTS.get(name)  # unknown name -> ValueError listing the allowed ones, before any work
+    if not seeds:
+        raise ValueError("--seeds must be >= 1")
+    if (out_dir / "summary.csv").exists() and not (resume or overwrite):
+        raise RunDirectoryError(
+            f"{out_dir} already holds a comparison; choose another --out, or pass --resume or --overwrite"
+        )
+    target = target_accuracy or config.episode.target_accuracy or DEFAULT_TARGET_ACCURACY
+    scenario = config.model_dump(mode="json")
+    jobs = [
+        Job(
+            label=agent,
+            scenario=scenario,
+            agent=agent,
+            seed=seed,
+            out_dir=str(run_dir(out_dir, agent, seed)),
+            target_accuracy=target,
+            timeline=True,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+        )
+        for agent in agents
+        for seed in seeds
+    ]
+    runs = run_jobs(jobs, engine=engine, workers=workers, on_done=on_done)
+    files = write_report(out_dir, agents, seeds, runs, target)
+    return CompareResult(runs=runs, target_accuracy=target, files=files)
+
+
+def run_dir(out_dir: Path, agent: str, seed: int) -> Path:
+    return out_dir / "runs" / agent / f"seed-{seed}"
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_report(
+    out_dir: Path,
+    agents: Sequence[str],
+    seeds: Sequence[int],
+    runs: Sequence[Mapping[str, Any]],
+    target_accuracy: float,
+) -> list[Path]:
+    """Write the tables and plots from the run summaries and the run directories' JSONL files."""
+    ok = {(r["agent"], r["seed"]) for r in runs if r["status"] == "ok"}
+    write_text_atomic(out_dir / "runs.csv", _runs_csv(runs))
+    write_text_atomic(out_dir / "summary.csv", summary_csv(agents, runs))
+    write_text_atomic(out_dir / "summary.md", summary_markdown(agents, runs, target_accuracy))
+    files = [out_dir / name for name in ("summary.csv", "summary.md", "runs.csv")]
+
+    curves: dict[str, list[list[dict[str, Any]]]] = {}
+    rho: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
+    bandwidth: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
+    first_round: dict[str, list[dict[str, Any]]] = {}
+    for agent in agents:
+        curves[agent], rho_values, bandwidth_values = [], [], []
+        for seed in seeds:
+            if (agent, seed) not in ok:
+                continue
+            folder = run_dir(out_dir, agent, seed)
+            curves[agent].append(_read_jsonl(folder / "metrics.jsonl"))
+            records = _read_jsonl(folder / "timeline.jsonl")
+            # A device with a job: its rho and its share of the band in that round.
+            rho_values += [r["pruning_rate"] for r in records]
+            bandwidth_values += [r["bandwidth_hz"] / 1e6 for r in records]
+            if agent not in first_round:
+                first_round[agent] = [r for r in records if r["round"] == 0]
+        rho[agent] = np.asarray(rho_values, dtype=np.float64)
+        bandwidth[agent] = np.asarray(bandwidth_values, dtype=np.float64)
+    if not any(curves.values()):
+        return files
+    plot_accuracy_curves(
+        curves, "sim_time_s", "simulated time (s)", out_dir / "accuracy_vs_time.png", target_accuracy
+    )
+    plot_accuracy_curves(
+        curves,
+        "energy_j",
+        "cumulative device energy (J)",
+        out_dir / "accuracy_vs_energy.png",
+        target_accuracy,
+    )
+    plot_distributions(
+        rho,
+        "pruning rate rho",
+        "rho of the selected devices (all rounds, seeds)",
+        out_dir / "rho_distribution.png",
+    )
+    plot_distributions(
+        bandwidth,
+        "bandwidth (MHz)",
+        "bandwidth of the selected devices (all rounds, seeds)",
+        out_dir / "bandwidth_distribution.png",
+    )
+    plot_gantt_side_by_side(
+        first_round,
+        f"round 1, seed {seeds[0]}: same channel realisation for every agent",
+        out_dir / "gantt.png",
+    )
+    return files + [out_dir / name for name in PLOTS]
+
+
+def _runs_csv(runs: Sequence[Mapping[str, Any]]) -> str:
+    columns = ["agent", "seed", "status", "error", *(k for k, _ in SUMMARY_COLUMNS), "rounds_to_target"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for run in runs:
+        writer.writerow({k: "" if run.get(k) is None else run.get(k) for k in columns})
+    return buffer.getvalue()
+
+
+def summary_csv(agents: Sequence[str], runs: Sequence[Mapping[str, Any]]) -> str:
+    """Per agent: ``KEY_mean``, ``KEY_std`` and ``KEY_n`` (seeds with a value) of each summary column."""
+    columns = ["agent", "seeds", "seeds_ok"]
+    for key, _ in SUMMARY_COLUMNS:
+        columns += [f"{key}_mean", f"{key}_std", f"{key}_n"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for agent in agents:
+        mine = [r for r in runs if r["agent"] == agent]
+        ok = [r for r in mine if r["status"] == "ok"]
+        row: list[Any] = [agent, len(mine), len(ok)]
+        for key, _ in SUMMARY_COLUMNS:
+            mean, std, count = mean_std([r[key] for r in ok])
+            row += ["" if count == 0 else f"{mean:.6g}", "" if count == 0 else f"{std:.6g}", count]
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def summary_markdown(agents: Sequence[str], runs: Sequence[Mapping[str, Any]], target_accuracy: float) -> str:
+    """The per-agent table (mean ± std over seeds) as Markdown, failed runs listed below it."""
+    titles = [t.replace("target", f"acc {target_accuracy:g}") for _, t in SUMMARY_COLUMNS]
+    header = ["agent", "seeds", *titles]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for agent in agents:
+        mine = [r for r in runs if r["agent"] == agent]
+        ok = [r for r in mine if r["status"] == "ok"]
+        cells = []
+        for key, _ in SUMMARY_COLUMNS:
+            # Cost to target: over the seeds that reached it; format_mean_std adds "(k/K)".
+            values = [r[key] for r in ok]
+            cells.append(format_mean_std(values, 3))
+        lines.append("| " + " | ".join([agent, f"{len(ok)}/{len(mine)}", *cells]) + " |")
+    notes = [
+        "",
+        f"Mean ± sample std over seeds. Cost to accuracy {target_accuracy:g}: over the seeds that "
+        "reached it; (k/K) = reached in k of K seeds, — = never.",
+    ]
+    failed = [r for r in runs if r["status"] != "ok"]
+    if failed:
+        notes += ["", "Failed runs:", ""] + [f"- {r['agent']} seed {r['seed']}: {r['error']}" for r in failed]
+    return "\n".join(lines + notes) + "\n"

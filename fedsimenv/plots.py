@@ -1,0 +1,136 @@
+"""Comparison plots (PNG, written atomically): accuracy curves, distributions, side-by-side Gantt charts.
+
+Every function takes plain per-agent data (metric rows, arrays, timeline records), so the plots can be
+redrawn from the JSONL files of run directories without re-running anything.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+_PHASE_COLORS = {"download": "#9e9e9e", "compute": "#1f77b4", "upload": "#ff7f0e"}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and in tests
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure_atomic(fig: Any, path: Path, dpi: int = 110) -> None:
+    """Save ``fig`` as PNG via a temporary file and rename, then close it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        _pyplot().close(fig)
+
+
+def plot_accuracy_curves(
+    runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]],
+    x_key: str,
+    xlabel: str,
+    path: Path,
+    target_accuracy: float | None = None,
+) -> None:
+    """Accuracy against a cumulative quantity (``sim_time_s``, ``energy_j``); one line per seed.
+
+    Args:
+        runs: ``{agent: [rows of seed 1, rows of seed 2, ...]}``.
+        x_key: Metric row key for the x axis.
+        xlabel: Axis label with unit.
+        path: Output PNG.
+        target_accuracy: Drawn as a dashed horizontal line when given.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (agent, seeds) in enumerate(runs.items()):
+        color = colors[index % len(colors)]
+        for seed_index, rows in enumerate(seeds):
+            # Start at the origin of the episode (x = 0) so curves are comparable from the first round.
+            x = [0.0, *(float(r[x_key]) for r in rows)]
+            y = [np.nan, *(float(r["accuracy"]) for r in rows)]
+            ax.plot(x, y, color=color, alpha=0.85, linewidth=1.2, label=agent if seed_index == 0 else None)
+    if target_accuracy is not None:
+        ax.axhline(target_accuracy, color="black", linestyle="--", linewidth=0.8, label="target")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure_atomic(fig, path)
+
+
+def plot_distributions(
+    values: Mapping[str, NDArray[np.float64]], ylabel: str, title: str, path: Path
+) -> None:
+    """Box plots, one per agent, of a per-device-and-round quantity (rho, bandwidth)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(values) + 2), 4.5))
+    names = list(values)
+    data = [np.asarray(values[n], dtype=np.float64) if len(values[n]) else np.array([np.nan]) for n in names]
+    ax.boxplot(data, showmeans=True)
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    save_figure_atomic(fig, path)
+
+
+def plot_gantt_side_by_side(
+    records: Mapping[str, Sequence[Mapping[str, Any]]], title: str, path: Path, max_devices: int = 40
+) -> None:
+    """One Gantt panel per agent for the same round and seed (same channel realisation).
+
+    Args:
+        records: ``{agent: timeline records of one round}`` (see :mod:`fedsimenv.sim.timeline`).
+        title: Figure title.
+        path: Output PNG.
+        max_devices: Rows drawn per panel at most.
+    """
+    plt = _pyplot()
+    rows = max([min(len(r), max_devices) for r in records.values()] + [4])
+    fig, axes = plt.subplots(
+        len(records), 1, figsize=(9, (0.22 * rows + 1.0) * len(records) + 0.8), squeeze=False, sharex=True
+    )
+    for ax, (agent, round_records) in zip(axes[:, 0], records.items(), strict=True):
+        shown = list(round_records)[:max_devices]
+        for row, record in enumerate(shown):
+            stop = record.get("stop_s")
+            for name, phase in record["phases"].items():
+                start, finish = phase["start_s"], phase["finish_s"]
+                if start is None or finish is None:
+                    continue
+                if stop is not None:
+                    finish = min(finish, stop)
+                if finish > start:
+                    ax.barh(row, finish - start, left=start, color=_PHASE_COLORS[name], height=0.7)
+            if record["status"] in ("dropped", "failed") and stop is not None:
+                ax.plot([stop], [row], marker="x", color="red")
+        ax.set_yticks(range(len(shown)), [f"dev {r['device']}" for r in shown], fontsize=6)
+        ax.invert_yaxis()
+        ax.set_title(f"{agent}: {len(round_records)} devices", fontsize=9)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _PHASE_COLORS.values()]
+    fig.legend(handles, list(_PHASE_COLORS), loc="lower center", ncol=3, fontsize=8)
+    axes[-1, 0].set_xlabel("simulated time (s); x = dropped or failed")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    save_figure_atomic(fig, path)

@@ -1,0 +1,85 @@
+"""Smoke tests: each scenario script runs as ``python scenarios/NAME.py`` on a tiny budget."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fast_tiny(tmp_path: Path) -> str:
+    """``tiny`` with a small MLP and one local epoch, as a YAML file (the scripts take a path)."""
+    from fedsimenv.scenario import dump_scenario, load_scenario
+
+    path = tmp_path / "fast-tiny.yaml"
+    path.write_text(
+        dump_scenario(load_scenario("tiny", {"learning.model": "mlp", "learning.local_epochs": 1}))
+    )
+    return str(path)
+
+
+def _script(name: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scenarios" / f"{name}.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_run_scenario_script_writes_and_resumes(tmp_path: Path, fast_tiny: str) -> None:
+    out = tmp_path / "run"
+    stdout = _script(
+        "run_scenario", "--scenario", "tiny", "--agent", "equal", "--rounds", "2", "--out", str(out)
+    )
+    assert "final accuracy" in stdout
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [1, 2]
+    assert (out / "gantt.png").stat().st_size > 0
+    assert "replayed 2 rounds" in _script("run_scenario", "--resume", str(out))
+
+
+def test_train_rl_policy_script(tmp_path: Path, fast_tiny: str) -> None:
+    pytest.importorskip("stable_baselines3")
+    out = tmp_path / "ppo"
+    stdout = _script(
+        "train_rl_policy", "--rounds", "2", "--total-timesteps", "4", "--n-steps", "4", "--out", str(out)
+    )
+    assert "trained PPO" in stdout
+    assert (out / "policy.zip").stat().st_size > 0
+    assert len((out / "eval.jsonl").read_text().splitlines()) == 2
+
+
+def test_compare_optimal_rl_heuristics_script(tmp_path: Path, fast_tiny: str) -> None:
+    pytest.importorskip("stable_baselines3")
+    out = tmp_path / "cmp"
+    stdout = _script(
+        "compare_optimal_rl_heuristics",
+        *(
+            "--scenario",
+            fast_tiny,
+            "--rounds",
+            "2",
+            "--seeds",
+            "1",
+            "--rl-timesteps",
+            "4",
+            "--baselines",
+            "equal",
+            "--out",
+            str(out),
+        ),
+    )
+    for agent in ("optimal", "ppo", "equal"):
+        assert f"| {agent} | 1/1 |" in stdout
+    assert (out / "compare" / "summary.csv").exists()
