@@ -50,7 +50,7 @@ from numpy.typing import NDArray
 from agents import AgentContext, make_agent
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.env import WirelessFLEnv
-from fedsimenv.learning.trainer import LearningResult, ModelCost, TorchTrainer, Trainer
+from fedsimenv.learning.trainer import LearningResult, ModelCost, Trainer
 from fedsimenv.runner import METRIC_KEYS, RunDirectoryError
 from fedsimenv.scenario import dump_scenario, load_scenario, write_text_atomic
 from fedsimenv.seeding import EpisodeStreams
@@ -120,6 +120,19 @@ class RecordingTrainer(Trainer):
     def download_bits(self) -> float:
         return self.inner.download_bits()
 
+    def prepare_async(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
+        # Async rounds are neither recorded nor replayed (checkpoints are off under async).
+        return self.inner.prepare_async(pruning_rate)
+
+    def train_async(self, arrived: Sequence[int], staleness: Sequence[int]) -> LearningResult:
+        return self.inner.train_async(arrived, staleness)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.inner.load_state_dict(state)
+
     def prepare_round(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
         costs = self.inner.prepare_round(pruning_rate)
         self._request, self._costs = dict(pruning_rate), costs
@@ -185,6 +198,19 @@ class ReplayTrainer(Trainer):
     def download_bits(self) -> float:
         return self.inner.download_bits()
 
+    def prepare_async(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
+        # Async rounds are neither recorded nor replayed (checkpoints are off under async).
+        return self.inner.prepare_async(pruning_rate)
+
+    def train_async(self, arrived: Sequence[int], staleness: Sequence[int]) -> LearningResult:
+        return self.inner.train_async(arrived, staleness)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.inner.load_state_dict(state)
+
     def prepare_round(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
         record = self.records[self.index]
         if [(int(k), float(v)) for k, v in pruning_rate.items()] == [tuple(r) for r in record.request]:
@@ -204,28 +230,18 @@ class ReplayTrainer(Trainer):
 
 def trainer_state(trainer: Trainer) -> dict[str, Any] | None:
     """The trainer's learning state as plain tensors, or None if it cannot be captured."""
-    if hasattr(trainer, "state_dict") and hasattr(trainer, "load_state_dict"):
-        state: dict[str, Any] = trainer.state_dict()
-        return state
-    if isinstance(trainer, TorchTrainer):
-        # A fresh optimiser is built for each local training, so the weights and the generator that
-        # drives pruning and batch order are the whole state carried from round to round.
-        return {
-            "model": {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()},
-            "generator": trainer._generator.get_state(),
-        }
-    return None
+    try:
+        return trainer.state_dict()
+    except NotImplementedError:
+        return None
 
 
 def load_trainer_state(trainer: Trainer, state: Mapping[str, Any]) -> None:
     """Inverse of :func:`trainer_state`."""
-    if hasattr(trainer, "state_dict") and hasattr(trainer, "load_state_dict"):
+    try:
         trainer.load_state_dict(state)
-    elif isinstance(trainer, TorchTrainer):
-        trainer.model.load_state_dict(state["model"])
-        trainer._generator.set_state(state["generator"])
-    else:
-        raise ResumeError(f"trainer {type(trainer).__name__} has no state to load")
+    except NotImplementedError:
+        raise ResumeError(f"trainer {type(trainer).__name__} has no state to load") from None
 
 
 def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
@@ -401,7 +417,8 @@ class EpisodeSession:
             while not done:
                 action = agent.act(observation, info)
                 observation, reward, terminated, truncated, info = env.step(action)
-                self.records.append(recorder.record(action))
+                if self.checkpoint_every is not None:  # the replay log only serves checkpoints
+                    self.records.append(recorder.record(action))
                 row = metric_row(info, float(reward))
                 self.rows.append(row)
                 if metrics is not None:

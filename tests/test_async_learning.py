@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from fedsimenv.cli import main
 from fedsimenv.env import WirelessFLEnv
 from fedsimenv.learning.aggregation import buffered_async_update, staleness_weight
 from fedsimenv.learning.trainer import TorchTrainer
@@ -60,3 +64,22 @@ def test_env_runs_the_async_protocol_with_staleness() -> None:
         assert (in_flight | report.arrived).sum() == n  # everyone is working or has just arrived
     assert stale >= 1
     assert info["accuracy"] > 0.2
+
+
+def test_cli_runs_the_async_protocol_without_checkpoints(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = [
+        "run",
+        "tiny",
+        "--rounds",
+        "2",
+        "--set",
+        "protocol.name=async",
+        "--set",
+        "protocol.target_updates=3",
+    ]
+    with pytest.warns(UserWarning, match="checkpoints are not supported with protocol 'async'"):
+        assert main([*args, "--out", str(out), "--quiet"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["num_arrived"] for r in rows] == [3, 3]
+    assert not (out / "checkpoints").exists()

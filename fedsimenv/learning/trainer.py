@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,6 +120,18 @@ class Trainer(ABC):
         """Async protocol: train the arrived jobs from the model each one downloaded and apply their
         staleness-weighted updates to the current global model."""
         raise NotImplementedError(f"trainer {type(self).__name__} does not support protocol 'async'")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The learning state carried from round to round, as plain tensors (for checkpoints).
+
+        Raises:
+            NotImplementedError: the trainer cannot be checkpointed.
+        """
+        raise NotImplementedError(f"trainer {type(self).__name__} cannot be checkpointed")
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        raise NotImplementedError(f"trainer {type(self).__name__} cannot be checkpointed")
 
 
 TRAINERS: Registry[type[Trainer]] = Registry("trainer")
@@ -302,6 +315,19 @@ class TorchTrainer(Trainer):
             self._pending.pop(k, None)
             self._job_start.pop(k, None)
         return self._result(len(order))
+
+    def state_dict(self) -> dict[str, Any]:
+        # A fresh optimiser is built for each local training, so the weights and the generator that
+        # drives pruning and batch order are the whole state carried between synchronous rounds.
+        # (Async jobs in flight are not captured: checkpoints are off under the async protocol.)
+        return {
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "generator": self._generator.get_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self._generator.set_state(state["generator"])
 
     def _local_jobs(self, devices: Sequence[int]) -> list[LocalJob]:
         """The prepared local-training jobs of ``devices`` (their data, masks and batch orders)."""
