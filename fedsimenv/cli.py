@@ -1,4 +1,4 @@
-"""Command line: ``fedsimenv run | validate | list``.
+"""Command line: ``fedsimenv run | validate | list | calibrate | train``.
 
 Exit codes: 0 success, 2 bad input (scenario, option or agent name), 1 any other failure.
 """
@@ -160,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     lister = sub.add_parser("list", help="list the registered components")
     lister.set_defaults(func=cmd_list)
+
+    from fedsimenv import calibrate, train  # their own modules: subcommands of the RL workflow
+
+    calibrate.add_parser(sub)
+    train.add_parser(sub)
     return parser
 
 
