@@ -26,7 +26,7 @@ ENV_IDS = (ENV_ID, FAST_ENV_ID, DISCRETE_ENV_ID)
 _ENTRY_POINTS = {
     ENV_ID: ("fedsimenv.env:WirelessFLEnv", {"scenario": "tiny"}),
     FAST_ENV_ID: ("fedsimenv.env:WirelessFLEnv", {"scenario": "tiny", "trainer": "surrogate"}),
-    DISCRETE_ENV_ID: ("fedsimenv.wrappers:make_multidiscrete_env", {"scenario": "tiny"}),
+    DISCRETE_ENV_ID: ("fedsimenv.wrappers:WirelessFLDiscreteEnv", {"scenario": "tiny"}),
 }
 for _env_id, (_entry_point, _kwargs) in _ENTRY_POINTS.items():
     if _env_id not in gymnasium.registry:

@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from agents import AGENTS
+    from agents import check_agent_name
     from fedsimenv.runner import run_episode
     from fedsimenv.scenario import load_scenario
 
@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.rounds is not None:
         overrides["episode.max_rounds"] = args.rounds
     config = load_scenario(args.scenario, overrides)
-    AGENTS.get(args.agent)  # fail on a bad name before any work
+    check_agent_name(args.agent)  # fail on a bad name before any work
     seed = config.seed if args.seed is None else args.seed
     out = Path(args.out) if args.out else None
 

@@ -172,7 +172,9 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} is not supported; allowed values: None, 'rgb_array'")
+            raise ValueError(
+                f"render_mode {render_mode!r} is not supported; allowed values: None, 'rgb_array'"
+            )
         self.render_mode = render_mode
         all_overrides = dict(overrides or {})
         if reward is not None:
@@ -279,7 +281,8 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         ended = {
             "target_accuracy": self.target_accuracy is not None and learning.accuracy >= self.target_accuracy,
             "time_budget": episode.time_budget_s is not None and simulator.now_s >= episode.time_budget_s,
-            "energy_budget": episode.energy_budget_j is not None and self._energy_j >= episode.energy_budget_j,
+            "energy_budget": episode.energy_budget_j is not None
+            and self._energy_j >= episode.energy_budget_j,
             "max_rounds": self._round >= episode.max_rounds,
         }
         terminated = ended["target_accuracy"]
@@ -289,7 +292,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         info["episode_end"] = end_reason
         return self._observation(), float(reward), terminated, truncated, info
 
-    def render(self) -> NDArray[np.uint8] | None:  # type: ignore[override]
+    def render(self) -> NDArray[np.uint8] | None:
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array'")
             return None

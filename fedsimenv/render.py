@@ -71,8 +71,8 @@ def render_frame(
     timeline.set_xlabel("simulated time (s)", fontsize=8)
     timeline.tick_params(labelsize=7)
     fig.tight_layout()
-    canvas.draw()
-    frame = np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
+    canvas.draw()  # type: ignore[no-untyped-call]
+    frame = np.asarray(canvas.buffer_rgba())[:, :, :3].copy()  # type: ignore[no-untyped-call]
     return frame
 
 

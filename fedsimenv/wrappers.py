@@ -9,7 +9,7 @@ sees (and reports) the usual action. Bad values are clipped as each class docume
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -17,6 +17,8 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from fedsimenv.actions import encode_decision
+from fedsimenv.env import WirelessFLEnv
+from fedsimenv.observations import Observation
 from fedsimenv.view import SystemView
 
 #: An allocator: ``(view, selected, pruning_rate) -> bandwidth shares`` (any positive scale; only the
@@ -55,9 +57,7 @@ def min_max_latency_allocation(
 ALLOCATORS: dict[str, Allocator] = {"equal": equal_allocation, "min-max-latency": min_max_latency_allocation}
 
 
-def _base(env: gym.Env[Any, Any]) -> Any:
-    from fedsimenv.env import WirelessFLEnv
-
+def _base(env: gym.Env[Any, Any]) -> WirelessFLEnv:
     base = env.unwrapped
     if not isinstance(base, WirelessFLEnv):
         raise TypeError(f"this wrapper needs a WirelessFLEnv underneath, got {type(base).__name__}")
@@ -96,7 +96,9 @@ class DictActionWrapper(gym.ActionWrapper[Any, dict[str, Any], NDArray[np.float3
         def field(name: str, nan: float, posinf: float) -> NDArray[np.float64]:
             raw = np.asarray(action[name], dtype=np.float64).reshape(-1)
             if raw.shape != (n,):
-                raise ValueError(f"action[{name!r}] must have {n} entries, got shape {np.shape(action[name])}")
+                raise ValueError(
+                    f"action[{name!r}] must have {n} entries, got shape {np.shape(action[name])}"
+                )
             return np.nan_to_num(raw, nan=nan, posinf=posinf, neginf=0.0)
 
         share = np.clip(field("bandwidth_share", 0.0, 1.0), 0.0, 1.0)
@@ -110,13 +112,53 @@ class DictActionWrapper(gym.ActionWrapper[Any, dict[str, Any], NDArray[np.float3
         return encode_decision(selected, rho, share, self._config)
 
 
-class MultiDiscreteActionWrapper(gym.ActionWrapper[Any, NDArray[np.int64], NDArray[np.float32]]):
-    """``MultiDiscrete([L + 1] * N)``: per device, 0 = off, l in 1..L = on with pruning rate
-    ``rho_max (l - 1) / (L - 1)`` (rho = 0 if L = 1). Bandwidth comes from ``allocator`` (a name in
-    :data:`ALLOCATORS` or a function) evaluated on the env's system view.
+class MultiDiscreteDecoder:
+    """``MultiDiscrete([L + 1] * N)`` -> canonical action: per device, 0 = off, l in 1..L = on with
+    pruning rate ``rho_max (l - 1) / (L - 1)`` (rho = 0 if L = 1). Bandwidth comes from
+    ``allocator`` (a name in :data:`ALLOCATORS` or a function) evaluated on the env's system view.
 
     Out-of-range entries are clipped to [0, L], non-integers rounded, NaN -> 0 (off). If no device is
     on, the device with the strongest channel this round is selected at level 1 (rho = 0).
+    """
+
+    def __init__(self, env: WirelessFLEnv, levels: int, allocator: str | Allocator) -> None:
+        if levels < 1:
+            raise ValueError(f"levels must be >= 1, got {levels}")
+        if isinstance(allocator, str):
+            if allocator not in ALLOCATORS:
+                raise ValueError(f"unknown allocator {allocator!r}; allowed values: {', '.join(ALLOCATORS)}")
+            allocator = ALLOCATORS[allocator]
+        self.allocator = allocator
+        self.env = env
+        self.levels = levels
+        self.space = spaces.MultiDiscrete(np.full(env.num_devices, levels + 1, dtype=np.int64))
+
+    def pruning_rates(self) -> NDArray[np.float64]:
+        """The L pruning rates of levels 1..L."""
+        if self.levels == 1:
+            return np.zeros(1)
+        rho_max = self.env.config.action.rho_max
+        return np.asarray(rho_max * np.arange(self.levels) / (self.levels - 1), dtype=np.float64)
+
+    def to_canonical(self, action: Any) -> NDArray[np.float32]:
+        n = self.env.num_devices
+        raw = np.asarray(action, dtype=np.float64).reshape(-1)
+        if raw.shape != (n,):
+            raise ValueError(f"action must have {n} entries, got shape {np.shape(action)}")
+        level = np.clip(np.rint(np.nan_to_num(raw, nan=0.0, posinf=self.levels, neginf=0.0)), 0, self.levels)
+        level = level.astype(np.int64)
+        view = self.env.system_view()
+        if not np.any(level > 0):
+            level[int(np.argmax(view.channel_gain_linear))] = 1
+        selected = level > 0
+        rho = np.where(selected, self.pruning_rates()[np.maximum(level - 1, 0)], 0.0)
+        share = np.asarray(self.allocator(view, selected, rho), dtype=np.float64)
+        share = np.where(selected, np.maximum(np.nan_to_num(share, nan=1.0), 1e-12), 0.0)
+        return encode_decision(selected, rho, share, self.env.config.action)
+
+
+class MultiDiscreteActionWrapper(gym.ActionWrapper[Any, NDArray[np.int64], NDArray[np.float32]]):
+    """The :class:`MultiDiscreteDecoder` action on any (wrapped) WirelessFLEnv.
 
     Args:
         env: A WirelessFLEnv (possibly wrapped).
@@ -128,39 +170,30 @@ class MultiDiscreteActionWrapper(gym.ActionWrapper[Any, NDArray[np.int64], NDArr
         self, env: gym.Env[Any, NDArray[np.float32]], levels: int = 4, allocator: str | Allocator = "equal"
     ) -> None:
         super().__init__(env)
-        if levels < 1:
-            raise ValueError(f"levels must be >= 1, got {levels}")
-        if isinstance(allocator, str):
-            if allocator not in ALLOCATORS:
-                raise ValueError(f"unknown allocator {allocator!r}; allowed values: {', '.join(ALLOCATORS)}")
-            allocator = ALLOCATORS[allocator]
-        self._allocator = allocator
-        self._base_env = _base(env)
-        self._config = self._base_env.config.action
-        self.levels = levels
-        self.action_space = spaces.MultiDiscrete(np.full(self._base_env.num_devices, levels + 1, dtype=np.int64))
-
-    def pruning_rates(self) -> NDArray[np.float64]:
-        """The L pruning rates of levels 1..L."""
-        if self.levels == 1:
-            return np.zeros(1)
-        return np.asarray(self._config.rho_max * np.arange(self.levels) / (self.levels - 1), dtype=np.float64)
+        self.decoder = MultiDiscreteDecoder(_base(env), levels, allocator)
+        self.action_space = self.decoder.space
 
     def action(self, action: NDArray[Any]) -> NDArray[np.float32]:
-        n = self._base_env.num_devices
-        raw = np.asarray(action, dtype=np.float64).reshape(-1)
-        if raw.shape != (n,):
-            raise ValueError(f"action must have {n} entries, got shape {np.shape(action)}")
-        level = np.clip(np.rint(np.nan_to_num(raw, nan=0.0, posinf=self.levels, neginf=0.0)), 0, self.levels)
-        level = level.astype(np.int64)
-        view: SystemView = self._base_env.system_view()
-        if not np.any(level > 0):
-            level[int(np.argmax(view.channel_gain_linear))] = 1
-        selected = level > 0
-        rho = np.where(selected, self.pruning_rates()[np.maximum(level - 1, 0)], 0.0)
-        share = np.asarray(self._allocator(view, selected, rho), dtype=np.float64)
-        share = np.where(selected, np.maximum(np.nan_to_num(share, nan=1.0), 1e-12), 0.0)
-        return encode_decision(selected, rho, share, self._config)
+        return self.decoder.to_canonical(action)
+
+
+class WirelessFLDiscreteEnv(WirelessFLEnv):
+    """``fedsimenv/WirelessFL-Discrete-v0``: :class:`~fedsimenv.env.WirelessFLEnv` (whose spec sheet
+    applies) with the :class:`MultiDiscreteDecoder` action instead of the canonical Box.
+
+    Args:
+        levels: L, the number of pruning levels (default 4: rho in {0, rho_max/3, 2 rho_max/3, rho_max}).
+        allocator: ``"equal"`` (default) or ``"min-max-latency"``.
+        **kwargs: As :class:`~fedsimenv.env.WirelessFLEnv`.
+    """
+
+    def __init__(self, levels: int = 4, allocator: str = "equal", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.decoder = MultiDiscreteDecoder(self, levels, allocator)
+        self.action_space = self.decoder.space
+
+    def step(self, action: NDArray[Any]) -> tuple[Observation, SupportsFloat, bool, bool, dict[str, Any]]:
+        return super().step(self.decoder.to_canonical(action))
 
 
 def observation_scaling(space: spaces.Dict) -> dict[str, Any]:
@@ -200,14 +233,9 @@ class ScaledFlatObservation(gym.ObservationWrapper[NDArray[np.float32], Any, Any
             raise TypeError("ScaledFlatObservation needs a Dict observation space")
         self.scaling = observation_scaling(env.observation_space)
         size = sum(len(low) for low in self.scaling["low"])
-        self.observation_space = spaces.Box(np.float32(-1.0), np.float32(1.0), shape=(size,), dtype=np.float32)
+        self.observation_space = spaces.Box(
+            np.float32(-1.0), np.float32(1.0), shape=(size,), dtype=np.float32
+        )
 
     def observation(self, observation: Any) -> NDArray[np.float32]:
         return scale_observation(observation, self.scaling)
-
-
-def make_multidiscrete_env(levels: int = 4, allocator: str = "equal", **kwargs: Any) -> gym.Env[Any, Any]:
-    """Entry point of ``fedsimenv/WirelessFL-Discrete-v0``: the env in its MultiDiscrete variant."""
-    from fedsimenv.env import WirelessFLEnv
-
-    return MultiDiscreteActionWrapper(WirelessFLEnv(**kwargs), levels=levels, allocator=allocator)

@@ -264,7 +264,7 @@ class SurrogateTrainer(Trainer):
 
     def reset(self, streams: EpisodeStreams) -> LearningResult:
         self._counts = partition_label_counts(self.config, self.num_devices, streams, self._data)
-        self._num_samples = self._counts.sum(axis=1).astype(np.int64)
+        self._num_samples: NDArray[np.int64] = self._counts.sum(axis=1).astype(np.int64)
         self._share = self._num_samples / self._num_samples.sum()
         self._reference = self._counts.sum(axis=0)
         self._progress = 0.0
