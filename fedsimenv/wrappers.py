@@ -21,20 +21,29 @@ from fedsimenv.env import WirelessFLEnv
 from fedsimenv.observations import Observation
 from fedsimenv.view import SystemView
 
-#: An allocator: ``(view, selected, pruning_rate) -> bandwidth shares`` (any positive scale; only the
-#: selected devices' entries are used).
-Allocator = Callable[[SystemView, NDArray[np.bool_], NDArray[np.float64]], NDArray[np.float64]]
+#: An allocator: ``(view, selected, compute_latency_s, upload_bits) -> bandwidth shares`` where the
+#: last two are each device's latency and upload size *after* its pruning; shares have any positive
+#: scale and only the selected devices' entries are used.
+Allocator = Callable[
+    [SystemView, NDArray[np.bool_], NDArray[np.float64], NDArray[np.float64]], NDArray[np.float64]
+]
 
 
 def equal_allocation(
-    view: SystemView, selected: NDArray[np.bool_], pruning_rate: NDArray[np.float64]
+    view: SystemView,
+    selected: NDArray[np.bool_],
+    compute_latency_s: NDArray[np.float64],
+    upload_bits: NDArray[np.float64],
 ) -> NDArray[np.float64]:
     """Equal shares of B."""
     return np.ones(view.num_devices)
 
 
 def min_max_latency_allocation(
-    view: SystemView, selected: NDArray[np.bool_], pruning_rate: NDArray[np.float64]
+    view: SystemView,
+    selected: NDArray[np.bool_],
+    compute_latency_s: NDArray[np.float64],
+    upload_bits: NDArray[np.float64],
 ) -> NDArray[np.float64]:
     """Shares minimising the slowest selected device's latency (:mod:`agents.allocation`)."""
     from agents.allocation import minmax_latency_bandwidth
@@ -42,10 +51,10 @@ def min_max_latency_allocation(
     idx = np.flatnonzero(selected)
     result = minmax_latency_bandwidth(
         np.maximum(view.snr_bandwidth_hz[idx], 1e-300),
-        view.compute_latency_s[idx],
-        view.upload_bits[idx],
+        compute_latency_s[idx],
+        upload_bits[idx],
         view.bandwidth_hz,
-        pruning_rate[idx],
+        0.0,
         float(view.downlink_time_s[idx].max()),
     )
     shares = np.ones(view.num_devices)
@@ -119,6 +128,10 @@ class MultiDiscreteDecoder:
 
     Out-of-range entries are clipped to [0, L], non-integers rounded, NaN -> 0 (off). If no device is
     on, the device with the strongest channel this round is selected at level 1 (rho = 0).
+
+    The allocator sees each device's pruned compute latency and upload size, scaled from the unpruned
+    ones by the exact cost of each level, which is asked of the trainer once, at the first action
+    (the simulator's costs are not linear in rho: index overhead, unprunable layers).
     """
 
     def __init__(self, env: WirelessFLEnv, levels: int, allocator: str | Allocator) -> None:
@@ -132,6 +145,19 @@ class MultiDiscreteDecoder:
         self.env = env
         self.levels = levels
         self.space = spaces.MultiDiscrete(np.full(env.num_devices, levels + 1, dtype=np.int64))
+        self._cost_ratios: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+
+    def cost_ratios(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Per level: (compute, upload) cost relative to the unpruned model."""
+        if self._cost_ratios is None:
+            trainer = self.env.trainer
+            rates = self.pruning_rates()
+            costs = [trainer.prepare_round({0: float(rho)})[0] for rho in [0.0, *rates]]
+            trainer.prepare_round({})  # leave nothing pending
+            flops = np.array([c.forward_flops_per_sample for c in costs])
+            bits = np.array([c.upload_bits for c in costs])
+            self._cost_ratios = (flops[1:] / flops[0], bits[1:] / bits[0])
+        return self._cost_ratios
 
     def pruning_rates(self) -> NDArray[np.float64]:
         """The L pruning rates of levels 1..L."""
@@ -151,8 +177,12 @@ class MultiDiscreteDecoder:
         if not np.any(level > 0):
             level[int(np.argmax(view.channel_gain_linear))] = 1
         selected = level > 0
-        rho = np.where(selected, self.pruning_rates()[np.maximum(level - 1, 0)], 0.0)
-        share = np.asarray(self.allocator(view, selected, rho), dtype=np.float64)
+        index = np.maximum(level - 1, 0)
+        rho = np.where(selected, self.pruning_rates()[index], 0.0)
+        compute_ratio, bits_ratio = self.cost_ratios()
+        compute_s = view.compute_latency_s * compute_ratio[index]
+        bits = view.upload_bits * bits_ratio[index]
+        share = np.asarray(self.allocator(view, selected, compute_s, bits), dtype=np.float64)
         share = np.where(selected, np.maximum(np.nan_to_num(share, nan=1.0), 1e-12), 0.0)
         return encode_decision(selected, rho, share, self.env.config.action)
 
