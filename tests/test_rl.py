@@ -67,7 +67,7 @@ def _mean_return(env: WirelessFLEnv, agent_name: str, seeds: range) -> float:
 
 def test_ppo_briefly_trained_on_the_fast_tiny_scenario_beats_random(tmp_path: Path) -> None:
     config = load_scenario("tiny", {"trainer": "surrogate"})
-    train_policy(config, "ppo", 6000, tmp_path, seed=0)
+    train_policy(config, "ppo", 3000, tmp_path, seed=0)
     env = WirelessFLEnv(config)
     seeds = range(500, 520)  # evaluation episodes the policy never trained on
     ppo = _mean_return(env, f"ppo:{tmp_path}/policy.zip", seeds)

@@ -115,14 +115,23 @@ class CostTable:
     download_bits: float
 
     def cost(self, rho: float) -> ModelCost:
+        return self.costs(np.array([rho]))[0]
+
+    def costs(self, rho: NDArray[np.float64]) -> list[ModelCost]:
+        """Costs at each pruning rate (clipped to the measured range), in one pass per column."""
+        columns = np.array([self.forward_flops_per_sample, self.upload_bits, self.kept_params])
         grid = np.asarray(self.rho)
-        r = float(np.clip(rho, grid[0], grid[-1]))
-        return ModelCost(
-            forward_flops_per_sample=float(np.interp(r, grid, self.forward_flops_per_sample)),
-            upload_bits=float(np.interp(r, grid, self.upload_bits)),
-            kept_params=round(float(np.interp(r, grid, self.kept_params))),
-            total_params=self.total_params,
-        )
+        r = np.clip(rho, grid[0], grid[-1])
+        flops, bits, kept = (np.interp(r, grid, column).tolist() for column in columns)
+        return [
+            ModelCost(
+                forward_flops_per_sample=f,
+                upload_bits=b,
+                kept_params=round(k),
+                total_params=self.total_params,
+            )
+            for f, b, k in zip(flops, bits, kept, strict=True)
+        ]
 
 
 @dataclass(frozen=True)
@@ -290,7 +299,8 @@ class SurrogateTrainer(Trainer):
 
     def prepare_round(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
         self._pending = {int(k): float(rho) for k, rho in pruning_rate.items()}
-        return {k: self.calibration.costs.cost(rho) for k, rho in self._pending.items()}
+        costs = self.calibration.costs.costs(np.fromiter(self._pending.values(), dtype=np.float64))
+        return dict(zip(self._pending, costs, strict=True))
 
     def train_round(self, arrived: Sequence[int]) -> LearningResult:
         if self._counts is None:
