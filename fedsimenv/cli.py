@@ -113,6 +113,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from channels import FADING_MODELS, PATH_LOSS_MODELS
     from fedsimenv.learning.models import MODELS
     from fedsimenv.learning.pruning import PRUNING_METHODS
+    from fedsimenv.learning.surrogate import SurrogateTrainer  # noqa: F401 - registers "surrogate"
     from fedsimenv.learning.trainer import TRAINERS
     from fedsimenv.rewards import REWARDS
     from fedsimenv.scenario import builtin_scenarios

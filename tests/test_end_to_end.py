@@ -56,3 +56,4 @@ def test_cli_list_prints_every_registry(capsys: pytest.CaptureFixture[str]) -> N
         "trainers: ",
     ):
         assert section in out
+    assert "surrogate" in out and "torch" in out and "time-to-target" in out
