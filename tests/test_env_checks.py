@@ -17,7 +17,7 @@ from fedsimenv.env import WirelessFLEnv
 ID_KWARGS: dict[str, dict[str, Any]] = {
     fedsimenv.ENV_ID: {"overrides": {"episode.max_rounds": 5}},
     fedsimenv.FAST_ENV_ID: {"overrides": {"episode.max_rounds": 5}},
-    fedsimenv.DISCRETE_ENV_ID: {"overrides": {"episode.max_rounds": 5}},
+    fedsimenv.DISCRETE_ENV_ID: {"trainer": "surrogate", "overrides": {"episode.max_rounds": 5}},
 }
 
 
