@@ -12,23 +12,18 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fedsimenv.actions import encode_decision
 from fedsimenv.config import ScenarioConfig
-from fedsimenv.learning.surrogate import (
-    Calibration,
-    CostTable,
-    label_coverage,
-    learning_fingerprint,
-    partition_label_counts,
-)
-from fedsimenv.learning.surrogate_fit import RoundRecord, RunRecord, curve_error, fit_curve
-from fedsimenv.learning.trainer import TRAINERS
 from fedsimenv.scenario import write_text_atomic
 from fedsimenv.seeding import EpisodeStreams
+
+if TYPE_CHECKING:  # the learning plane (torch) is imported only when a command runs
+    from fedsimenv.learning.surrogate import Calibration, CostTable
+    from fedsimenv.learning.surrogate_fit import RunRecord
 
 #: Pruning rates at which the real model's cost is measured.
 COST_GRID_RHO = tuple(float(r) for r in np.round(np.linspace(0.0, 0.99, 34), 4))
@@ -36,6 +31,9 @@ COST_GRID_RHO = tuple(float(r) for r in np.round(np.linspace(0.0, 0.99, 34), 4))
 
 def measure_costs(config: ScenarioConfig, seed: int) -> CostTable:
     """The real trainer's cost (``prepare_round``) at :data:`COST_GRID_RHO`."""
+    from fedsimenv.learning.surrogate import CostTable
+    from fedsimenv.learning.trainer import TRAINERS
+
     trainer = TRAINERS.get("torch")(config.learning, config.cell.num_devices)
     trainer.reset(EpisodeStreams(np.random.SeedSequence(seed)))
     costs = [trainer.prepare_round({0: rho})[0] for rho in COST_GRID_RHO]
@@ -52,6 +50,8 @@ def measure_costs(config: ScenarioConfig, seed: int) -> CostTable:
 def record_run(config: ScenarioConfig, seed: int) -> RunRecord:
     """One real episode under varied random decisions (module docstring), recorded for fitting."""
     from fedsimenv.env import WirelessFLEnv
+    from fedsimenv.learning.surrogate import label_coverage, partition_label_counts
+    from fedsimenv.learning.surrogate_fit import RoundRecord, RunRecord
 
     env = WirelessFLEnv(config, trainer="torch")
     _, info = env.reset(seed=seed)
@@ -101,6 +101,9 @@ def calibrate(
 ) -> Calibration:
     """Record ``runs`` real episodes (seeds ``seed``, ``seed + 1``, ...), fit on all but the held-out
     last ``max(1, runs // 4)``, and return the calibration with its held-out error."""
+    from fedsimenv.learning.surrogate import Calibration, learning_fingerprint
+    from fedsimenv.learning.surrogate_fit import curve_error, fit_curve
+
     if runs < 2:
         raise ValueError(f"--runs must be >= 2 (at least one run to fit and one held out), got {runs}")
     config = config.model_copy(update={"trainer": "torch"})

@@ -150,8 +150,10 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
     * ``overrides``: dotted-key overrides, e.g. ``{"episode.max_rounds": 5}``.
     * ``render_mode``: ``None`` or ``"rgb_array"``.
 
-    Registered ids: ``fedsimenv/WirelessFL-v0`` (kwargs as above, default ``tiny``) and
-    ``fedsimenv/WirelessFL-Fast-v0`` (the same with ``trainer="surrogate"``).
+    Registered ids: ``fedsimenv/WirelessFL-v0`` (kwargs as above, default ``tiny``),
+    ``fedsimenv/WirelessFL-Fast-v0`` (the same with ``trainer="surrogate"``) and
+    ``fedsimenv/WirelessFL-Discrete-v0`` (:class:`fedsimenv.wrappers.WirelessFLDiscreteEnv`: the
+    MultiDiscrete action, extra kwargs ``levels`` and ``allocator``).
 
     ## Version History
 
