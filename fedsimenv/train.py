@@ -55,7 +55,7 @@ def _algorithm(name: str, env: Any, seed: int, timesteps: int) -> Any:
 
     if name == "ppo":
         # Short CI-sized runs need several updates: a rollout of ~1/8 of the budget, >= 64 steps.
-        n_steps = int(np.clip(64 * round(timesteps / (8 * 64 * env.num_envs)), 1, 32)) * 64
+        n_steps = 64 * int(np.clip(round(timesteps / (8 * 64 * env.num_envs)), 1, 32))
         return PPO("MlpPolicy", env, n_steps=n_steps, batch_size=64, seed=seed, device="cpu", verbose=0)
     if name == "sac":
         return SAC(
