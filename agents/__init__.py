@@ -3,7 +3,17 @@
 Every agent is registered by name in :data:`AGENTS` and follows the :class:`Agent` protocol.
 """
 
-from agents import heuristics, optimisers
-from agents.base import AGENTS, Agent, AgentContext, make_agent
+from agents import heuristics, optimisers, rl
+from agents.base import AGENTS, POLICY_AGENTS, Agent, AgentContext, check_agent_name, make_agent
 
-__all__ = ["AGENTS", "Agent", "AgentContext", "heuristics", "make_agent", "optimisers"]
+__all__ = [
+    "AGENTS",
+    "POLICY_AGENTS",
+    "Agent",
+    "AgentContext",
+    "check_agent_name",
+    "heuristics",
+    "make_agent",
+    "optimisers",
+    "rl",
+]

@@ -86,8 +86,26 @@ class Agent(ABC):
 
 
 AGENTS: Registry[type[Agent]] = Registry("agent")
+#: Agents that load a saved policy, named ``ALGO:PATH`` (``ppo:runs/x/policy.zip``); built with
+#: ``cls(context, seed, path)``.
+POLICY_AGENTS: Registry[type[Any]] = Registry("policy algorithm")
 
 
 def make_agent(name: str, context: AgentContext, seed: int | None = None) -> Agent:
-    """Build registered agent ``name``."""
+    """Build registered agent ``name``, or a saved policy named ``ALGO:PATH`` (see ``agents.rl``)."""
+    algo, sep, path = name.partition(":")
+    if sep:
+        agent: Agent = POLICY_AGENTS.get(algo)(context, seed, path)
+        return agent
     return AGENTS.get(name)(context, seed)
+
+
+def check_agent_name(name: str) -> None:
+    """Raise ``ValueError`` (listing the allowed names) unless ``name`` can be built by make_agent."""
+    algo, sep, path = name.partition(":")
+    if not sep:
+        AGENTS.get(name)
+        return
+    POLICY_AGENTS.get(algo)
+    if not path:
+        raise ValueError(f"agent {name!r}: give the saved policy as {algo}:PATH/policy.zip")

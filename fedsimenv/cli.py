@@ -1,4 +1,4 @@
-"""Command line: ``fedsimenv run | compare | sweep | validate | list``.
+"""Command line: ``fedsimenv run | compare | sweep | validate | list | calibrate | train``.
 
 Exit codes: 0 success, 2 bad input (scenario, option or agent name), 1 any other failure.
 """
@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from agents import AGENTS
+    from agents import check_agent_name
     from fedsimenv.cli_experiments import device_overrides
     from fedsimenv.runner import run_episode
     from fedsimenv.scenario import load_scenario
@@ -66,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.rounds is not None:
         overrides["episode.max_rounds"] = args.rounds
     config = load_scenario(args.scenario, overrides)
-    AGENTS.get(args.agent)  # fail on a bad name before any work
+    check_agent_name(args.agent)  # fail on a bad name before any work
     seed = config.seed if args.seed is None else args.seed
     out = Path(args.out) if args.out else None
     checkpoint_every = args.checkpoint_every if out is not None and args.checkpoint_every > 0 else None
@@ -143,6 +143,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from channels import FADING_MODELS, PATH_LOSS_MODELS
     from fedsimenv.learning.models import MODELS
     from fedsimenv.learning.pruning import PRUNING_METHODS
+    from fedsimenv.learning.surrogate import SurrogateTrainer  # noqa: F401 - registers "surrogate"
     from fedsimenv.learning.trainer import TRAINERS
     from fedsimenv.rewards import REWARDS
     from fedsimenv.scenario import builtin_scenarios
@@ -198,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     lister = sub.add_parser("list", help="list the registered components")
     lister.set_defaults(func=cmd_list)
+
+    from fedsimenv import calibrate, train  # their own modules: subcommands of the RL workflow
+
+    calibrate.add_parser(sub)
+    train.add_parser(sub)
     return parser
 
 

@@ -240,6 +240,16 @@ class SyntheticDataConfig(_Frozen):
     seed: int = Field(0, ge=0)
 
 
+class SurrogateConfig(_Frozen):
+    """The fast surrogate trainer (``trainer: surrogate``)."""
+
+    calibration_file: str | None = Field(
+        None,
+        description="JSON written by `fedsimenv calibrate`: a path, or the name of a file shipped in "
+        "the scenarios package; null = the built-in calibration for digits/small-cnn",
+    )
+
+
 class LearningConfig(_Frozen):
     dataset: Literal["digits", "synthetic", "cifar10", "cifar100", "femnist"] = "digits"
     data_dir: str | None = Field(None, description="local directory of cifar10/cifar100/femnist files")
@@ -261,6 +271,7 @@ class LearningConfig(_Frozen):
     momentum: float = Field(0.0, ge=0, lt=1)
     bits_per_param: int = Field(32, ge=1, le=64)
     device: Literal["cpu", "cuda"] = "cpu"
+    surrogate: SurrogateConfig = SurrogateConfig()
 
     @field_validator("model")
     @classmethod
@@ -298,6 +309,12 @@ class ActionConfig(_Frozen):
 class EpisodeConfig(_Frozen):
     max_rounds: int = Field(20, ge=1)
     target_accuracy: float | None = Field(None, gt=0, le=1)
+    time_budget_s: float | None = Field(
+        None, gt=0, description="simulated-time budget; the episode is truncated once it is spent"
+    )
+    energy_budget_j: float | None = Field(
+        None, gt=0, description="device-energy budget (all devices); truncated once it is spent"
+    )
 
 
 class RewardConfig(_Frozen):
@@ -335,6 +352,7 @@ class ScenarioConfig(_Frozen):
     @field_validator("trainer")
     @classmethod
     def _known_trainer(cls, value: str) -> str:
+        import fedsimenv.learning.surrogate  # noqa: F401 - registers the "surrogate" trainer
         from fedsimenv.learning.trainer import TRAINERS
 
         TRAINERS.get(value)

@@ -8,28 +8,31 @@ from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 from numpy.typing import NDArray
 
-from channels import linear_to_db, shannon_rate_bps
+from channels import shannon_rate_bps
 from fedsimenv.actions import decode_action
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.learning.trainer import TRAINERS, LearningResult
+from fedsimenv.observations import (
+    GAIN_DB_RANGE,
+    MAX_CPU_FREQ_GHZ,
+    DeviceHistory,
+    Observation,
+    build_observation,
+    observation_space,
+)
 from fedsimenv.rewards import REWARDS, RoundOutcome
 from fedsimenv.scenario import load_scenario
 from fedsimenv.seeding import EpisodeStreams, child_sequence
-from fedsimenv.sim import DeviceWorkload, RoundReport, RoundSimulator
+from fedsimenv.sim import DeviceWorkload, RoundDecision, RoundReport, RoundSimulator
 from fedsimenv.sim.builder import build_channel, build_mobility, build_simulator
 from fedsimenv.view import SystemView
 
-__all__ = ["WirelessFLEnv", "build_channel", "build_mobility"]
+__all__ = ["GAIN_DB_RANGE", "MAX_CPU_FREQ_GHZ", "WirelessFLEnv", "build_channel", "build_mobility"]
 
-Observation = dict[str, NDArray[np.float32]]
-
-#: Channel gains are clipped to this range (dB) in observations.
-GAIN_DB_RANGE = (-250.0, 0.0)
-#: CPU frequencies are clipped to [0, this] GHz in observations.
-MAX_CPU_FREQ_GHZ = 10.0
+#: ``info["episode_end"]`` values, in order of precedence (empty string while the episode goes on).
+END_REASONS = ("target_accuracy", "time_budget", "energy_budget", "max_rounds")
 
 
 class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
@@ -41,35 +44,60 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
     chooses which devices take part, how much each prunes its copy of the model, and how the shared
     uplink bandwidth B is split among them. A SimPy simulation gives each device's downlink, compute
     and upload times from the channel and the exact FLOPs and size of its pruned model; real PyTorch
-    training of the pruned models (masked FedAvg over the devices that arrived) gives the accuracy.
+    training of the pruned models (masked FedAvg over the devices that arrived) gives the accuracy,
+    or, with ``trainer="surrogate"``, a learning curve calibrated on real runs (fast mode for RL
+    training, :mod:`fedsimenv.learning.surrogate`; results shown to users come from real training).
 
     ## Action Space
 
     ``Box(-1, 1, (3N,), float32)``, laid out ``[select | rho | bandwidth]`` (see
-    :mod:`fedsimenv.actions`): device k is selected iff ``select_k > selection_threshold`` (at least
-    one always is), ``rho_k = rho_max (a_k + 1) / 2``, bandwidth is a softmax of
-    ``bandwidth_logit_scale * a_k`` over the selected devices times B. NaN and infinite entries are
-    mapped to 0, +1 and -1 and everything is clipped to [-1, 1]; only a wrong length raises.
+    :mod:`fedsimenv.actions`): device k is selected iff ``select_k > selection_threshold`` (if none
+    is, the device with the largest ``select_k``), ``rho_k = rho_max (a_k + 1) / 2``, bandwidth is a
+    softmax of ``bandwidth_logit_scale * a_k`` over the selected devices times B.
+
+    Clipping, never a crash: NaN entries become 0, +inf becomes +1, -inf becomes -1, then every
+    entry is clipped to [-1, 1]; so an all-NaN action selects device 0 (ties go to the lowest index)
+    at rho_max / 2 with all of B. Only a wrong number of entries raises ``ValueError``.
+
+    Readable variants (:mod:`fedsimenv.wrappers`): ``DictActionWrapper`` (``selected`` MultiBinary,
+    ``pruning_rate`` in [0, rho_max], ``bandwidth_share``) and ``MultiDiscreteActionWrapper``
+    (per device: off, or on with one of L quantised pruning rates; bandwidth from an allocator).
 
     ## Observation Space
 
-    A ``Dict`` of float32 ``Box`` es with finite bounds (N = devices):
+    A ``Dict`` of float32 ``Box`` es with finite bounds (N = devices); values are clipped into them:
 
-    | key               | shape | range             | meaning                                      |
-    |-------------------|-------|-------------------|----------------------------------------------|
-    | channel_gain_db   | (N,)  | [-250, 0]         | uplink power gain of the coming round, dB    |
-    | distance_m        | (N,)  | [0, radius_m]     | distance to the base station                 |
-    | cpu_freq_ghz      | (N,)  | [0, 10]           | CPU frequency (clipped)                      |
-    | data_fraction     | (N,)  | [0, 1]            | share of all training samples held locally   |
-    | last_selected     | (N,)  | {0, 1}            | whether the device took part last round      |
-    | round_fraction    | (1,)  | [0, 1]            | rounds done / max_rounds                     |
-    | accuracy          | (1,)  | [0, 1]            | global test accuracy now                     |
+    | key                   | shape | range            | meaning                                     |
+    |-----------------------|-------|------------------|---------------------------------------------|
+    | channel_gain_db       | (N,)  | [-250, 0]        | uplink power gain of the coming round, dB   |
+    | distance_m            | (N,)  | [0, radius_m]    | distance to the base station                |
+    | cpu_freq_ghz          | (N,)  | [0, 10]          | CPU frequency                               |
+    | battery_level         | (N,)  | [0, 1]           | battery left / capacity (1 if unlimited)    |
+    | data_fraction         | (N,)  | [0, 1]           | share of all training samples held locally  |
+    | available             | (N,)  | {0, 1}           | device is on now (Markov availability)      |
+    | last_selected         | (N,)  | {0, 1}           | whether the device took part last round     |
+    | rounds_since_selected | (N,)  | [0, max_rounds]  | rounds since last selected (from the start) |
+    | last_compute_time_s   | (N,)  | [0, 1e4]         | compute time of its last job (0 before)     |
+    | last_upload_time_s    | (N,)  | [0, 1e4]         | upload time of its last job (0 before)      |
+    | round_fraction        | (1,)  | [0, 1]           | rounds done / max_rounds                    |
+    | time_fraction         | (1,)  | [0, 1]           | simulated time / episode.time_budget_s      |
+    | energy_fraction       | (1,)  | [0, 1]           | device energy / episode.energy_budget_j     |
+    | accuracy              | (1,)  | [0, 1]           | global test accuracy now                    |
+    | loss                  | (1,)  | [0, 20]          | global test loss now                        |
+
+    ``time_fraction`` and ``energy_fraction`` are 0 when the budget is not set. No key clashes with
+    a ``torch.nn.Module`` attribute (SB3's ``MultiInputPolicy`` works); ``ScaledFlatObservation``
+    flattens it into ``Box(-1, 1)`` for ``MlpPolicy``.
 
     ## Rewards
 
-    From the scenario's ``reward`` section (registry ``fedsimenv.rewards.REWARDS``); the default
-    ``accuracy-gain-per-second`` is the accuracy gained this round divided by the round's latency.
-    The terms are in ``info["reward_terms"]``.
+    From the scenario's ``reward`` section (registry ``fedsimenv.rewards.REWARDS``); every term is in
+    ``info["reward_terms"]``:
+
+    * ``accuracy-gain-per-second`` (default): accuracy gained this round / round latency (s);
+    * ``accuracy-latency-energy``: ``w_acc gain - w_lat latency_s - w_energy energy_j``;
+    * ``time-to-target``: ``-w_time latency_s`` per round, plus ``bonus`` in the round the target
+      accuracy is reached.
 
     ## Starting State
 
@@ -79,17 +107,21 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
 
     ## Episode End
 
-    Terminated when ``episode.target_accuracy`` is set and reached; truncated after
-    ``episode.max_rounds`` rounds.
+    Terminated when the target accuracy (``episode.target_accuracy``, or the ``time-to-target``
+    reward's own) is reached. Truncated when the simulated time reaches ``episode.time_budget_s``,
+    the total device energy reaches ``episode.energy_budget_j`` (budgets are optional), or after
+    ``episode.max_rounds`` rounds. ``info["episode_end"]`` names the reason (first of
+    ``target_accuracy``, ``time_budget``, ``energy_budget``, ``max_rounds``; ``""`` otherwise).
 
     ## Info
 
     ``round``, ``sim_time_s`` (cumulative), ``round_latency_s``, ``energy_j`` (cumulative),
     ``round_energy_j``, ``accuracy``, ``loss``, ``num_selected``, ``num_arrived``, ``num_dropped``
     (deadline, over-commit), ``num_failed`` (unavailable, went offline, battery), ``max_staleness``,
-    ``mean_pruning_rate``, ``upload_bits`` (of the arrived updates), ``downlink_time_s`` and
-    ``reward_terms``. The full :class:`~fedsimenv.sim.RoundReport` of the last round (per-device
-    phase times, status and reason, energy, battery) is ``env.unwrapped.last_report``.
+    ``mean_pruning_rate``, ``upload_bits`` (of the arrived updates), ``downlink_time_s``,
+    ``reward_terms`` and ``episode_end``. The full :class:`~fedsimenv.sim.RoundReport` of the last
+    round (per-device phase times, status and reason, energy, battery) is
+    ``env.unwrapped.last_report``.
 
     ## Protocols
 
@@ -100,6 +132,12 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
     applied with FedBuff's staleness weight ``1 / sqrt(1 + staleness)``; selecting a busy device has
     no effect). Only arrived updates are trained and aggregated.
 
+    ## Rendering
+
+    ``render_mode="rgb_array"``: ``render()`` returns an (H, W, 3) uint8 frame: the cell with device
+    positions (grey = not selected last round, colour = pruning rate, red edge = update lost) and
+    the last round's download/compute/upload timeline.
+
     ## System View
 
     ``env.unwrapped.system_view()`` returns a read-only :class:`~fedsimenv.view.SystemView` of the
@@ -109,16 +147,25 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
     ## Arguments
 
     * ``scenario``: built-in scenario name, path to a YAML file, or a ``ScenarioConfig``.
-    * ``reward``: reward name overriding the scenario's.
-    * ``trainer``: trainer name overriding the scenario's (``torch``).
+    * ``reward``: reward name overriding the scenario's (``fedsimenv list`` shows them).
+    * ``trainer``: trainer name overriding the scenario's: ``torch`` (real) or ``surrogate`` (fast).
     * ``overrides``: dotted-key overrides, e.g. ``{"episode.max_rounds": 5}``.
+    * ``render_mode``: ``None`` or ``"rgb_array"``.
+
+    Registered ids: ``fedsimenv/WirelessFL-v0`` (kwargs as above, default ``tiny``),
+    ``fedsimenv/WirelessFL-Fast-v0`` (the same with ``trainer="surrogate"``) and
+    ``fedsimenv/WirelessFL-Discrete-v0`` (:class:`fedsimenv.wrappers.WirelessFLDiscreteEnv`: the
+    MultiDiscrete action, extra kwargs ``levels`` and ``allocator``).
 
     ## Version History
 
     * v0: walking skeleton: synchronous rounds, macro-cell channel, magnitude pruning, digits.
+      Then, still v0 (no release yet): the full observation (battery, availability, history, budgets,
+      loss), time/energy budgets, ``time-to-target`` reward, surrogate trainer, action wrappers,
+      ``rgb_array`` rendering.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's convention
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 2}  # noqa: RUF012
 
     def __init__(
         self,
@@ -128,8 +175,11 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         overrides: Mapping[str, Any] | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if render_mode is not None:
-            raise ValueError(f"render_mode {render_mode!r} is not supported; allowed values: None")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode {render_mode!r} is not supported; allowed values: None, 'rgb_array'"
+            )
+        self.render_mode = render_mode
         all_overrides = dict(overrides or {})
         if reward is not None:
             all_overrides["reward.name"] = reward
@@ -137,28 +187,19 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
             all_overrides["trainer"] = trainer
         self.config = load_scenario(scenario, all_overrides)
         cfg = self.config
-        n = self.num_devices = cfg.cell.num_devices
-        self.trainer = TRAINERS.get(cfg.trainer)(cfg.learning, n)
+        self.num_devices = cfg.cell.num_devices
+        self.trainer = TRAINERS.get(cfg.trainer)(cfg.learning, self.num_devices)
         self.reward_fn = REWARDS.get(cfg.reward.name)(**cfg.reward.params)
+        self.target_accuracy = self.reward_fn.episode_target(cfg.episode.target_accuracy)
 
-        def box(low: float, high: float, size: int) -> spaces.Box:
-            return spaces.Box(np.float32(low), np.float32(high), shape=(size,), dtype=np.float32)
-
-        self.action_space = box(-1.0, 1.0, 3 * n)
-        self.observation_space = spaces.Dict(
-            {
-                "channel_gain_db": box(*GAIN_DB_RANGE, n),
-                "distance_m": box(0.0, cfg.cell.radius_m, n),
-                "cpu_freq_ghz": box(0.0, MAX_CPU_FREQ_GHZ, n),
-                "data_fraction": box(0.0, 1.0, n),
-                "last_selected": box(0.0, 1.0, n),
-                "round_fraction": box(0.0, 1.0, 1),
-                "accuracy": box(0.0, 1.0, 1),
-            }
+        self.action_space = gym.spaces.Box(
+            np.float32(-1.0), np.float32(1.0), shape=(3 * self.num_devices,), dtype=np.float32
         )
+        self.observation_space = observation_space(cfg)
         self._seed_root = np.random.SeedSequence(cfg.seed)
         self._episode = 0
         self._simulator: RoundSimulator | None = None
+        self.episode_streams: EpisodeStreams | None = None
         self.last_report: RoundReport | None = None
         self._view_cache: tuple[int, SystemView] | None = None
 
@@ -173,6 +214,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
             self._episode = 0
         streams = EpisodeStreams(child_sequence(self._seed_root, f"episode-{self._episode}"))
         self._episode += 1
+        self.episode_streams = streams
 
         self._simulator = build_simulator(self.config, streams)
         self.fleet = self._simulator.fleet
@@ -181,7 +223,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         self._data_fraction = (num_samples / num_samples.sum()).astype(np.float32)
         self._round = 0
         self._energy_j = 0.0
-        self._last_selected = np.zeros(self.num_devices, dtype=np.float32)
+        self._history = DeviceHistory.fresh(self.num_devices)
         self._learning = initial
         self.last_report = None
         self._view_cache = None
@@ -192,9 +234,17 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
             raise RuntimeError("call reset() before step()")
         cfg = self.config
         decision = decode_action(action, self.num_devices, cfg.action, cfg.network.bandwidth_hz)
+        return self.step_decision(decision)
+
+    def step_decision(
+        self, decision: RoundDecision
+    ) -> tuple[Observation, SupportsFloat, bool, bool, dict[str, Any]]:
+        """One round from a decoded (and validated) :class:`RoundDecision`; ``step`` decodes first."""
+        cfg = self.config
+        simulator = self.simulator
         is_async = cfg.protocol.name == "async"
         # In the async protocol a device already working keeps its job; only idle ones start one.
-        starting = decision.selected & ~self._simulator.busy if is_async else decision.selected
+        starting = decision.selected & ~simulator.busy if is_async else decision.selected
         rates = {int(k): float(decision.pruning_rate[k]) for k in np.flatnonzero(starting)}
         costs = self.trainer.prepare_async(rates) if is_async else self.trainer.prepare_round(rates)
 
@@ -209,7 +259,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
             num_samples=self.trainer.num_samples,
             local_epochs=cfg.learning.local_epochs,
         )
-        report = self._simulator.run_round(decision, workload)
+        report = simulator.run_round(decision, workload)
         arrived = [int(k) for k in np.flatnonzero(report.arrived)]
         learning = (
             self.trainer.train_async(arrived, [int(report.staleness[k]) for k in arrived])
@@ -223,18 +273,51 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
                 previous_accuracy=self._learning.accuracy,
                 round_latency_s=report.round_latency_s,
                 round_energy_j=report.energy_j,
+                target_accuracy=self.target_accuracy,
             )
         )
         self._round += 1
         self._energy_j += report.energy_j
         self._learning = learning
-        self._last_selected = decision.selected.astype(np.float32)
+        self._history.update(
+            decision.selected, report.compute_time_s, report.upload_time_s, cfg.episode.max_rounds
+        )
         self.last_report = report
 
-        target = cfg.episode.target_accuracy
-        terminated = target is not None and learning.accuracy >= target
-        truncated = self._round >= cfg.episode.max_rounds
-        return self._observation(), float(reward), terminated, truncated, self._info(report, learning, terms)
+        episode = cfg.episode
+        ended = {
+            "target_accuracy": self.target_accuracy is not None and learning.accuracy >= self.target_accuracy,
+            "time_budget": episode.time_budget_s is not None and simulator.now_s >= episode.time_budget_s,
+            "energy_budget": episode.energy_budget_j is not None
+            and self._energy_j >= episode.energy_budget_j,
+            "max_rounds": self._round >= episode.max_rounds,
+        }
+        terminated = ended["target_accuracy"]
+        truncated = ended["time_budget"] or ended["energy_budget"] or ended["max_rounds"]
+        end_reason = next((name for name in END_REASONS if ended[name]), "")
+        info = self._info(report, learning, terms)
+        info["episode_end"] = end_reason
+        return self._observation(), float(reward), terminated, truncated, info
+
+    def render(self) -> NDArray[np.uint8] | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array'")
+            return None
+        from fedsimenv.render import render_frame
+
+        sim = self.simulator
+        position = getattr(sim.channel, "position_m", None)
+        if position is None:
+            position = self.fleet.position_m
+        accuracy = self._learning.accuracy
+        title = f"{self.config.name}: round {self._round}, t = {sim.now_s:.2f} s, accuracy {accuracy:.3f}"
+        return render_frame(
+            np.asarray(position, dtype=np.float64),
+            self.config.cell.radius_m,
+            self.last_report,
+            self.config.action.rho_max,
+            title,
+        )
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -282,18 +365,16 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         return view
 
     def _observation(self) -> Observation:
-        gain_db = np.clip(linear_to_db(self.simulator.channel_gain_linear), *GAIN_DB_RANGE)
-        return {
-            "channel_gain_db": gain_db.astype(np.float32),
-            "distance_m": np.minimum(self.simulator.distance_m, self.config.cell.radius_m).astype(np.float32),
-            "cpu_freq_ghz": np.clip(self.fleet.cpu_freq_hz / 1e9, 0, MAX_CPU_FREQ_GHZ).astype(np.float32),
-            "data_fraction": self._data_fraction.copy(),
-            "last_selected": self._last_selected.copy(),
-            "round_fraction": np.array([self._round / self.config.episode.max_rounds], dtype=np.float32).clip(
-                0, 1
-            ),
-            "accuracy": np.array([self._learning.accuracy], dtype=np.float32).clip(0, 1),
-        }
+        return build_observation(
+            self.config,
+            self.simulator,
+            self._data_fraction,
+            self._history,
+            self._round,
+            self._energy_j,
+            self._learning.accuracy,
+            self._learning.loss,
+        )
 
     def _info(self, report: RoundReport, learning: LearningResult, terms: dict[str, float]) -> dict[str, Any]:
         return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from fedsimenv.cli import main
@@ -29,10 +30,12 @@ def test_same_seed_gives_identical_metrics_and_other_seed_differs(tmp_path: Path
     assert len(first.splitlines()) == 3
 
 
-def test_rollouts_with_same_seed_and_actions_are_identical() -> None:
-    envs = [WirelessFLEnv("tiny", overrides={"episode.max_rounds": 4}) for _ in range(2)]
+@pytest.mark.parametrize("trainer", ["torch", "surrogate"])
+def test_rollouts_with_same_seed_and_actions_are_identical(trainer: str) -> None:
+    # 20 rounds of real training (CPU) or of the surrogate: observations, rewards and infos match.
+    envs = [WirelessFLEnv("tiny", trainer=trainer, overrides={"episode.max_rounds": 20}) for _ in range(2)]
     rng = np.random.default_rng(0)
-    actions = [rng.uniform(-1, 1, envs[0].action_space.shape).astype(np.float32) for _ in range(4)]
+    actions = [rng.uniform(-1, 1, 30).astype(np.float32) for _ in range(20)]
     traces = []
     for env in envs:
         obs, _ = env.reset(seed=11)

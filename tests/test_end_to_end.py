@@ -54,8 +54,9 @@ def test_cli_list_prints_every_registry(capsys: pytest.CaptureFixture[str]) -> N
         "fading models:",
         "pruning methods: ",
         "rewards:",
-        "trainers: torch",
+        "trainers: ",
     ):
         assert section in out
     pruning_line = next(line for line in out.splitlines() if line.startswith("pruning methods:"))
     assert "magnitude" in pruning_line and "l1-filter" in pruning_line
+    assert "surrogate" in out and "torch" in out and "time-to-target" in out

@@ -33,7 +33,13 @@ def test_wheel_ships_the_packages_and_scenarios(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         archive.extractall(tmp_path / "site")
-    for required in ("fedsimenv/env.py", "channels/link.py", "agents/base.py", "scenarios/tiny.yaml"):
+    for required in (
+        "fedsimenv/env.py",
+        "channels/link.py",
+        "agents/base.py",
+        "scenarios/tiny.yaml",
+        "scenarios/surrogate-digits-small-cnn.json",  # the built-in surrogate calibration
+    ):
         assert required in names
     assert not any(name.startswith("tests/") for name in names)
 

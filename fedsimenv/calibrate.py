@@ -1,0 +1,182 @@
+"""``fedsimenv calibrate SCENARIO --runs K --out FILE``: fit the surrogate trainer to real runs.
+
+K episodes run with real (torch) training under varied actions: each run draws its own selection
+probability and mean pruning rate, and every round draws a random selection, pruning rates around
+that mean and random bandwidth shares. The last ``max(1, K // 4)`` runs are held out: the curve is
+fitted on the others and its error on the held-out runs is reported and stored in the file. The
+model costs (FLOPs, upload bits) are measured on the real model at a grid of pruning rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fedsimenv.actions import encode_decision
+from fedsimenv.config import ScenarioConfig
+from fedsimenv.scenario import write_text_atomic
+from fedsimenv.seeding import EpisodeStreams
+
+if TYPE_CHECKING:  # the learning plane (torch) is imported only when a command runs
+    from fedsimenv.learning.surrogate import Calibration, CostTable
+    from fedsimenv.learning.surrogate_fit import RunRecord
+
+#: Pruning rates at which the real model's cost is measured.
+COST_GRID_RHO = tuple(float(r) for r in np.round(np.linspace(0.0, 0.99, 34), 4))
+
+
+def measure_costs(config: ScenarioConfig, seed: int) -> CostTable:
+    """The real trainer's cost (``prepare_round``) at :data:`COST_GRID_RHO`."""
+    from fedsimenv.learning.surrogate import CostTable
+    from fedsimenv.learning.trainer import TRAINERS
+
+    trainer = TRAINERS.get("torch")(config.learning, config.cell.num_devices)
+    trainer.reset(EpisodeStreams(np.random.SeedSequence(seed)))
+    costs = [trainer.prepare_round({0: rho})[0] for rho in COST_GRID_RHO]
+    return CostTable(
+        rho=COST_GRID_RHO,
+        forward_flops_per_sample=tuple(c.forward_flops_per_sample for c in costs),
+        upload_bits=tuple(c.upload_bits for c in costs),
+        kept_params=tuple(float(c.kept_params) for c in costs),
+        total_params=costs[0].total_params,
+        download_bits=trainer.download_bits(),
+    )
+
+
+def record_run(config: ScenarioConfig, seed: int) -> RunRecord:
+    """One real episode under varied random decisions (module docstring), recorded for fitting."""
+    from fedsimenv.env import WirelessFLEnv
+    from fedsimenv.learning.surrogate import label_coverage, partition_label_counts
+    from fedsimenv.learning.surrogate_fit import RoundRecord, RunRecord
+
+    env = WirelessFLEnv(config, trainer="torch")
+    _, info = env.reset(seed=seed)
+    assert env.episode_streams is not None
+    counts = partition_label_counts(config.learning, env.num_devices, env.episode_streams)
+    if not np.array_equal(counts.sum(axis=1), env.trainer.num_samples):
+        raise RuntimeError(
+            "the surrogate's data partition differs from the torch trainer's: the learning plane "
+            "changed how it splits data; update fedsimenv.learning.surrogate.partition_label_counts"
+        )
+    share = counts.sum(axis=1) / counts.sum()
+    reference = counts.sum(axis=0)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xCA11B]))
+    n, rho_max = env.num_devices, config.action.rho_max
+    select_probability = rng.uniform(0.15, 1.0)
+    mean_rho = rng.uniform(0.0, rho_max)
+    rounds: list[RoundRecord] = []
+    done = False
+    while not done:
+        selected = rng.random(n) < select_probability
+        if not selected.any():
+            selected[rng.integers(n)] = True
+        rho = np.clip(mean_rho + 0.15 * rng.standard_normal(n), 0.0, rho_max)
+        action = encode_decision(selected, rho, rng.uniform(0.2, 1.0, n), config.action)
+        _, _, terminated, truncated, step_info = env.step(action)
+        report = env.last_report
+        assert report is not None
+        idx = np.flatnonzero(report.arrived)
+        rounds.append(
+            RoundRecord(
+                share=share[idx],
+                rho=report.pruning_rate[idx],
+                coverage=label_coverage(counts[idx].sum(axis=0), reference),
+                accuracy=float(step_info["accuracy"]),
+                loss=float(step_info["loss"]),
+            )
+        )
+        done = terminated or truncated
+    return RunRecord(float(info["accuracy"]), float(info["loss"]), tuple(rounds))
+
+
+def calibrate(
+    config: ScenarioConfig,
+    runs: int,
+    seed: int = 0,
+    on_run: Callable[[int, RunRecord], None] | None = None,
+) -> Calibration:
+    """Record ``runs`` real episodes (seeds ``seed``, ``seed + 1``, ...), fit on all but the held-out
+    last ``max(1, runs // 4)``, and return the calibration with its held-out error."""
+    from fedsimenv.learning.surrogate import Calibration, learning_fingerprint
+    from fedsimenv.learning.surrogate_fit import curve_error, fit_curve
+
+    if runs < 2:
+        raise ValueError(f"--runs must be >= 2 (at least one run to fit and one held out), got {runs}")
+    config = config.model_copy(update={"trainer": "torch"})
+    records = []
+    for i in range(runs):
+        record = record_run(config, seed + i)
+        records.append(record)
+        if on_run is not None:
+            on_run(i, record)
+    held_out = max(1, runs // 4)
+    fit_runs, test_runs = records[:-held_out], records[-held_out:]
+    curve = fit_curve(fit_runs)
+    error: dict[str, Any] = {
+        "scenario": config.name,
+        "runs_fitted": len(fit_runs),
+        "runs_held_out": len(test_runs),
+        "rounds_per_run": config.episode.max_rounds,
+        "seed": seed,
+        "fit": curve_error(curve, fit_runs),
+        "held_out": curve_error(curve, test_runs),
+    }
+    return Calibration(
+        fingerprint=learning_fingerprint(config.learning),
+        curve=curve,
+        costs=measure_costs(config, seed),
+        error=error,
+    )
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from fedsimenv.cli import EXIT_OK, _parse_overrides
+    from fedsimenv.scenario import load_scenario
+
+    overrides = _parse_overrides(args.set)
+    if args.rounds is not None:
+        overrides["episode.max_rounds"] = args.rounds
+    config = load_scenario(args.scenario, overrides)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"{out} already exists; choose another --out or pass --overwrite")
+    seed = config.seed if args.seed is None else args.seed
+    print(
+        f"fedsimenv calibrate scenario={config.name} runs={args.runs} rounds={config.episode.max_rounds} "
+        f"seed={seed} (real training)"
+    )
+
+    def on_run(i: int, record: RunRecord) -> None:
+        final = record.rounds[-1]
+        print(f"  run {i + 1}/{args.runs}: {len(record.rounds)} rounds, final accuracy {final.accuracy:.4f}")
+
+    calibration = calibrate(config, args.runs, seed, on_run)
+    write_text_atomic(out, calibration.to_json())
+    held, fit = calibration.error["held_out"], calibration.error["fit"]
+    print(
+        f"fit on {calibration.error['runs_fitted']} runs: accuracy MAE {fit['accuracy_mae']:.4f}; "
+        f"held-out ({calibration.error['runs_held_out']} runs, {held['rounds']} rounds): accuracy MAE "
+        f"{held['accuracy_mae']:.4f}, RMSE {held['accuracy_rmse']:.4f}, final-round MAE "
+        f"{held['final_accuracy_mae']:.4f}, loss MAE {held['loss_mae']:.4f}"
+    )
+    print(f"wrote {out} (use it with learning.surrogate.calibration_file: {out})")
+    return EXIT_OK
+
+
+def add_parser(sub: Any) -> None:
+    """Register the ``calibrate`` subcommand on the CLI's subparsers."""
+    parser = sub.add_parser("calibrate", help="fit the surrogate trainer to real runs of a scenario")
+    parser.add_argument("scenario", help="built-in scenario name or path to a YAML file")
+    parser.add_argument("--runs", type=int, default=8, help="real runs K (the last K // 4 are held out)")
+    parser.add_argument("--out", required=True, help="calibration JSON file to write")
+    parser.add_argument("--rounds", type=int, help="rounds per run (overrides episode.max_rounds)")
+    parser.add_argument("--seed", type=int, help="seed of the first run (default: the scenario's)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario field"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.set_defaults(func=cmd_calibrate)

@@ -1,0 +1,321 @@
+"""The surrogate trainer (``trainer: surrogate``): a fitted learning curve instead of real training.
+
+It implements the same :class:`~fedsimenv.learning.trainer.Trainer` interface as the torch trainer,
+so the env and every agent run unchanged, at the cost of the simulator alone. It uses only that
+interface, :class:`ModelCost`, :class:`LearningResult` and the data/partition helpers: the real
+trainer's internals (models, pruning) are reached only through a calibration file written by
+``fedsimenv calibrate`` (:mod:`fedsimenv.calibrate`).
+
+Model of a round (all devices that *arrived*; w_k = D_k / sum_j D_j is device k's data share):
+
+* progress: ``P_t = P_{t-1} + S_t^alpha K_t^beta`` with ``S_t = sum_k w_k`` the participating data
+  share and ``K_t = sum_k w_k (1 - rho_k) / S_t`` the data-weighted fraction of the model kept
+  (alpha, beta fitted: real FedAvg gains far less than proportionally from more data per round, and
+  heavily pruned rounds teach little); ``P`` after round t summarises the round index and every
+  earlier round's participation;
+* label coverage of the round: ``c_t = 1 - TV(labels of the arrived data, labels of all data)``,
+  which captures the accuracy dip of a FedAvg round over a few non-IID devices;
+* accuracy: ``a_0 + (a_max - a_0) (1 - exp(-(r P_t)^s)) c_t^eta``;
+* loss: ``l_min + (l_0 - l_min) exp(-(r_l P_t)^{s_l}) + lam (1 - c_t)``.
+
+A round in which no update arrived leaves the global model, and so both metrics, unchanged. The
+surrogate is deterministic (no noise): the same decisions give the same curve.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fedsimenv.config import LearningConfig
+from fedsimenv.learning.data import dirichlet_partition, iid_partition, load_digits, train_test_split
+from fedsimenv.learning.trainer import TRAINERS, LearningResult, ModelCost, Trainer
+from fedsimenv.seeding import EpisodeStreams
+
+#: Calibration file format tag and version.
+CALIBRATION_FORMAT = "fedsimenv-surrogate-calibration"
+CALIBRATION_VERSION = 1
+#: The built-in calibration (scenarios package data), used when ``learning.surrogate.calibration_file``
+#: is null; fitted on ``tiny`` with ``fedsimenv calibrate tiny``.
+DEFAULT_CALIBRATION = "surrogate-digits-small-cnn.json"
+#: Learning fields a calibration is valid for: a curve fitted with other values would mislead.
+FINGERPRINT_FIELDS = (
+    "dataset",
+    "model",
+    "pruning",
+    "local_epochs",
+    "batch_size",
+    "learning_rate",
+    "momentum",
+    "bits_per_param",
+)
+
+
+class CalibrationError(ValueError):
+    """A calibration file is missing, malformed, or was fitted for another learning setup."""
+
+
+@dataclass(frozen=True)
+class CurveParams:
+    """Parameters of the learning curve (see the module docstring for the formulas)."""
+
+    initial_accuracy: float
+    max_accuracy: float
+    rate: float
+    shape: float
+    share_exponent: float
+    prune_exponent: float
+    coverage_exponent: float
+    initial_loss: float
+    min_loss: float
+    loss_rate: float
+    loss_shape: float
+    loss_coverage_weight: float
+
+    def progress_increment(self, share: NDArray[np.float64], rho: NDArray[np.float64]) -> float:
+        """``S^alpha K^beta`` over the arrived devices: S = their data share, K = their
+        data-weighted mean kept fraction ``sum_k w_k (1 - rho_k) / S``."""
+        total = float(np.sum(share))
+        if total <= 0:
+            return 0.0
+        keep = float(np.sum(share * np.clip(1.0 - rho, 0.0, 1.0))) / total
+        return float(total**self.share_exponent * keep**self.prune_exponent)
+
+    def metrics(self, progress: float, coverage: float) -> tuple[float, float]:
+        """``(accuracy, loss)`` of the global model at cumulative progress ``progress``."""
+        learned = 1.0 - math.exp(-((self.rate * progress) ** self.shape))
+        coverage = min(max(coverage, 0.0), 1.0)
+        accuracy = self.initial_accuracy + (self.max_accuracy - self.initial_accuracy) * learned * (
+            coverage**self.coverage_exponent
+        )
+        remaining = math.exp(-((self.loss_rate * progress) ** self.loss_shape))
+        loss = self.min_loss + (self.initial_loss - self.min_loss) * remaining
+        loss += self.loss_coverage_weight * (1.0 - coverage)
+        return min(max(accuracy, 0.0), 1.0), max(loss, 0.0)
+
+
+@dataclass(frozen=True)
+class CostTable:
+    """Measured cost of the real pruned model at a grid of pruning rates (linearly interpolated)."""
+
+    rho: tuple[float, ...]
+    forward_flops_per_sample: tuple[float, ...]
+    upload_bits: tuple[float, ...]
+    kept_params: tuple[float, ...]
+    total_params: int
+    download_bits: float
+
+    def cost(self, rho: float) -> ModelCost:
+        return self.costs(np.array([rho]))[0]
+
+    def costs(self, rho: NDArray[np.float64]) -> list[ModelCost]:
+        """Costs at each pruning rate (clipped to the measured range), in one pass per column."""
+        columns = np.array([self.forward_flops_per_sample, self.upload_bits, self.kept_params])
+        grid = np.asarray(self.rho)
+        r = np.clip(rho, grid[0], grid[-1])
+        flops, bits, kept = (np.interp(r, grid, column).tolist() for column in columns)
+        return [
+            ModelCost(
+                forward_flops_per_sample=f,
+                upload_bits=b,
+                kept_params=round(k),
+                total_params=self.total_params,
+            )
+            for f, b, k in zip(flops, bits, kept, strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted surrogate: curve, costs, what it was fitted for and how well it did on held-out runs."""
+
+    fingerprint: dict[str, Any]
+    curve: CurveParams
+    costs: CostTable
+    error: dict[str, Any]
+
+    def to_json(self) -> str:
+        data = {
+            "format": CALIBRATION_FORMAT,
+            "version": CALIBRATION_VERSION,
+            "fingerprint": self.fingerprint,
+            "curve": asdict(self.curve),
+            "costs": asdict(self.costs),
+            "error": self.error,
+        }
+        return json.dumps(data, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> Calibration:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise CalibrationError(f"{source}: not valid JSON: {err}") from None
+        if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT:
+            raise CalibrationError(f"{source}: not a fedsimenv surrogate calibration (field 'format')")
+        if data.get("version") != CALIBRATION_VERSION:
+            raise CalibrationError(
+                f"{source}: field 'version' is {data.get('version')!r}; allowed values: {CALIBRATION_VERSION}"
+            )
+        try:
+            curve = CurveParams(**{f.name: float(data["curve"][f.name]) for f in fields(CurveParams)})
+            raw = data["costs"]
+            costs = CostTable(
+                rho=tuple(float(v) for v in raw["rho"]),
+                forward_flops_per_sample=tuple(float(v) for v in raw["forward_flops_per_sample"]),
+                upload_bits=tuple(float(v) for v in raw["upload_bits"]),
+                kept_params=tuple(float(v) for v in raw["kept_params"]),
+                total_params=int(raw["total_params"]),
+                download_bits=float(raw["download_bits"]),
+            )
+            fingerprint = dict(data["fingerprint"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CalibrationError(f"{source}: missing or invalid field {err}") from None
+        sizes = {len(costs.rho), len(costs.forward_flops_per_sample), len(costs.upload_bits)}
+        if len(sizes | {len(costs.kept_params)}) != 1 or len(costs.rho) < 2:
+            raise CalibrationError(f"{source}: field 'costs' needs >= 2 rho points, all columns equally long")
+        if any(b <= a for a, b in zip(costs.rho, costs.rho[1:], strict=False)):
+            raise CalibrationError(f"{source}: field 'costs.rho' must be increasing")
+        return cls(fingerprint=fingerprint, curve=curve, costs=costs, error=dict(data.get("error", {})))
+
+
+def learning_fingerprint(config: LearningConfig) -> dict[str, Any]:
+    """The learning fields a calibration must match."""
+    return {name: getattr(config, name) for name in FINGERPRINT_FIELDS}
+
+
+def load_calibration(name_or_path: str | os.PathLike[str] | None) -> Calibration:
+    """Read a calibration file: a path, the name of a file in the ``scenarios`` package, or None
+    for the built-in default."""
+    name = DEFAULT_CALIBRATION if name_or_path is None else name_or_path
+    path = Path(name)
+    if path.is_file():
+        return Calibration.from_json(path.read_text(encoding="utf-8"), str(path))
+    resource = resources.files("scenarios") / str(name)
+    if path.name == str(name) and resource.is_file():
+        return Calibration.from_json(resource.read_text(encoding="utf-8"), f"built-in calibration {name!r}")
+    raise CalibrationError(
+        f"learning.surrogate.calibration_file: {str(name)!r} is neither a file nor a built-in calibration "
+        f"(built-in: {DEFAULT_CALIBRATION}); write one with `fedsimenv calibrate SCENARIO --out FILE`"
+    )
+
+
+def label_coverage(counts: NDArray[np.float64], reference: NDArray[np.float64]) -> float:
+    """``1 - total variation`` between the label histogram ``counts`` and ``reference``."""
+    total = counts.sum()
+    if total <= 0:
+        return 0.0
+    p = counts / total
+    q = reference / reference.sum()
+    return float(1.0 - 0.5 * np.abs(p - q).sum())
+
+
+def partition_label_counts(
+    config: LearningConfig, num_devices: int, streams: EpisodeStreams, data: Any = None
+) -> NDArray[np.float64]:
+    """(N, classes) label histogram of each device's training data, drawn as the torch trainer does
+    (same ``partition`` stream, same split and partition helpers)."""
+    full = load_digits() if data is None else data
+    split_rng = streams.numpy("partition")
+    train, _ = train_test_split(full, config.test_fraction, split_rng)
+    if config.partition.method == "dirichlet":
+        parts = dirichlet_partition(
+            train.y, num_devices, config.partition.alpha, split_rng, config.partition.min_samples_per_device
+        )
+    else:
+        parts = iid_partition(len(train), num_devices, split_rng)
+    return np.stack([np.bincount(train.y[p], minlength=train.num_classes) for p in parts]).astype(np.float64)
+
+
+@TRAINERS.register("surrogate")
+class SurrogateTrainer(Trainer):
+    """Fast mode: metrics from a calibrated learning curve, costs from the real model's measured table.
+
+    Args:
+        config: The scenario's learning section; ``config.surrogate.calibration_file`` picks the fit.
+        num_devices: Devices in the cell.
+        calibration: A calibration to use instead of the configured file (calibration tests).
+
+    Raises:
+        CalibrationError: the file is missing or malformed, or was fitted for other learning settings.
+    """
+
+    def __init__(
+        self, config: LearningConfig, num_devices: int, calibration: Calibration | None = None
+    ) -> None:
+        super().__init__(config, num_devices)
+        self.calibration = calibration or load_calibration(config.surrogate.calibration_file)
+        expected = learning_fingerprint(config)
+        stale = {
+            k: (self.calibration.fingerprint.get(k), v)
+            for k, v in expected.items()
+            if self.calibration.fingerprint.get(k) != v
+        }
+        if stale:
+            detail = ", ".join(f"learning.{k} is {now!r} but was {was!r}" for k, (was, now) in stale.items())
+            raise CalibrationError(
+                f"the surrogate calibration was fitted for other learning settings ({detail}); "
+                "run `fedsimenv calibrate` for this scenario and set learning.surrogate.calibration_file"
+            )
+        self.curve = self.calibration.curve
+        self._data = load_digits()
+        self._counts: NDArray[np.float64] | None = None
+        self._pending: dict[int, float] = {}
+
+    def reset(self, streams: EpisodeStreams) -> LearningResult:
+        self._counts = partition_label_counts(self.config, self.num_devices, streams, self._data)
+        self._num_samples: NDArray[np.int64] = self._counts.sum(axis=1).astype(np.int64)
+        self._share = self._num_samples / self._num_samples.sum()
+        self._reference = self._counts.sum(axis=0)
+        self._progress = 0.0
+        self._pending = {}
+        self._last = LearningResult(
+            accuracy=self.curve.initial_accuracy, loss=self.curve.initial_loss, num_trained=0
+        )
+        return self._last
+
+    @property
+    def num_samples(self) -> NDArray[np.int64]:
+        if self._counts is None:
+            raise RuntimeError("call reset() before using the trainer")
+        return self._num_samples
+
+    @property
+    def progress(self) -> float:
+        """Cumulative effective progress P (module docstring)."""
+        return self._progress
+
+    def download_bits(self) -> float:
+        return self.calibration.costs.download_bits
+
+    def prepare_round(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
+        self._pending = {int(k): float(rho) for k, rho in pruning_rate.items()}
+        costs = self.calibration.costs.costs(np.fromiter(self._pending.values(), dtype=np.float64))
+        return dict(zip(self._pending, costs, strict=True))
+
+    def train_round(self, arrived: Sequence[int]) -> LearningResult:
+        if self._counts is None:
+            raise RuntimeError("call reset() before using the trainer")
+        missing = [k for k in arrived if k not in self._pending]
+        if missing:
+            raise ValueError(f"devices {missing} arrived but were not prepared this round")
+        if len(arrived):
+            idx = np.asarray(arrived, dtype=np.int64)
+            rho = np.array([self._pending[int(k)] for k in idx])
+            self._progress += self.curve.progress_increment(self._share[idx], rho)
+            coverage = label_coverage(self._counts[idx].sum(axis=0), self._reference)
+            accuracy, loss = self.curve.metrics(self._progress, coverage)
+            self._last = LearningResult(accuracy=accuracy, loss=loss, num_trained=len(idx))
+        else:
+            self._last = LearningResult(accuracy=self._last.accuracy, loss=self._last.loss, num_trained=0)
+        self._pending = {}
+        return self._last

@@ -1,0 +1,137 @@
+"""The env's Dict observation: its space (finite bounds everywhere) and how it is read off the state.
+
+Keys never clash with ``torch.nn.Module`` attribute names (SB3 builds an ``nn.ModuleDict`` from
+them). Every value is float32 and clipped into its documented bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from gymnasium import spaces
+from numpy.typing import NDArray
+
+from channels import linear_to_db
+from fedsimenv.config import ScenarioConfig
+from fedsimenv.sim import RoundSimulator
+
+Observation = dict[str, NDArray[np.float32]]
+
+#: Channel gains are clipped to this range (dB) in observations.
+GAIN_DB_RANGE = (-250.0, 0.0)
+#: CPU frequencies are clipped to [0, this] GHz in observations.
+MAX_CPU_FREQ_GHZ = 10.0
+#: Last compute and upload times are clipped to [0, this] seconds.
+MAX_PHASE_TIME_S = 1e4
+#: The global loss is clipped to [0, this].
+MAX_LOSS = 20.0
+
+
+def observation_space(config: ScenarioConfig) -> spaces.Dict:
+    """The Dict observation space of a scenario (table in :class:`fedsimenv.env.WirelessFLEnv`)."""
+    n = config.cell.num_devices
+
+    def box(low: float, high: float, size: int) -> spaces.Box:
+        return spaces.Box(np.float32(low), np.float32(high), shape=(size,), dtype=np.float32)
+
+    return spaces.Dict(
+        {
+            "channel_gain_db": box(*GAIN_DB_RANGE, n),
+            "distance_m": box(0.0, config.cell.radius_m, n),
+            "cpu_freq_ghz": box(0.0, MAX_CPU_FREQ_GHZ, n),
+            "battery_level": box(0.0, 1.0, n),
+            "data_fraction": box(0.0, 1.0, n),
+            "available": box(0.0, 1.0, n),
+            "last_selected": box(0.0, 1.0, n),
+            "rounds_since_selected": box(0.0, config.episode.max_rounds, n),
+            "last_compute_time_s": box(0.0, MAX_PHASE_TIME_S, n),
+            "last_upload_time_s": box(0.0, MAX_PHASE_TIME_S, n),
+            "round_fraction": box(0.0, 1.0, 1),
+            "time_fraction": box(0.0, 1.0, 1),
+            "energy_fraction": box(0.0, 1.0, 1),
+            "accuracy": box(0.0, 1.0, 1),
+            "loss": box(0.0, MAX_LOSS, 1),
+        }
+    )
+
+
+@dataclass
+class DeviceHistory:
+    """Per-device memory the observation needs across rounds (reset with each episode)."""
+
+    last_selected: NDArray[np.float32]
+    rounds_since_selected: NDArray[np.float32]
+    last_compute_time_s: NDArray[np.float32]
+    last_upload_time_s: NDArray[np.float32]
+
+    @classmethod
+    def fresh(cls, num_devices: int) -> DeviceHistory:
+        zeros = np.zeros(num_devices, dtype=np.float32)
+        return cls(zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy())
+
+    def update(
+        self,
+        selected: NDArray[np.bool_],
+        compute_time_s: NDArray[np.float64],
+        upload_time_s: NDArray[np.float64],
+        max_rounds: int,
+    ) -> None:
+        """After a round: who took part, and each device's phase times where it had a job."""
+        self.last_selected = selected.astype(np.float32)
+        since = np.where(selected, 0.0, self.rounds_since_selected + 1.0)
+        self.rounds_since_selected = np.minimum(since, max_rounds).astype(np.float32)
+        for name, times in (("last_compute_time_s", compute_time_s), ("last_upload_time_s", upload_time_s)):
+            old = getattr(self, name)
+            new = np.where(np.isfinite(times), np.clip(times, 0.0, MAX_PHASE_TIME_S), old)
+            setattr(self, name, new.astype(np.float32))
+
+
+def _fraction(value: float, budget: float | None) -> float:
+    return 0.0 if budget is None else min(max(value / budget, 0.0), 1.0)
+
+
+def build_observation(
+    config: ScenarioConfig,
+    simulator: RoundSimulator,
+    data_fraction: NDArray[np.float32],
+    history: DeviceHistory,
+    round_index: int,
+    energy_j: float,
+    accuracy: float,
+    loss: float,
+) -> Observation:
+    """The observation of the coming round."""
+    fleet = simulator.fleet
+    gain_db = np.clip(linear_to_db(simulator.channel_gain_linear), *GAIN_DB_RANGE)
+    if simulator.availability is not None:
+        # Advancing to "now" is what the next round's start does anyway: no extra randomness drawn.
+        available = simulator.availability.advance_to(simulator.now_s).astype(np.float32)
+    else:
+        available = np.ones(fleet.num_devices, dtype=np.float32)
+    if fleet.battery_capacity_j is not None:
+        battery = np.clip(simulator.battery_j / fleet.battery_capacity_j, 0.0, 1.0)
+    else:
+        battery = np.ones(fleet.num_devices)
+    episode = config.episode
+
+    def scalar(value: float, high: float) -> NDArray[np.float32]:
+        return np.array([min(max(value, 0.0), high)], dtype=np.float32)
+
+    return {
+        "channel_gain_db": gain_db.astype(np.float32),
+        "distance_m": np.minimum(simulator.distance_m, config.cell.radius_m).astype(np.float32),
+        "cpu_freq_ghz": np.clip(fleet.cpu_freq_hz / 1e9, 0, MAX_CPU_FREQ_GHZ).astype(np.float32),
+        "battery_level": battery.astype(np.float32),
+        "data_fraction": data_fraction.copy(),
+        "available": available,
+        "last_selected": history.last_selected.copy(),
+        "rounds_since_selected": history.rounds_since_selected.copy(),
+        "last_compute_time_s": history.last_compute_time_s.copy(),
+        "last_upload_time_s": history.last_upload_time_s.copy(),
+        "round_fraction": scalar(round_index / episode.max_rounds, 1.0),
+        "time_fraction": scalar(_fraction(simulator.now_s, episode.time_budget_s), 1.0),
+        "energy_fraction": scalar(_fraction(energy_j, episode.energy_budget_j), 1.0),
+        "accuracy": scalar(accuracy, 1.0),
+        "loss": scalar(loss if np.isfinite(loss) else MAX_LOSS, MAX_LOSS),
+    }
