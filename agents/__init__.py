@@ -3,7 +3,16 @@
 Every agent is registered by name in :data:`AGENTS` and follows the :class:`Agent` protocol.
 """
 
-from agents import heuristics, optimisers
-from agents.base import AGENTS, Agent, AgentContext, make_agent
+from agents import heuristics, literature, optimisers
+from agents.base import AGENTS, Agent, AgentContext, configure_for_agent, make_agent
 
-__all__ = ["AGENTS", "Agent", "AgentContext", "heuristics", "make_agent", "optimisers"]
+__all__ = [
+    "AGENTS",
+    "Agent",
+    "AgentContext",
+    "configure_for_agent",
+    "heuristics",
+    "literature",
+    "make_agent",
+    "optimisers",
+]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from agents import AgentContext, make_agent
+from agents import AgentContext, configure_for_agent, make_agent
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.env import WirelessFLEnv
 from fedsimenv.scenario import dump_scenario, write_text_atomic
@@ -68,13 +68,14 @@ def run_episode(
     if metrics_path is not None and metrics_path.exists() and not overwrite:
         raise RunDirectoryError(f"{metrics_path} already exists; choose another --out or pass --overwrite")
 
-    env = WirelessFLEnv(config)
+    env = WirelessFLEnv(configure_for_agent(config, agent_name))
     assert isinstance(env.action_space, spaces.Box)
     agent = make_agent(
         agent_name,
         AgentContext.from_scenario(env.config, env.action_space, system_view=env.system_view),
         seed=EpisodeStreams(np.random.SeedSequence(seed)).int_seed("agent"),
     )
+    agent.bind(env)
     observation, info = env.reset(seed=seed)
     agent.reset(info)
 
