@@ -16,6 +16,6 @@ algorithm with the exact FLOPs and bits of the masks it really trains, and every
 metrics. ``fedsimenv run SCENARIO --agent NAME`` does all of this (``fedsimenv.runner``).
 """
 
-from agents.literature import dwnp, fedmp, filter_pruning, heterofl
+from agents.literature import dwnp, fedmp, filter_pruning, heterofl, prunefl
 
-__all__ = ["dwnp", "fedmp", "filter_pruning", "heterofl"]
+__all__ = ["dwnp", "fedmp", "filter_pruning", "heterofl", "prunefl"]
