@@ -17,7 +17,7 @@ regulariser needs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -190,7 +190,9 @@ def gated(model: nn.Module, layout: ChannelLayout, gates: Sequence[torch.Tensor]
     modules = dict(model.named_modules())
     handles = []
 
-    def make_hook(gate: torch.Tensor) -> object:
+    def make_hook(
+        gate: torch.Tensor,
+    ) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]:
         def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
             shape = (1, -1, *([1] * (output.dim() - 2)))
             return output * gate.to(output.device, output.dtype).view(shape)
@@ -200,7 +202,7 @@ def gated(model: nn.Module, layout: ChannelLayout, gates: Sequence[torch.Tensor]
     try:
         for names, gate in zip(layout.gate_modules, gates, strict=True):
             for name in names:
-                handles.append(modules[name].register_forward_hook(make_hook(gate)))  # type: ignore[arg-type]
+                handles.append(modules[name].register_forward_hook(make_hook(gate)))
         yield
     finally:
         for handle in handles:
