@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
 
 from agents import AGENTS, AgentContext, configure_for_agent, make_agent
 from agents.literature.channel_layout import ChannelLayout, gated
+from agents.literature.common import StrategyAgent
 from agents.literature.dwnp import HyperNetwork, flops_regulariser, gumbel_sigmoid_st
 from agents.literature.dwnp.strategy import DWNPStrategy
 from agents.literature.fedmp import UCB1, fedmp_reward
@@ -25,6 +27,7 @@ from fedsimenv.env import WirelessFLEnv
 from fedsimenv.learning.flops import forward_flops_per_sample
 from fedsimenv.learning.models import build_model
 from fedsimenv.learning.pruning import apply_masks
+from fedsimenv.learning.trainer import TorchTrainer
 from fedsimenv.scenario import load_scenario
 
 LITERATURE = ["fedmp", "prunefl", "dwnp", "filter-pruning", "fedosp", "fedilp", "heterofl"]
@@ -144,26 +147,27 @@ def test_gated_forward_and_flops_equal_the_soft_masked_model() -> None:
         np.testing.assert_allclose(model(x).numpy(), masked(x).numpy(), atol=1e-5)
 
 
-def _bound_env(agent_name: str, rounds: int) -> tuple[WirelessFLEnv, object]:
+def _bound_env(agent_name: str, rounds: int) -> tuple[WirelessFLEnv, StrategyAgent, TorchTrainer]:
     config = configure_for_agent(load_scenario("tiny", {"episode.max_rounds": rounds}), agent_name)
     env = WirelessFLEnv(config)
-    agent = make_agent(
-        agent_name, AgentContext.from_scenario(env.config, env.action_space, env.system_view), 0
-    )
+    assert isinstance(env.action_space, spaces.Box)
+    context = AgentContext.from_scenario(env.config, env.action_space, env.system_view)
+    agent = make_agent(agent_name, context, 0)
+    assert isinstance(agent, StrategyAgent) and isinstance(env.trainer, TorchTrainer)
     agent.bind(env)
-    return env, agent
+    return env, agent, env.trainer
 
 
 def test_dwnp_subnetworks_meet_their_flops_budgets_after_training() -> None:
     # 30 rounds: the training phase (15) is not over after the 3 steps here, so the HN is still live.
-    env, agent = _bound_env("dwnp", rounds=30)
+    env, agent, trainer = _bound_env("dwnp", rounds=30)
     observation, info = env.reset(seed=0)
     for _ in range(3):  # some weight training first: the paper starts the HN after 1/4 of it
-        observation, *_, info = env.step(agent.act(observation, info))  # type: ignore[attr-defined]
-    strategy = agent.strategy  # type: ignore[attr-defined]
+        observation, *_, info = env.step(agent.act(observation, info))
+    strategy = agent.strategy
     assert isinstance(strategy, DWNPStrategy)
     strategy.settings = dataclasses.replace(strategy.settings, hn_learning_rate=3e-3)
-    strategy.train_hypernetwork(env.trainer, [0, 1, 2], steps=60)
+    strategy.train_hypernetwork(trainer, [0, 1, 2], steps=60)
     server = strategy.flops_fraction(0)
     devices = [strategy.flops_fraction(k + 1) for k in range(3)]
     # The exact FLOPs of the deployed (soft-masked) sub-networks are within their budgets (+5%).
@@ -171,7 +175,7 @@ def test_dwnp_subnetworks_meet_their_flops_budgets_after_training() -> None:
     assert 0 < server <= strategy.settings.server_budget + 0.05
     assert all(0 < f <= strategy.settings.device_budget + 0.05 for f in devices), devices
     masks = strategy.layout.masks(strategy.gates(1))
-    exact = forward_flops_per_sample(env.trainer.model, env.trainer.input_shape, masks)
+    exact = forward_flops_per_sample(trainer.model, trainer.input_shape, masks)
     assert exact / strategy.layout.total_flops == pytest.approx(devices[0])
 
 
