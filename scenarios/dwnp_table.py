@@ -2,11 +2,11 @@
 the co-simulation: Filter Pruning, FedOSP, FedILP and DWNP at a device FLOPs budget, 10 devices,
 Dirichlet(0.5), mean over seeds.
 
-Columns: Base Acc (the unpruned FedAvg model at the end of the training phase, Filter Pruning's base
-model, as the paper's one base per architecture), delta-Acc, Acc (mean over devices of each device's
-deployed sub-network on its own test split: the paper's device-wise evaluation; for the single-model
-methods the one pruned model), FLOPs reduction of the device-side (D, mean over devices) and the
-server-side (S) sub-networks.
+Columns: Base Acc (the unpruned FedAvg model trained for the same number of rounds with the same
+seed: one base per seed, as the paper's one base per architecture), delta-Acc, Acc (mean over
+devices of each device's deployed sub-network on its own test split: the paper's device-wise
+evaluation; for the single-model methods the one pruned model), FLOPs reduction of the
+device-side (D, mean over devices) and the server-side (S) sub-networks.
 
 Configurations:
 
@@ -117,9 +117,24 @@ def summarise(trainer: TorchTrainer, strategy: ScheduledStrategy) -> dict[str, f
     }
 
 
-def table(results: dict[str, list[dict[str, float]]]) -> str:
-    """DWNP's Table 1 format; Base Acc is Filter Pruning's base model (one base per seed)."""
-    base = np.array([r["base"] for r in results["filter-pruning"]])
+def run_base(seed: int, overrides: dict[str, Any]) -> float:
+    """Mean per-device test accuracy of unpruned FedAvg (every device, every round) after the run."""
+    env = WirelessFLEnv(load_scenario("tiny", overrides))
+    n = env.num_devices
+    action = np.concatenate([np.ones(n), -np.ones(n), np.ones(n)]).astype(np.float32)
+    env.reset(seed=seed)
+    done = False
+    while not done:
+        _, _, terminated, truncated, _ = env.step(action)
+        done = terminated or truncated
+    trainer = env.trainer
+    assert isinstance(trainer, TorchTrainer)
+    return float(np.mean([trainer.evaluate_device(k) for k in range(n)]))
+
+
+def table(results: dict[str, list[dict[str, float]]], base_acc: Sequence[float]) -> str:
+    """DWNP's Table 1 format (delta-Acc per seed against that seed's base, then averaged)."""
+    base = np.asarray(base_acc)
     lines = [
         "| Method | Base Acc | delta-Acc | Acc | FLOPs red. (D) | FLOPs red. (S) |",
         "|---|---|---|---|---|---|",
@@ -148,12 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = scenario_overrides(args.config, args.rounds, args.data_dir)
     results: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
+    base: list[float] = []
     for seed in args.seeds:
+        base.append(run_base(seed, overrides))
+        print(f"seed {seed} base (unpruned FedAvg): {base[-1]:.4f}", flush=True)
         for method in METHODS:
             row = run_method(method, seed, overrides, args.device_budget, args.config == "cpu")
             results[method].append(row)
             print(f"seed {seed} {method}: {row}", flush=True)
-    print(table(results))
+    print(table(results, base))
     return 0
 
 
