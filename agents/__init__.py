@@ -3,8 +3,16 @@
 Every agent is registered by name in :data:`AGENTS` and follows the :class:`Agent` protocol.
 """
 
-from agents import heuristics, optimisers, rl
-from agents.base import AGENTS, POLICY_AGENTS, Agent, AgentContext, check_agent_name, make_agent
+from agents import heuristics, literature, optimisers, rl
+from agents.base import (
+    AGENTS,
+    POLICY_AGENTS,
+    Agent,
+    AgentContext,
+    check_agent_name,
+    configure_for_agent,
+    make_agent,
+)
 
 __all__ = [
     "AGENTS",
@@ -12,7 +20,9 @@ __all__ = [
     "Agent",
     "AgentContext",
     "check_agent_name",
+    "configure_for_agent",
     "heuristics",
+    "literature",
     "make_agent",
     "optimisers",
     "rl",

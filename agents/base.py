@@ -7,7 +7,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
@@ -16,6 +16,9 @@ from numpy.typing import NDArray
 from fedsimenv.config import ActionConfig, ScenarioConfig
 from fedsimenv.registry import Registry
 from fedsimenv.view import SystemView
+
+if TYPE_CHECKING:
+    from fedsimenv.env import WirelessFLEnv
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class AgentContext:
         system_view: Returns the env's read-only :class:`~fedsimenv.view.SystemView` of the coming
             round (``env.unwrapped.system_view``); ``None`` where the agent runs without one (an RL
             policy needs only the observation). Optimisers require it.
+        max_rounds: The episode's length in rounds (``episode.max_rounds``); algorithms with a
+            schedule (train, prune, fine-tune) plan on it. ``None`` where unknown.
     """
 
     num_devices: int
@@ -37,6 +42,7 @@ class AgentContext:
     action: ActionConfig
     total_bandwidth_hz: float
     system_view: Callable[[], SystemView] | None = None
+    max_rounds: int | None = None
 
     @classmethod
     def from_scenario(
@@ -51,6 +57,7 @@ class AgentContext:
             action=config.action,
             total_bandwidth_hz=config.network.bandwidth_hz,
             system_view=system_view,
+            max_rounds=config.episode.max_rounds,
         )
 
     def view(self) -> SystemView:
@@ -66,14 +73,27 @@ class AgentContext:
 class Agent(ABC):
     """Base class of all agents.
 
+    Server-side algorithms (the federated pruning algorithms of the literature) are agents too: they
+    may declare the learning-plane settings they are defined with (:attr:`learning_overrides`, e.g.
+    FedMP's L1 filter pruning and R2SP aggregation), which :func:`configure_for_agent` applies to the
+    scenario before the env is built, and take hold of the env's trainer in :meth:`bind` (to install
+    a :class:`~fedsimenv.learning.strategy.TrainingStrategy` that chooses masks on the server).
+
     Args:
         context: Sizes and action encoding of the environment.
         seed: Seed of the agent's own random stream (agents never use a global RNG).
     """
 
+    #: Dotted scenario overrides the algorithm needs (e.g. ``{"learning.aggregation": "r2sp"}``).
+    learning_overrides: ClassVar[Mapping[str, Any]] = {}
+
     def __init__(self, context: AgentContext, seed: int | None = None) -> None:
         self.context = context
         self.rng = np.random.default_rng(seed)
+
+    def bind(self, env: WirelessFLEnv) -> None:  # noqa: B027 - optional hook, default no-op
+        """Called once with the env before its first ``reset`` (server-side algorithms install their
+        training strategy in ``env.trainer`` here)."""
 
     def reset(self, info: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook, default no-op
         """Called after ``env.reset`` with its info."""
@@ -109,3 +129,13 @@ def check_agent_name(name: str) -> None:
     POLICY_AGENTS.get(algo)
     if not path:
         raise ValueError(f"agent {name!r}: give the saved policy as {algo}:PATH/policy.zip")
+
+
+def configure_for_agent(config: ScenarioConfig, name: str) -> ScenarioConfig:
+    """``config`` with agent ``name``'s :attr:`Agent.learning_overrides` applied (unchanged if none)."""
+    from fedsimenv.scenario import load_scenario
+
+    if ":" in name:  # a saved policy (ALGO:PATH) trains with the scenario as it is
+        return config
+    overrides = AGENTS.get(name).learning_overrides
+    return load_scenario(config, overrides) if overrides else config

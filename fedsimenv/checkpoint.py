@@ -47,7 +47,7 @@ import torch
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from agents import AgentContext, make_agent
+from agents import AgentContext, configure_for_agent, make_agent
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.env import WirelessFLEnv
 from fedsimenv.learning.trainer import LearningResult, ModelCost, Trainer
@@ -337,7 +337,9 @@ class EpisodeSession:
                 "checkpoints are not supported with protocol 'async'; running without", stacklevel=2
             )
             checkpoint_every = None
-        self.config = config
+        # An agent may need learning settings of its own (e.g. FedMP: l1-filter + r2sp); the run
+        # directory records the configuration that actually ran.
+        self.config = configure_for_agent(config, agent_name)
         self.agent_name = agent_name
         self.seed = seed
         self.out_dir = out_dir
@@ -380,6 +382,17 @@ class EpisodeSession:
             AgentContext.from_scenario(env.config, env.action_space, system_view=env.system_view),
             seed=EpisodeStreams(np.random.SeedSequence(self.seed)).int_seed("agent"),
         )
+        # Literature algorithms install their server-side strategy in the trainer here.
+        agent.bind(env)
+        if getattr(env.trainer, "strategy", None) is not None and self.checkpoint_every is not None:
+            # The strategy's own state (bandit statistics, hypernetwork, masks) is not in the
+            # replay log, so a resumed run could not reproduce it.
+            warnings.warn(
+                f"checkpoints are not supported with agent {self.agent_name!r} (server-side strategy); "
+                "running without",
+                stacklevel=2,
+            )
+            self.checkpoint_every = None
         observation, info = env.reset(seed=self.seed)
         agent.reset(info)
         recorder = RecordingTrainer(env.trainer)

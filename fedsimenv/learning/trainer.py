@@ -45,6 +45,7 @@ from fedsimenv.learning.datasets import DatasetSpec, load_dataset
 from fedsimenv.learning.flops import forward_flops_per_sample
 from fedsimenv.learning.models import build_model
 from fedsimenv.learning.pruning import PRUNING_METHODS, Masks, count_parameters, kept_parameters
+from fedsimenv.learning.strategy import TrainingStrategy
 from fedsimenv.registry import Registry
 from fedsimenv.seeding import EpisodeStreams
 
@@ -191,6 +192,12 @@ class TorchTrainer(Trainer):
         self._full, self._official_test = load_dataset(config.dataset, spec)
         self._model: torch.nn.Module | None = None
         self._pending: dict[int, Masks] = {}
+        self.strategy: TrainingStrategy | None = None
+
+    def use_strategy(self, strategy: TrainingStrategy | None) -> None:
+        """Install a server-side :class:`~fedsimenv.learning.strategy.TrainingStrategy` (literature
+        algorithms that choose masks themselves); it takes effect from the next ``reset``."""
+        self.strategy = strategy
 
     def reset(self, streams: EpisodeStreams) -> LearningResult:
         cfg = self.config
@@ -223,6 +230,8 @@ class TorchTrainer(Trainer):
         self._test_y = torch.from_numpy(self.test.y).to(self.device)
         self._pending = {}
         self._job_start: dict[int, dict[str, torch.Tensor]] = {}
+        if self.strategy is not None:
+            self.strategy.reset(self)
         return self._result(0)
 
     @property
@@ -235,22 +244,38 @@ class TorchTrainer(Trainer):
     def num_samples(self) -> NDArray[np.int64]:
         return self._num_samples
 
+    @property
+    def generator(self) -> torch.Generator:
+        """The episode's torch stream (strategies draw from it, never from a global RNG)."""
+        return self._generator
+
+    def client_data(self, device: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Device ``device``'s local training inputs and labels (on the model's device)."""
+        return self._client_x[device], self._client_y[device]
+
     def download_bits(self) -> float:
         return float(self.total_params * self.config.bits_per_param)
 
     def prepare_round(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
         self._pending = {}
         costs: dict[int, ModelCost] = {}
+        strategy = self.strategy
         for device, rho in pruning_rate.items():
             masks: Masks = {}
-            if rho > 0:
+            # rho = 0 always means the unpruned model (the env's system view asks for it).
+            chosen = strategy.masks(self, device, float(rho)) if strategy is not None and rho > 0 else None
+            if chosen is not None:
+                masks = chosen
+            elif rho > 0:
                 size = self.config.batch_size
                 batch = (self._client_x[device][:size], self._client_y[device][:size])
                 masks = self.pruner.masks(self.model, float(rho), self._generator, batch)
             masks = {k: m.to(self.device) for k, m in masks.items()}
             kept = kept_parameters(self.model, masks)
             # An unstructured mask travels with the weights: one bit per prunable weight.
-            overhead = sum(m.numel() for m in masks.values()) if self.pruner.sparse_index_overhead else 0
+            sparse = strategy.sparse_index_overhead if chosen is not None and strategy else None
+            sparse = self.pruner.sparse_index_overhead if sparse is None else sparse
+            overhead = sum(m.numel() for m in masks.values()) if sparse else 0
             costs[device] = ModelCost(
                 forward_flops_per_sample=forward_flops_per_sample(self.model, self.input_shape, masks),
                 upload_bits=float(kept * self.config.bits_per_param + overhead),
@@ -265,12 +290,17 @@ class TorchTrainer(Trainer):
         if missing:
             raise ValueError(f"devices {missing} arrived but were not prepared this round")
         jobs = self._local_jobs(arrived)
+        previous = (
+            {k: v.detach().clone() for k, v in self.model.state_dict().items()} if self.strategy else {}
+        )
         if jobs:
             states = self._train(self.model, jobs)
             global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             weights = [float(self._num_samples[k]) for k in arrived]
             self.model.load_state_dict(self.aggregate(global_state, states, [j.masks for j in jobs], weights))
         self._pending = {}
+        if self.strategy is not None:
+            self.strategy.after_round(self, list(arrived), previous)
         return self._result(len(jobs))
 
     def prepare_async(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:

@@ -1,0 +1,268 @@
+"""DWNP's server-side training (Gao et al., "Device-Wise Federated Network Pruning", Alg. 1, Eqs. 5-7)
+and its two hypernetwork baselines, FedILP and FedOSP, as one :class:`ScheduledStrategy`.
+
+Schedule, in rounds of the co-simulation (one round = one FedAvg of the weights W):
+
+* training phase (``train_fraction`` of the rounds; the paper trains 200 epochs then fine-tunes 200,
+  i.e. one half): every round the devices train W under their current sub-network (Eq. 7: masks of
+  ``a^0 * a^n``; FedILP: ``a^0``); after a quarter of the training rounds, each round is followed by
+  hypernetwork (HN) training with W frozen (Eq. 6) on a 10% subset of each device's data;
+* at the end of the training phase the global model is pruned permanently with ``a^0``; for FedOSP,
+  whose W were trained dense, the HN is trained here, one shot, with W frozen;
+* fine-tuning phase: devices train under ``a^0 * a^n`` (DWNP) or ``a^0`` (FedILP, FedOSP), frozen.
+
+Mapping of Alg. 1's intervals onto rounds (the paper counts SGD iterations): W is averaged once per
+round, so ``r_W`` is the round's local iterations (``local_epochs * ceil(D / batch)``); the HN takes
+``max(1, round(iterations / r_HN))`` steps per round (one per r_HN weight iterations), and its
+parameters and Adam moments are averaged over the round's arrived devices every ``r_theta`` HN steps
+(the paper follows Mime for averaging optimiser states). All devices that arrived train the HN
+(S = N in the paper). The HN's own traffic (a few hundred kB at most) is not timed by the simulator.
+
+Left open by the paper and chosen here: the HN architecture (see :mod:`.hypernet`); the Gumbel
+temperature (0.5); the initial logits (+3: the noisy training-time gates keep ~95% of the channels, so the
+stochastic and the deterministic sub-network start close together); FedOSP's number of
+one-shot HN steps (default: as many as DWNP takes in its whole training phase); a sub-network keeps
+at least one channel per group; the channel groups are Torch-Pruning's (residual-coupled channels
+share one gate).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+
+from agents.literature.channel_layout import ChannelLayout, gated
+from agents.literature.common import ScheduledStrategy
+from agents.literature.dwnp.gates import flops_regulariser, gumbel_sigmoid_st
+from agents.literature.dwnp.hypernet import HyperNetwork
+from fedsimenv.learning.pruning import Masks
+from fedsimenv.learning.trainer import TorchTrainer
+
+
+@dataclass(frozen=True)
+class DWNPSettings:
+    """Hyperparameters (paper values where it gives them, Sec. 4.1).
+
+    Attributes:
+        device_budget: p_d, kept fraction of the FLOPs of each device-side sub-network.
+        server_budget: p_s, kept fraction of the server-side sub-network's FLOPs (DWNP's 50% device
+            reduction goes with a 20% server reduction in Table 1).
+        reg_weight: lambda (2.0).
+        r_theta: HN state-averaging interval, in HN steps (2).
+        r_hn: One HN step per this many weight iterations (10).
+        hn_subset_fraction: Share of local data in D_n^a (10%).
+        hn_learning_rate: Adam learning rate of the HN (1e-3).
+        temperature: Gumbel-sigmoid temperature.
+        init_logit: Initial bias of the HN's heads.
+        train_fraction: Share of the rounds before the final pruning (1/2: 200 + 200 epochs).
+        hn_start_fraction: HN training starts after this share of the training rounds (1/4).
+        device_wise: DWNP's device-side sub-networks; False for FedILP and FedOSP (one sub-network
+            ``a^0`` for everyone, at the device budget).
+        one_shot: FedOSP: W trained dense, HN trained once at the end with W frozen.
+        one_shot_steps: FedOSP's HN steps (0: as many as DWNP's training phase gives).
+    """
+
+    device_budget: float = 0.5
+    server_budget: float = 0.8
+    reg_weight: float = 2.0
+    r_theta: int = 2
+    r_hn: int = 10
+    hn_subset_fraction: float = 0.1
+    hn_learning_rate: float = 1e-3
+    temperature: float = 0.5
+    init_logit: float = 3.0
+    embedding_dim: int = 32
+    hidden: int = 64
+    train_fraction: float = 0.5
+    hn_start_fraction: float = 0.25
+    device_wise: bool = True
+    one_shot: bool = False
+    one_shot_steps: int = 0
+
+
+class DWNPStrategy(ScheduledStrategy):
+    """Hypernetwork-generated channel sub-networks (DWNP, FedILP, FedOSP).
+
+    Args:
+        train_rounds: Rounds of the training phase.
+        settings: Hyperparameters.
+    """
+
+    def __init__(self, train_rounds: int, settings: DWNPSettings) -> None:
+        super().__init__(train_rounds)
+        self.settings = settings
+        self.device_budgets: NDArray[np.float64] | None = None
+        self.hn_steps_done = 0
+
+    # -- episode and schedule ----------------------------------------------------------------
+
+    def reset(self, trainer: TorchTrainer) -> None:
+        super().reset(trainer)
+        s = self.settings
+        n = trainer.num_devices
+        self.layout = ChannelLayout(trainer.model, trainer.client_data(0)[0][:1])
+        self.hn = HyperNetwork(
+            n + 1, self.layout.sizes, trainer.generator, s.embedding_dim, s.hidden, s.init_logit
+        ).to(trainer.device)
+        self.adam_state: dict[str, Any] | None = None
+        self.hn_steps_done = 0
+        self._cache: dict[int, Masks | None] = {}
+        self.final_gates: dict[int, list[torch.Tensor]] = {}
+        self.subsets: list[torch.Tensor] = []
+        for k in range(n):
+            size = len(trainer.client_data(k)[1])
+            keep = max(1, math.ceil(s.hn_subset_fraction * size))
+            self.subsets.append(torch.randperm(size, generator=trainer.generator)[:keep])
+        samples = float(np.mean(trainer.num_samples))
+        iterations = trainer.config.local_epochs * math.ceil(samples / trainer.config.batch_size)
+        self.hn_steps_per_round = max(1, round(iterations / s.r_hn))
+
+    @property
+    def hn_start_round(self) -> int:
+        return int(self.settings.hn_start_fraction * self.train_rounds)
+
+    def budget(self, device: int) -> float:
+        """p_d^n of device ``device`` (the agent may set them per device: wireless-aware option)."""
+        if self.device_budgets is None:
+            return self.settings.device_budget
+        return float(self.device_budgets[device])
+
+    def train_phase_round(self, trainer: TorchTrainer, arrived: Sequence[int]) -> None:
+        if self.settings.one_shot or self.rounds_done <= self.hn_start_round or not arrived:
+            return
+        self.train_hypernetwork(trainer, arrived, self.hn_steps_per_round)
+
+    def server_prune(self, trainer: TorchTrainer) -> Masks:
+        s = self.settings
+        if s.one_shot:
+            hn_rounds = max(1, self.train_rounds - self.hn_start_round)
+            steps = s.one_shot_steps or hn_rounds * self.hn_steps_per_round
+            self.train_hypernetwork(trainer, list(range(trainer.num_devices)), steps)
+        server = self.gates(0)
+        self.final_gates = {0: server}
+        for k in range(trainer.num_devices):
+            self.final_gates[k + 1] = self.gates(k + 1) if s.device_wise else server
+        self._cache = {}
+        return self.layout.masks(server)
+
+    # -- sub-networks --------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def gates(self, index: int) -> list[torch.Tensor]:
+        """Deterministic 0/1 gates of sub-network ``index`` (0 = server ``a^0``; n + 1 = device n's
+        ``a^0 * a^n``, or ``a^0`` without device-wise sub-networks)."""
+        if index in self.final_gates:
+            return self.final_gates[index]
+        logits0 = self.hn(0)
+        a0 = self.layout.binarize([gumbel_sigmoid_st(z, self.settings.temperature) for z in logits0], logits0)
+        if index == 0 or not self.settings.device_wise:
+            return a0
+        logits = self.hn(index)
+        an = [gumbel_sigmoid_st(z, self.settings.temperature) for z in logits]
+        return self.layout.binarize([x * y for x, y in zip(a0, an, strict=True)], logits)
+
+    def flops_fraction(self, index: int) -> float:
+        """Kept share of the FLOPs of sub-network ``index`` (exact)."""
+        return float(self.layout.flops(self.gates(index))) / self.layout.total_flops
+
+    def device_masks(self, trainer: TorchTrainer, device: int) -> Masks | None:
+        if not self.pruned and (self.settings.one_shot or self.hn_steps_done == 0):
+            return None  # dense training before the HN has said anything
+        if device not in self._cache:
+            masks = self.layout.masks(self.gates(device + 1))
+            self._cache[device] = masks or None
+        return self._cache[device]
+
+    # -- hypernetwork training (Eq. 6) ---------------------------------------------------------
+
+    def hn_loss(self, trainer: TorchTrainer, hn: HyperNetwork, device: int) -> torch.Tensor:
+        """Device ``device``'s share of Eq. 6: cross-entropy of the gated model on a batch of its HN
+        subset plus lambda times the FLOPs regularisers of ``a^0`` and ``a^0 * a^n``.
+
+        The cross-entropy sees Gumbel-noised gates (exploration, as the paper's ST Gumbel-sigmoid);
+        the regularisers see the noise-free straight-through gates, i.e. the sub-network that is
+        actually deployed (``logits > 0``). With noise in the regulariser too, the sampled
+        sub-networks meet the budget while the deployed ones (every logit still > 0) do not: the
+        paper does not say how it handles that gap. R is one-sided: below its budget only the
+        cross-entropy holds a sub-network up, so with briefly trained weights the sub-networks
+        overshoot below their budgets (measured in the tests and the reproduction).
+        """
+        s = self.settings
+        generator = trainer.generator
+        logits0 = hn(0)
+        a0 = [gumbel_sigmoid_st(z, s.temperature, generator) for z in logits0]
+        a0_det = [gumbel_sigmoid_st(z, s.temperature) for z in logits0]
+        total = self.layout.total_flops
+        if s.device_wise:
+            logits_n = hn(device + 1)
+            an = [gumbel_sigmoid_st(z, s.temperature, generator) for z in logits_n]
+            an_det = [gumbel_sigmoid_st(z, s.temperature) for z in logits_n]
+            gates = [x * y for x, y in zip(a0, an, strict=True)]
+            device_det = [x * y for x, y in zip(a0_det, an_det, strict=True)]
+            reg = flops_regulariser(self.layout.flops(a0_det) / total, s.server_budget)
+            reg = reg + flops_regulariser(self.layout.flops(device_det) / total, self.budget(device))
+        else:
+            gates = a0
+            reg = flops_regulariser(self.layout.flops(a0_det) / total, self.budget(device))
+        x_all, y_all = trainer.client_data(device)
+        subset = self.subsets[device]
+        pick = subset[torch.randperm(len(subset), generator=generator)[: trainer.config.batch_size]]
+        pick = pick.to(x_all.device)
+        with gated(trainer.model, self.layout, gates):
+            loss = F.cross_entropy(trainer.model(x_all[pick]), y_all[pick])
+        return loss + s.reg_weight * reg
+
+    def train_hypernetwork(self, trainer: TorchTrainer, devices: Sequence[int], steps: int) -> None:
+        """``steps`` HN steps on every device in ``devices`` with W frozen; HN parameters and Adam
+        moments averaged over the devices every ``r_theta`` steps."""
+        model = trainer.model
+        requires = [p.requires_grad for p in model.parameters()]
+        was_training = model.training
+        model.requires_grad_(False)
+        model.eval()  # W frozen: no BatchNorm statistics updates either
+        try:
+            done = 0
+            while done < steps:
+                block = min(self.settings.r_theta, steps - done)
+                states, moments = [], []
+                for device in devices:
+                    local = copy.deepcopy(self.hn)
+                    optimizer = torch.optim.Adam(local.parameters(), lr=self.settings.hn_learning_rate)
+                    if self.adam_state is not None:
+                        optimizer.load_state_dict(self.adam_state)
+                    for _ in range(block):
+                        optimizer.zero_grad(set_to_none=True)
+                        self.hn_loss(trainer, local, device).backward()  # type: ignore[no-untyped-call]
+                        optimizer.step()
+                    states.append(local.state_dict())
+                    moments.append(optimizer.state_dict())
+                self.hn.load_state_dict(_mean_states(states))
+                self.adam_state = _mean_optimizer_states(moments)
+                done += block
+        finally:
+            for p, flag in zip(model.parameters(), requires, strict=True):
+                p.requires_grad_(flag)
+            model.train(was_training)
+        self.hn_steps_done += steps
+        self._cache = {}
+
+
+def _mean_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([s[k].float() for s in states]).mean(0).to(states[0][k].dtype) for k in states[0]}
+
+
+def _mean_optimizer_states(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    result = copy.deepcopy(states[0])
+    for index, entry in result["state"].items():
+        for key, value in entry.items():
+            if key != "step" and isinstance(value, torch.Tensor):
+                entry[key] = torch.stack([s["state"][index][key] for s in states]).mean(0)
+    return result

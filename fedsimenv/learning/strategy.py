@@ -1,0 +1,56 @@
+"""Training strategies: server-side algorithm hooks of the torch trainer.
+
+Some federated pruning algorithms are more than "a pruning rate per device and round": the *server*
+decides each device's mask from state of its own (PruneFL's adaptive kept set, DWNP's hypernetwork,
+a one-shot mask fixed after training) and may do work of its own after aggregation (train a
+hypernetwork, prune the global model permanently). A :class:`TrainingStrategy` is that server logic.
+An agent that needs one builds it and installs it with :meth:`TorchTrainer.use_strategy`; the trainer
+then calls its hooks at fixed points of every round:
+
+* :meth:`TrainingStrategy.reset` at the end of ``trainer.reset`` (data split and model exist);
+* :meth:`TrainingStrategy.masks` in ``prepare_round`` for each selected device with ``rho > 0``, in
+  place of the scenario's pruning method (return ``None`` to fall back to it). ``rho = 0`` always
+  means the unpruned model, so an agent whose strategy prunes sends the achieved rate (> 0);
+* :meth:`TrainingStrategy.after_round` in ``train_round`` after aggregation, before evaluation.
+
+The strategy lives in the learning plane's terms (a model, masks, the clients' data); it never sees
+the wireless simulation. What it needs from the timing plane (e.g. PruneFL's per-parameter times) the
+agent passes in from its :class:`~fedsimenv.view.SystemView`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+
+from fedsimenv.learning.pruning import Masks
+
+if TYPE_CHECKING:
+    from fedsimenv.learning.trainer import TorchTrainer
+
+State = dict[str, torch.Tensor]
+
+
+class TrainingStrategy:
+    """Base class of server-side strategies; every hook is a no-op by default.
+
+    Attributes:
+        sparse_index_overhead: Whether the masks this strategy returns are unstructured (an upload
+            then carries one mask bit per prunable weight, as for unstructured pruning methods).
+    """
+
+    sparse_index_overhead: bool = False
+
+    def reset(self, trainer: TorchTrainer) -> None:
+        """A new episode started: the trainer's data split and fresh global model are in place."""
+
+    def masks(self, trainer: TorchTrainer, device: int, rho: float) -> Masks | None:
+        """Device ``device``'s keep-masks for this round, or ``None`` for the scenario's pruner."""
+        return None
+
+    def after_round(
+        self, trainer: TorchTrainer, arrived: Sequence[int], previous: Mapping[str, torch.Tensor]
+    ) -> None:
+        """Called after aggregation; ``previous`` is the global state before it (a copy)."""
