@@ -131,3 +131,28 @@ def test_written_config_reloads_to_the_same_scenario(tmp_path: Path) -> None:
     assert main(["run", "tiny", "--rounds", "1", "--seed", "4", "--out", str(out), "--quiet"]) == 0
     reloaded = load_scenario(out / "config.yaml")
     assert reloaded == load_scenario("tiny", {"episode.max_rounds": 1, "seed": 4})
+
+
+def test_missing_dataset_files_exit_2_naming_what_to_put_where(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fedsimenv",
+            "run",
+            "cifar10-resnet20",
+            "--rounds",
+            "1",
+            "--quiet",
+            "--set",
+            f"learning.data_dir={tmp_path}",
+            "--set",
+            "learning.device=cpu",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "data_batch_1" in result.stderr and str(tmp_path) in result.stderr
+    assert "Traceback" not in result.stderr

@@ -23,8 +23,8 @@ CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
 CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset's files are not where the scenario says."""
+class DatasetNotFoundError(FileNotFoundError, ValueError):
+    """A dataset's files are not where the scenario says (bad input: the CLI exits 2 with this message)."""
 
 
 @dataclass(frozen=True)
