@@ -93,15 +93,12 @@ class RoundRecord:
         }
 
 
-class RecordingTrainer(Trainer):
-    """Delegates to the real trainer and remembers the env's request, the costs and the result."""
+class _WrappedTrainer(Trainer):
+    """A trainer that hands everything to ``inner``; subclasses intercept the synchronous round."""
 
     def __init__(self, inner: Trainer) -> None:
         super().__init__(inner.config, inner.num_devices)
         self.inner = inner
-        self._request: dict[int, float] = {}
-        self._costs: dict[int, ModelCost] = {}
-        self.last: tuple[dict[int, float], dict[int, ModelCost], list[int], LearningResult] | None = None
 
     def reset(self, streams: EpisodeStreams) -> LearningResult:
         return self.inner.reset(streams)
@@ -132,6 +129,16 @@ class RecordingTrainer(Trainer):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.inner.load_state_dict(state)
+
+
+class RecordingTrainer(_WrappedTrainer):
+    """Delegates to the real trainer and remembers the env's request, the costs and the result."""
+
+    def __init__(self, inner: Trainer) -> None:
+        super().__init__(inner)
+        self._request: dict[int, float] = {}
+        self._costs: dict[int, ModelCost] = {}
+        self.last: tuple[dict[int, float], dict[int, ModelCost], list[int], LearningResult] | None = None
 
     def prepare_round(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
         costs = self.inner.prepare_round(pruning_rate)
@@ -168,7 +175,7 @@ class RecordingTrainer(Trainer):
         )
 
 
-class ReplayTrainer(Trainer):
+class ReplayTrainer(_WrappedTrainer):
     """Plays back recorded rounds instead of training; other queries go to the real trainer.
 
     The only other query the env makes is the system view's unpruned cost (rho = 0), which depends on
@@ -176,40 +183,9 @@ class ReplayTrainer(Trainer):
     """
 
     def __init__(self, inner: Trainer, records: Sequence[RoundRecord]) -> None:
-        super().__init__(inner.config, inner.num_devices)
-        self.inner = inner
+        super().__init__(inner)
         self.records = list(records)
         self.index = 0
-
-    def reset(self, streams: EpisodeStreams) -> LearningResult:
-        return self.inner.reset(streams)
-
-    def __getattr__(self, name: str) -> Any:
-        # Anything else a trainer offers (e.g. an async entry point) is the real trainer's.
-        inner = self.__dict__.get("inner")
-        if inner is None:
-            raise AttributeError(name)
-        return getattr(inner, name)
-
-    @property
-    def num_samples(self) -> NDArray[np.int64]:
-        return self.inner.num_samples
-
-    def download_bits(self) -> float:
-        return self.inner.download_bits()
-
-    def prepare_async(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
-        # Async rounds are neither recorded nor replayed (checkpoints are off under async).
-        return self.inner.prepare_async(pruning_rate)
-
-    def train_async(self, arrived: Sequence[int], staleness: Sequence[int]) -> LearningResult:
-        return self.inner.train_async(arrived, staleness)
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.inner.load_state_dict(state)
 
     def prepare_round(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
         record = self.records[self.index]
