@@ -120,8 +120,7 @@ def train_batched(model: nn.Module, jobs: Sequence[LocalJob], sgd: SGDConfig) ->
     offsets = [0, *torch.cumsum(torch.tensor([len(job.y) for job in jobs]), 0).tolist()]
     x_all = torch.cat([job.x for job in jobs])
     y_all = torch.cat([job.y for job in jobs])
-    schedules = [_batches(job, sgd.batch_size) for job in jobs]
-    steps = max(len(s) for s in schedules)
+    index_all, weight_all, active_all = _step_plan(jobs, offsets, sgd.batch_size, device)
 
     def loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         logits = functional_call(model, p, (x,))
@@ -129,18 +128,7 @@ def train_batched(model: nn.Module, jobs: Sequence[LocalJob], sgd: SGDConfig) ->
         return (per_sample * w).sum() / w.sum().clamp_min(1.0)
 
     batched_grad = vmap(grad(loss))
-    for step in range(steps):
-        index = torch.zeros((num, sgd.batch_size), dtype=torch.long)
-        weight = torch.zeros((num, sgd.batch_size))
-        active = torch.zeros(num, dtype=torch.bool)
-        for client, schedule in enumerate(schedules):
-            if step < len(schedule):
-                batch = schedule[step]
-                index[client, : len(batch)] = batch + offsets[client]
-                index[client, len(batch) :] = offsets[client]  # any real sample; its weight is 0
-                weight[client, : len(batch)] = 1.0
-                active[client] = True
-        index, weight, active = index.to(device), weight.to(device), active.to(device)
+    for index, weight, active in zip(index_all, weight_all, active_all, strict=True):
         grads = batched_grad(params, x_all[index], y_all[index], weight)
         for k, g in grads.items():
             keep = active.view(-1, *([1] * (g.dim() - 1)))
@@ -156,6 +144,32 @@ def train_batched(model: nn.Module, jobs: Sequence[LocalJob], sgd: SGDConfig) ->
                 new = new * mask_stack[k]
             params[k] = torch.where(keep, new, params[k])
     return [{k: params[k][i].clone() for k in base} for i in range(num)]
+
+
+def _step_plan(
+    jobs: Sequence[LocalJob], offsets: Sequence[int], batch_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every step's (K, B) sample indices into the concatenated data, loss weights and active flags.
+
+    Built once per cohort with tensor ops (a Python loop over clients and epochs, not over steps). A
+    batch never crosses an epoch boundary: each epoch's order is padded to whole batches with -1, which
+    becomes weight 0 (and index = the client's first sample, any real one will do).
+    """
+    plans = []
+    for job in jobs:
+        per_epoch = [
+            F.pad(order, (0, steps_per_epoch(len(order), batch_size) * batch_size - len(order)), value=-1)
+            for order in job.orders
+        ]
+        plans.append(torch.cat(per_epoch).view(-1, batch_size))
+    steps = max(len(p) for p in plans)
+    padded = torch.stack([F.pad(p, (0, 0, 0, steps - len(p)), value=-1) for p in plans])  # (K, S, B)
+    offset = torch.tensor(offsets[: len(jobs)], dtype=torch.long).view(-1, 1, 1)
+    real = padded >= 0
+    index = torch.where(real, padded + offset, offset).transpose(0, 1).contiguous()  # (S, K, B)
+    weight = real.to(torch.float32).transpose(0, 1).contiguous()
+    active = weight.sum(dim=2) > 0
+    return index.to(device), weight.to(device), active.to(device)
 
 
 def steps_per_epoch(num_samples: int, batch_size: int) -> int:
