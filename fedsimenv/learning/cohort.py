@@ -128,21 +128,24 @@ def train_batched(model: nn.Module, jobs: Sequence[LocalJob], sgd: SGDConfig) ->
         return (per_sample * w).sum() / w.sum().clamp_min(1.0)
 
     batched_grad = vmap(grad(loss))
-    for index, weight, active in zip(index_all, weight_all, active_all, strict=True):
+    everyone = active_all.all(dim=1).tolist()  # steps where no client is frozen (the common case)
+    for step, (index, weight, active) in enumerate(zip(index_all, weight_all, active_all, strict=True)):
         grads = batched_grad(params, x_all[index], y_all[index], weight)
         for k, g in grads.items():
             keep = active.view(-1, *([1] * (g.dim() - 1)))
             if sgd.momentum > 0:
                 # torch.optim.SGD: buf = momentum * buf + g (buf starts as g), p -= lr * buf.
                 new_buffer = sgd.momentum * momentum_buffers[k] + g
-                momentum_buffers[k] = torch.where(keep, new_buffer, momentum_buffers[k])
+                momentum_buffers[k] = (
+                    new_buffer if everyone[step] else torch.where(keep, new_buffer, momentum_buffers[k])
+                )
                 update = new_buffer
             else:
                 update = g
             new = params[k] - sgd.learning_rate * update
             if k in mask_stack:
                 new = new * mask_stack[k]
-            params[k] = torch.where(keep, new, params[k])
+            params[k] = new if everyone[step] else torch.where(keep, new, params[k])
     return [{k: params[k][i].clone() for k in base} for i in range(num)]
 
 
