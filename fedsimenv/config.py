@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class _Frozen(BaseModel):
@@ -65,21 +73,20 @@ class ChannelConfig(_Frozen):
     )
     mobility: ComponentConfig = ComponentConfig(model="static")
 
-    @field_validator("shadowing")
+    @field_validator("path_loss", "shadowing", "fading", "mobility")
     @classmethod
-    def _check_shadowing(cls, value: ComponentConfig | None) -> ComponentConfig | None:
-        from channels import SHADOWING_MODELS
+    def _check_component(cls, value: ComponentConfig | None, info: ValidationInfo) -> ComponentConfig | None:
+        # The named model must exist and its params must fit that model's own Params schema.
+        import channels
 
+        registries: dict[str, Any] = {
+            "path_loss": channels.PATH_LOSS_MODELS,
+            "shadowing": channels.SHADOWING_MODELS,
+            "fading": channels.FADING_MODELS,
+            "mobility": channels.MOBILITY_MODELS,
+        }
         if value is not None:
-            SHADOWING_MODELS.get(value.model).Params.model_validate(value.params)
-        return value
-
-    @field_validator("mobility")
-    @classmethod
-    def _check_mobility(cls, value: ComponentConfig) -> ComponentConfig:
-        from channels import MOBILITY_MODELS
-
-        MOBILITY_MODELS.get(value.model).Params.model_validate(value.params)
+            registries[str(info.field_name)].get(value.model).Params.model_validate(value.params)
         return value
 
     @model_validator(mode="after")
@@ -87,22 +94,6 @@ class ChannelConfig(_Frozen):
         if self.shadowing is not None and self.shadowing_std_db != 0:
             raise ValueError("give either shadowing_std_db or a shadowing model, not both")
         return self
-
-    @field_validator("path_loss")
-    @classmethod
-    def _check_path_loss(cls, value: ComponentConfig) -> ComponentConfig:
-        from channels import PATH_LOSS_MODELS
-
-        PATH_LOSS_MODELS.get(value.model).Params.model_validate(value.params)
-        return value
-
-    @field_validator("fading")
-    @classmethod
-    def _check_fading(cls, value: ComponentConfig) -> ComponentConfig:
-        from channels import FADING_MODELS
-
-        FADING_MODELS.get(value.model).Params.model_validate(value.params)
-        return value
 
 
 class Constant(_Frozen):

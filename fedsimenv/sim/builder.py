@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar, Protocol, TypeVar
+
+from pydantic import BaseModel
+
 from channels import (
     FADING_MODELS,
     MOBILITY_MODELS,
@@ -11,35 +15,43 @@ from channels import (
     DynamicChannel,
     MobilityModel,
 )
-from fedsimenv.config import ScenarioConfig
+from fedsimenv.config import ComponentConfig, ScenarioConfig
+from fedsimenv.registry import Registry
 from fedsimenv.seeding import EpisodeStreams
 from fedsimenv.sim.availability import MarkovAvailability
 from fedsimenv.sim.simulator import RoundSimulator
 from fedsimenv.sim.world import build_fleet
 
 
+class _Component(Protocol):
+    Params: ClassVar[type[BaseModel]]
+
+    def __init__(self, params: BaseModel) -> None: ...
+
+
+C = TypeVar("C", bound=_Component)
+
+
+def build_component(registry: Registry[type[C]], spec: ComponentConfig) -> C:
+    """Instantiate the registered class ``spec.model`` with ``spec.params`` validated by its Params."""
+    cls = registry.get(spec.model)
+    return cls(cls.Params.model_validate(spec.params))
+
+
 def build_channel(config: ScenarioConfig) -> ChannelModel:
     """The scenario's channel model (path loss, shadowing, fading), from the registries."""
     spec = config.channel
-    path_loss_cls = PATH_LOSS_MODELS.get(spec.path_loss.model)
-    fading_cls = FADING_MODELS.get(spec.fading.model)
-    shadowing = None
-    if spec.shadowing is not None:
-        shadowing_cls = SHADOWING_MODELS.get(spec.shadowing.model)
-        shadowing = shadowing_cls(shadowing_cls.Params.model_validate(spec.shadowing.params))
     return ChannelModel(
-        path_loss=path_loss_cls(path_loss_cls.Params.model_validate(spec.path_loss.params)),
-        fading=fading_cls(fading_cls.Params.model_validate(spec.fading.params)),
+        path_loss=build_component(PATH_LOSS_MODELS, spec.path_loss),
+        fading=build_component(FADING_MODELS, spec.fading),
         shadowing_std_db=spec.shadowing_std_db,
-        shadowing=shadowing,
+        shadowing=None if spec.shadowing is None else build_component(SHADOWING_MODELS, spec.shadowing),
     )
 
 
 def build_mobility(config: ScenarioConfig) -> MobilityModel:
     """The scenario's mobility model, from the registry (``reset`` it before use)."""
-    spec = config.channel.mobility
-    mobility_cls = MOBILITY_MODELS.get(spec.model)
-    return mobility_cls(mobility_cls.Params.model_validate(spec.params))
+    return build_component(MOBILITY_MODELS, config.channel.mobility)
 
 
 def build_simulator(config: ScenarioConfig, streams: EpisodeStreams) -> RoundSimulator:
