@@ -19,7 +19,7 @@ through small "advance by ``dt_s``" methods so that the simulator can step them 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -164,10 +164,3 @@ PATH_LOSS_MODELS: Registry[type[PathLossModel]] = Registry("path-loss model")
 FADING_MODELS: Registry[type[FadingModel]] = Registry("fading model")
 SHADOWING_MODELS: Registry[type[ShadowingModel]] = Registry("shadowing model")
 MOBILITY_MODELS: Registry[type[MobilityModel]] = Registry("mobility model")
-
-Component = type[PathLossModel] | type[FadingModel] | type[ShadowingModel] | type[MobilityModel]
-
-
-def validate_params(cls: Component, params: dict[str, Any]) -> BaseModel:
-    """Validate a component's params dict against its ``Params`` model."""
-    return cls.Params.model_validate(params)

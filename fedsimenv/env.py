@@ -26,10 +26,10 @@ from fedsimenv.rewards import REWARDS, RoundOutcome
 from fedsimenv.scenario import load_scenario
 from fedsimenv.seeding import EpisodeStreams, child_sequence
 from fedsimenv.sim import DeviceWorkload, RoundDecision, RoundReport, RoundSimulator
-from fedsimenv.sim.builder import build_channel, build_mobility, build_simulator
+from fedsimenv.sim.builder import build_simulator
 from fedsimenv.view import SystemView
 
-__all__ = ["GAIN_DB_RANGE", "MAX_CPU_FREQ_GHZ", "WirelessFLEnv", "build_channel", "build_mobility"]
+__all__ = ["GAIN_DB_RANGE", "MAX_CPU_FREQ_GHZ", "WirelessFLEnv"]
 
 #: ``info["episode_end"]`` values, in order of precedence (empty string while the episode goes on).
 END_REASONS = ("target_accuracy", "time_budget", "energy_budget", "max_rounds")

@@ -2,7 +2,9 @@
 
 Library code never touches numpy's or torch's global RNG. An episode owns a
 :class:`numpy.random.SeedSequence`; each consumer gets its own child stream by *name*, so adding a
-new consumer later does not shift the streams of the existing ones.
+new consumer later does not shift the streams of the existing ones. The streams in use: ``world``
+(positions, hardware), ``channel`` (its evolution), ``availability``, ``partition`` (data split),
+``training`` (init, pruning, batch order) and ``agent``.
 """
 
 from __future__ import annotations
@@ -11,9 +13,6 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-
-#: The streams of one episode. The name -> spawn key mapping is fixed (hash of the name).
-STREAM_NAMES = ("world", "channel", "availability", "partition", "training", "agent")
 
 
 def _name_key(name: str) -> int:

@@ -13,9 +13,9 @@ import yaml
 from channels import MOBILITY_MODELS, SHADOWING_MODELS, ChannelModel, DynamicChannel
 from channels.base import MobilityModel, ShadowingModel
 from channels.mobility import uniform_in_annulus
-from fedsimenv.env import build_channel, build_mobility
 from fedsimenv.scenario import ScenarioError, load_scenario
 from fedsimenv.sim import build_fleet
+from fedsimenv.sim.builder import build_channel, build_mobility
 
 RADIUS_M, MIN_M = 500.0, 10.0
 
