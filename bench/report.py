@@ -1,0 +1,227 @@
+"""Figures, paired ratios and the machine description of one benchmark run; markdown and JSON out.
+
+A :class:`Figure` is one measured quantity with all its repeats (median and min-max are derived, never
+stored). A :class:`Ratio` compares two figures measured in the same run: when both have the same
+number of repeats and were taken alternately, the ratio is formed repeat by repeat (so a load spike on
+this shared machine hits numerator and denominator alike) and its median and range are reported;
+otherwise it is the ratio of the medians. Files are written to a temporary name and renamed, so an
+interrupted run never leaves a half-written report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured quantity.
+
+    Attributes:
+        section: Heading the figure is reported under (e.g. "FedAvg round").
+        name: What was measured, including the case (e.g. "fedsimenv batched, N=50").
+        unit: Unit of every sample (e.g. "ms/round", "GFLOP/s").
+        samples: One value per repeat.
+        higher_is_better: For reading the table; ratios are always numerator / denominator.
+        note: Free text shown next to the figure.
+    """
+
+    section: str
+    name: str
+    unit: str
+    samples: tuple[float, ...]
+    higher_is_better: bool = False
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def minimum(self) -> float:
+        return min(self.samples)
+
+    @property
+    def maximum(self) -> float:
+        return max(self.samples)
+
+
+def figure(
+    section: str,
+    name: str,
+    unit: str,
+    samples: Sequence[float],
+    *,
+    higher_is_better: bool = False,
+    note: str = "",
+) -> Figure:
+    if not samples:
+        raise ValueError(f"figure {section!r}/{name!r}: no samples")
+    return Figure(section, name, unit, tuple(float(s) for s in samples), higher_is_better, note)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """``numerator / denominator`` of two figures of the same run, with an optional target.
+
+    Attributes:
+        name: What the ratio says (e.g. "speed-up batched vs plain loop, N=50").
+        numerator, denominator: The figures compared.
+        target: The ratio must be >= target to count as met (None: no target).
+    """
+
+    name: str
+    numerator: Figure
+    denominator: Figure
+    target: float | None = None
+
+    @property
+    def paired(self) -> bool:
+        return len(self.numerator.samples) == len(self.denominator.samples) > 1
+
+    @property
+    def samples(self) -> tuple[float, ...]:
+        if self.paired:
+            return tuple(a / b for a, b in zip(self.numerator.samples, self.denominator.samples, strict=True))
+        return (self.numerator.median / self.denominator.median,)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.target is None else self.median >= self.target
+
+
+@dataclass
+class Report:
+    """Everything one run measured, in the order it was measured."""
+
+    machine: dict[str, Any]
+    figures: list[Figure] = field(default_factory=list)
+    ratios: list[Ratio] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, *figures: Figure) -> None:
+        self.figures.extend(figures)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "figures": [
+                {
+                    "section": f.section,
+                    "name": f.name,
+                    "unit": f.unit,
+                    "median": f.median,
+                    "min": f.minimum,
+                    "max": f.maximum,
+                    "samples": list(f.samples),
+                    "higher_is_better": f.higher_is_better,
+                    "note": f.note,
+                }
+                for f in self.figures
+            ],
+            "ratios": [
+                {
+                    "name": r.name,
+                    "numerator": f"{r.numerator.section} / {r.numerator.name}",
+                    "denominator": f"{r.denominator.section} / {r.denominator.name}",
+                    "median": r.median,
+                    "min": min(r.samples),
+                    "max": max(r.samples),
+                    "paired": r.paired,
+                    "target": r.target,
+                    "met": r.met,
+                }
+                for r in self.ratios
+            ],
+            "notes": self.notes,
+        }
+
+    def to_markdown(self, title: str = "fedsimenv benchmark report") -> str:
+        lines = [f"# {title}", "", "## Machine", ""]
+        lines += [f"- {key}: {value}" for key, value in self.machine.items()]
+        sections: dict[str, list[Figure]] = {}
+        for f in self.figures:
+            sections.setdefault(f.section, []).append(f)
+        for section, figures in sections.items():
+            lines += ["", f"## {section}", "", "| figure | unit | median | min | max | repeats | note |"]
+            lines.append("|---|---|---:|---:|---:|---:|---|")
+            for f in figures:
+                lines.append(
+                    f"| {f.name} | {f.unit} | {_fmt(f.median)} | {_fmt(f.minimum)} | {_fmt(f.maximum)} "
+                    f"| {len(f.samples)} | {f.note} |"
+                )
+        if self.ratios:
+            lines += ["", "## Ratios (same run)", "", "| ratio | median | min | max | how | target | met |"]
+            lines.append("|---|---:|---:|---:|---|---:|---|")
+            for r in self.ratios:
+                how = "paired repeats" if r.paired else "ratio of medians"
+                target = "" if r.target is None else f">= {r.target:g}"
+                met = "" if r.met is None else ("yes" if r.met else "**no**")
+                lines.append(
+                    f"| {r.name} | {r.median:.2f}x | {min(r.samples):.2f}x | {max(r.samples):.2f}x "
+                    f"| {how} | {target} | {met} |"
+                )
+        if self.notes:
+            lines += ["", "## Notes", ""] + [f"- {note}" for note in self.notes]
+        return "\n".join(lines) + "\n"
+
+    def write(self, markdown_path: Path, json_path: Path) -> None:
+        _write_atomically(markdown_path, self.to_markdown())
+        _write_atomically(json_path, json.dumps(self.to_json(), indent=2) + "\n")
+
+
+def _fmt(value: float) -> str:
+    if value == 0 or 1e-3 <= abs(value) < 1e6:
+        return f"{value:.4g}"
+    return f"{value:.3e}"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def machine_description() -> dict[str, Any]:
+    """CPU model, cores, torch threads and versions, GPU if any, load at start (Linux-centric)."""
+    cpu_model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    description: dict[str, Any] = {
+        "cpu": cpu_model,
+        "logical cores (usable)": usable,
+        "torch threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+    }
+    if hasattr(os, "getloadavg"):
+        description["load average at start (1/5/15 min)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return description
