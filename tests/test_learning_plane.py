@@ -16,7 +16,14 @@ from torch import nn
 
 from fedsimenv.config import LearningConfig
 from fedsimenv.learning.aggregation import heterofl_aggregate, masked_fedavg, r2sp_fedavg, width_slice
-from fedsimenv.learning.cohort import LocalJob, SGDConfig, draw_orders, train_batched, train_sequential
+from fedsimenv.learning.cohort import (
+    Engine,
+    LocalJob,
+    SGDConfig,
+    draw_orders,
+    train_batched,
+    train_sequential,
+)
 from fedsimenv.learning.data import device_test_split, load_digits, natural_partition, shard_partition
 from fedsimenv.learning.datasets import DatasetNotFoundError, DatasetSpec, load_dataset
 from fedsimenv.learning.flops import forward_flops_per_sample, layer_costs
@@ -207,8 +214,11 @@ def test_device_test_split_follows_the_device_label_mix() -> None:
 # -- batched cohort training -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("engine", ["grouped", "vmap"])
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_batched_and_sequential_cohort_training_give_the_same_weights(momentum: float) -> None:
+def test_batched_and_sequential_cohort_training_give_the_same_weights(
+    momentum: float, engine: Engine
+) -> None:
     data = load_digits()
     model = build_model("small-cnn", (1, 8, 8), 10, torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(1)
@@ -223,7 +233,7 @@ def test_batched_and_sequential_cohort_training_give_the_same_weights(momentum: 
         )
     sgd = SGDConfig(learning_rate=0.05, momentum=momentum, batch_size=16)
     for a, b, job in zip(
-        train_sequential(model, jobs, sgd), train_batched(model, jobs, sgd), jobs, strict=True
+        train_sequential(model, jobs, sgd), train_batched(model, jobs, sgd, engine), jobs, strict=True
     ):
         for key in a:
             torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5)

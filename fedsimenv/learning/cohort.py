@@ -5,7 +5,8 @@ minibatch SGD (optionally with momentum) on its own data in a pre-drawn order, a
 mask after each step so pruned entries stay exactly zero.
 
 The batched path stacks the K devices' parameters (``torch.func.stack_module_state``-style) and
-takes one ``vmap(grad(loss))`` step for all of them at once. Devices with fewer samples are padded:
+takes one step for all of them at once: the forward is ``vmap``-ed over the devices, the backward
+is ordinary autograd of the summed per-device losses. Devices with fewer samples are padded:
 padded samples have weight 0 in the loss, and a device with no batch left at a step is frozen. The
 loss of a batch is the mean over its real samples, as in the sequential path, so both give the same
 weights up to float rounding (tested to 1e-5). It needs models without buffers (no BatchNorm running
@@ -17,15 +18,20 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, vmap
+
+from fedsimenv.learning.grouped import GroupedModel, UnsupportedModel
 
 State = dict[str, torch.Tensor]
+Engine = Literal["auto", "grouped", "vmap"]
+ENGINES: tuple[Engine, ...] = ("auto", "grouped", "vmap")
 
 
 @dataclass(frozen=True)
@@ -91,11 +97,22 @@ def train_sequential(model: nn.Module, jobs: Sequence[LocalJob], sgd: SGDConfig)
     return results
 
 
-def train_batched(model: nn.Module, jobs: Sequence[LocalJob], sgd: SGDConfig) -> list[State]:
-    """Train all jobs at once with ``vmap(grad(loss))``; same result as :func:`train_sequential`.
+def train_batched(
+    model: nn.Module, jobs: Sequence[LocalJob], sgd: SGDConfig, engine: Engine = "auto"
+) -> list[State]:
+    """Train all jobs at once; same result as :func:`train_sequential` up to float rounding.
+
+    Args:
+        model: The global model (not modified).
+        jobs: One per device.
+        sgd: Optimiser settings shared by all devices.
+        engine: How the K copies run: "grouped" (:mod:`fedsimenv.learning.grouped`, one grouped
+            convolution per layer), "vmap" (``torch.func.vmap`` of the forward, any buffer-free
+            model), or "auto" (grouped when the model's operations allow it, else vmap).
 
     Raises:
-        ValueError: the model has buffers (see :func:`can_batch`).
+        ValueError: the model has buffers (see :func:`can_batch`), or ``engine="grouped"`` for a
+            model the grouped layout cannot run.
     """
     if not can_batch(model):
         raise ValueError("batched cohort training needs a model without buffers (e.g. no BatchNorm)")
@@ -111,10 +128,13 @@ def train_batched(model: nn.Module, jobs: Sequence[LocalJob], sgd: SGDConfig) ->
         for k, v in base.items()
         if any(k in job.masks for job in jobs)
     }
+    names = list(base)
     params = {k: v.unsqueeze(0).repeat(num, *([1] * v.dim())) for k, v in base.items()}
     for k, mask in mask_stack.items():
         params[k] = params[k] * mask
-    momentum_buffers = {k: torch.zeros_like(v) for k, v in params.items()}
+    for v in params.values():
+        v.requires_grad_(True)
+    momentum_buffers = [torch.zeros_like(v) for v in params.values()]
 
     # All devices' data in one tensor, so each step gathers its (K, B) batch in one indexing op.
     offsets = [0, *torch.cumsum(torch.tensor([len(job.y) for job in jobs]), 0).tolist()]
@@ -122,31 +142,107 @@ def train_batched(model: nn.Module, jobs: Sequence[LocalJob], sgd: SGDConfig) ->
     y_all = torch.cat([job.y for job in jobs])
     index_all, weight_all, active_all = _step_plan(jobs, offsets, sgd.batch_size, device)
 
+    total_loss = _summed_loss(model, params, engine)
+    stacked = [params[k] for k in names]
+    masks = [mask_stack.get(k) for k in names]
+    everyone = active_all.all(dim=1).tolist()  # steps where no device is frozen (the common case)
+    for step, (index, weight, active) in enumerate(zip(index_all, weight_all, active_all, strict=True)):
+        total = total_loss(x_all[index], y_all[index], weight)
+        grads = list(torch.autograd.grad(total, stacked))
+        with torch.no_grad():
+            if everyone[step]:
+                _sgd_step(stacked, grads, momentum_buffers, masks, sgd)
+            else:
+                _sgd_step_partial(stacked, grads, momentum_buffers, masks, sgd, active)
+    # Views into the stacked tensors, which nothing else holds: no per-device copy needed.
+    return [
+        dict(zip(names, parts, strict=True))
+        for parts in zip(*(v.detach().unbind(0) for v in stacked), strict=True)
+    ]
+
+
+def _summed_loss(
+    model: nn.Module, params: dict[str, torch.Tensor], engine: Engine
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``f(x, y, w)``: the sum over devices of each device's weighted mean cross-entropy.
+
+    Only the forward is batched; ordinary autograd runs the backward of the sum. Device k's parameters
+    reach only device k's loss, so d(sum)/d(params[k]) is device k's own gradient. (That is faster on
+    CPU than ``vmap(grad(loss))``, whose per-op transform layers cost more than the kernels.)
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown cohort engine {engine!r}; allowed values: {', '.join(ENGINES)}")
+    grouped = None
+    if engine != "vmap":
+        try:
+            grouped = GroupedModel(model)
+        except UnsupportedModel:
+            if engine == "grouped":
+                raise
+    if grouped is not None:
+        forward = grouped
+
+        def grouped_loss(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            logits = forward(params, x)  # (K, B, classes)
+            per_sample = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(w)
+            return ((per_sample * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)).sum()
+
+        return grouped_loss
+
     def loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         logits = functional_call(model, p, (x,))
         per_sample = F.cross_entropy(logits, y, reduction="none")
         return (per_sample * w).sum() / w.sum().clamp_min(1.0)
 
-    batched_grad = vmap(grad(loss))
-    everyone = active_all.all(dim=1).tolist()  # steps where no client is frozen (the common case)
-    for step, (index, weight, active) in enumerate(zip(index_all, weight_all, active_all, strict=True)):
-        grads = batched_grad(params, x_all[index], y_all[index], weight)
-        for k, g in grads.items():
-            keep = active.view(-1, *([1] * (g.dim() - 1)))
-            if sgd.momentum > 0:
-                # torch.optim.SGD: buf = momentum * buf + g (buf starts as g), p -= lr * buf.
-                new_buffer = sgd.momentum * momentum_buffers[k] + g
-                momentum_buffers[k] = (
-                    new_buffer if everyone[step] else torch.where(keep, new_buffer, momentum_buffers[k])
-                )
-                update = new_buffer
-            else:
-                update = g
-            new = params[k] - sgd.learning_rate * update
-            if k in mask_stack:
-                new = new * mask_stack[k]
-            params[k] = new if everyone[step] else torch.where(keep, new, params[k])
-    return [{k: params[k][i].clone() for k in base} for i in range(num)]
+    per_device = vmap(loss)
+
+    def vmap_loss(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return per_device(params, x, y, w).sum()
+
+    return vmap_loss
+
+
+def _sgd_step(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    buffers: list[torch.Tensor],
+    masks: Sequence[torch.Tensor | None],
+    sgd: SGDConfig,
+) -> None:
+    """torch.optim.SGD's update in place for every device at once: buf = momentum * buf + g (buf starts
+    as g), p -= lr * buf; then the masks zero the pruned entries again."""
+    if sgd.momentum > 0:
+        torch._foreach_mul_(buffers, sgd.momentum)
+        torch._foreach_add_(buffers, grads)
+        torch._foreach_add_(params, buffers, alpha=-sgd.learning_rate)
+    else:
+        torch._foreach_add_(params, grads, alpha=-sgd.learning_rate)
+    for p, mask in zip(params, masks, strict=True):
+        if mask is not None:
+            p.mul_(mask)
+
+
+def _sgd_step_partial(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    buffers: list[torch.Tensor],
+    masks: Sequence[torch.Tensor | None],
+    sgd: SGDConfig,
+    active: torch.Tensor,
+) -> None:
+    """:func:`_sgd_step` for the devices flagged ``active``; the others (no batch left) stay frozen,
+    momentum buffer included."""
+    for i, (p, g, mask) in enumerate(zip(params, grads, masks, strict=True)):
+        keep = active.view(-1, *([1] * (g.dim() - 1)))
+        if sgd.momentum > 0:
+            buffers[i] = torch.where(keep, sgd.momentum * buffers[i] + g, buffers[i])
+            update = buffers[i]
+        else:
+            update = g
+        new = p - sgd.learning_rate * update
+        if mask is not None:
+            new = new * mask
+        p.copy_(torch.where(keep, new, p))
 
 
 def _step_plan(

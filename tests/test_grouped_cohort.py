@@ -1,0 +1,113 @@
+"""The grouped-layout engine of batched cohort training (fedsimenv.learning.grouped).
+
+Reference: each copy's own ``nn.Module`` forward (``torch.func.functional_call`` with that copy's
+parameters), and the sequential ``torch.optim.SGD`` loop for whole cohorts.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from fedsimenv.learning.cohort import LocalJob, SGDConfig, draw_orders, train_batched, train_sequential
+from fedsimenv.learning.grouped import GroupedModel, UnsupportedModel, grouped_model
+from fedsimenv.learning.models import build_model
+
+CASES = [
+    ("mlp", None, (1, 8, 8)),
+    ("small-cnn", None, (1, 8, 8)),
+    ("small-cnn", "group", (1, 8, 8)),
+    ("resnet20", "none", (3, 8, 8)),
+    ("resnet20", "layer", (3, 8, 8)),
+    ("vgg11", "group", (3, 32, 32)),
+    ("mobilenetv2", "layer", (3, 8, 8)),
+]
+
+
+def _stacked_params(model: nn.Module, copies: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Each copy's parameters: the model's plus independent noise, so the copies differ."""
+    return {
+        name: value.detach() + 0.05 * torch.randn(copies, *value.shape, generator=generator)
+        for name, value in model.named_parameters()
+    }
+
+
+@pytest.mark.parametrize(("name", "norm", "shape"), CASES)
+def test_grouped_forward_equals_each_copy_s_own_forward(
+    name: str, norm: str | None, shape: tuple[int, int, int]
+) -> None:
+    g = torch.Generator().manual_seed(0)
+    model = build_model(name, shape, 10, g, norm=norm)
+    params = _stacked_params(model, 3, g)
+    x = torch.randn(3, 4, *shape, generator=g)
+    out = GroupedModel(model)(params, x)
+    assert out.shape == (3, 4, 10)
+    for k in range(3):
+        expected = functional_call(model, {n: p[k] for n, p in params.items()}, (x[k],))
+        torch.testing.assert_close(out[k], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_grouped_gradients_are_each_copy_s_own_gradients() -> None:
+    g = torch.Generator().manual_seed(1)
+    model = build_model("resnet20", (3, 8, 8), 10, g, norm="group")
+    params = {k: v.requires_grad_(True) for k, v in _stacked_params(model, 2, g).items()}
+    x, y = torch.randn(2, 5, 3, 8, 8, generator=g), torch.randint(0, 10, (2, 5), generator=g)
+    logits = GroupedModel(model)(params, x)
+    total = torch.stack([F.cross_entropy(logits[k], y[k]) for k in range(2)]).sum()
+    grads = torch.autograd.grad(total, list(params.values()))
+    for k in range(2):
+        own = {n: p[k].detach().clone().requires_grad_(True) for n, p in params.items()}
+        loss = F.cross_entropy(functional_call(model, own, (x[k],)), y[k])
+        expected = torch.autograd.grad(loss, list(own.values()))
+        for got, want in zip(grads, expected, strict=True):
+            torch.testing.assert_close(got[k], want, atol=1e-5, rtol=1e-4)
+
+
+class _Concat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 3)
+        self.b = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.a(x.flatten(1)), self.b(x.flatten(1))], dim=1)
+
+
+def test_unsupported_models_are_refused_with_the_reason() -> None:
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(UnsupportedModel, match="buffers"):
+        GroupedModel(build_model("small-cnn", (1, 8, 8), 10, g, norm="batch"))
+    with pytest.raises(UnsupportedModel, match="cat"):
+        GroupedModel(_Concat())
+    assert grouped_model(_Concat()) is None
+
+
+def _jobs(model: nn.Module, sizes: list[int], generator: torch.Generator) -> list[LocalJob]:
+    jobs = []
+    for n in sizes:
+        x = torch.randn(n, 1, 4, 1, generator=generator)
+        y = torch.randint(0, 3, (n,), generator=generator)
+        jobs.append(LocalJob(x, y, {}, draw_orders(n, 2, generator)))
+    return jobs
+
+
+def test_a_model_the_grouped_layout_cannot_run_falls_back_to_vmap() -> None:
+    g = torch.Generator().manual_seed(0)
+    model = _Concat()
+    jobs = _jobs(model, [7, 12, 5], g)
+    sgd = SGDConfig(learning_rate=0.1, momentum=0.9, batch_size=4)
+    with pytest.raises(UnsupportedModel):
+        train_batched(model, jobs, sgd, engine="grouped")
+    for a, b in zip(train_sequential(model, jobs, sgd), train_batched(model, jobs, sgd), strict=True):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5)
+
+
+def test_unknown_engine_names_the_allowed_values() -> None:
+    model = _Concat()
+    jobs = _jobs(model, [4], torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="auto, grouped, vmap"):
+        train_batched(model, jobs, SGDConfig(0.1, 0.0, 4), engine="fast")  # type: ignore[arg-type]
