@@ -250,7 +250,9 @@ class LearningConfig(_Frozen):
     )
     aggregation: str = "masked-fedavg"
     cohort: Literal["auto", "batched", "sequential"] = Field(
-        "auto", description="local training path; auto = batched when the model allows it"
+        "auto",
+        description="local training path; auto = batched when the model allows it and (on a CPU) "
+        "one device's minibatch is small enough for batching to pay (learning.cohort.prefer_batched)",
     )
     test_fraction: float = Field(0.2, gt=0, lt=1)
     partition: PartitionConfig = PartitionConfig()

@@ -12,7 +12,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from fedsimenv.learning.cohort import LocalJob, SGDConfig, draw_orders, train_batched, train_sequential
+from fedsimenv.learning.cohort import (
+    LocalJob,
+    SGDConfig,
+    draw_orders,
+    prefer_batched,
+    train_batched,
+    train_sequential,
+)
 from fedsimenv.learning.grouped import GroupedModel, UnsupportedModel, grouped_model
 from fedsimenv.learning.models import build_model
 
@@ -111,3 +118,12 @@ def test_unknown_engine_names_the_allowed_values() -> None:
     jobs = _jobs(model, [4], torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="auto, grouped, vmap"):
         train_batched(model, jobs, SGDConfig(0.1, 0.0, 4), engine="fast")  # type: ignore[arg-type]
+
+
+def test_auto_policy_batches_small_per_device_steps_only() -> None:
+    g = torch.Generator().manual_seed(0)
+    small = build_model("small-cnn", (1, 8, 8), 10, g)
+    resnet = build_model("resnet20", (3, 32, 32), 10, g, norm="layer")
+    assert prefer_batched(small, (1, 8, 8), 16)  # 10 MFLOP per device step: batching pays
+    assert not prefer_batched(resnet, (3, 32, 32), 32)  # 2.6 GFLOP: each device is compute-bound
+    assert not prefer_batched(build_model("small-cnn", (1, 8, 8), 10, g, norm="batch"), (1, 8, 8), 16)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
+from fedsimenv.learning.flops import forward_flops_per_sample
 from fedsimenv.learning.grouped import GroupedModel, UnsupportedModel
 
 State = dict[str, torch.Tensor]
@@ -66,6 +67,31 @@ def draw_orders(num_samples: int, epochs: int, generator: torch.Generator) -> li
 def can_batch(model: nn.Module) -> bool:
     """Whether the batched path applies: the model has no buffers (e.g. no BatchNorm)."""
     return next(iter(model.buffers()), None) is None
+
+
+#: Forward FLOPs of one device's minibatch above which the batched path stops paying on a CPU.
+#: Below it the per-device work is too small to keep the cores busy one device at a time, and batching
+#: the cohort wins (small CNN on digits, batch 16: 10 MFLOP, ~3x faster at N = 50); above it each
+#: device's convolutions are compute-bound already, and the grouped convolutions of the batched path
+#: are slower than the dense ones (ResNet-20 on 32x32, batch 32: 2.6 GFLOP, ~3x slower). Measured by
+#: ``python -m bench.cohort --crossover``; the threshold sits at the crossover on a 2-core x86 machine.
+CPU_BATCHED_MAX_STEP_FLOPS = 32e6
+
+
+def prefer_batched(
+    model: nn.Module, input_shape: tuple[int, ...], batch_size: int, device: torch.device | str = "cpu"
+) -> bool:
+    """The ``cohort: auto`` policy: batch the cohort when the model allows it and, on a CPU, when one
+    device's minibatch is small enough (:data:`CPU_BATCHED_MAX_STEP_FLOPS`) for batching to pay.
+
+    Deterministic (no timing), so a seed still fixes which path runs. On CUDA the batched path is
+    always preferred: many small kernels are what a GPU handles worst.
+    """
+    if not can_batch(model):
+        return False
+    if torch.device(device).type == "cuda":
+        return True
+    return forward_flops_per_sample(model, input_shape) * batch_size <= CPU_BATCHED_MAX_STEP_FLOPS
 
 
 def _batches(job: LocalJob, batch_size: int) -> list[torch.Tensor]:

@@ -26,8 +26,8 @@ from fedsimenv.learning.aggregation import AGGREGATORS, buffered_async_update
 from fedsimenv.learning.cohort import (
     LocalJob,
     SGDConfig,
-    can_batch,
     draw_orders,
+    prefer_batched,
     train_batched,
     train_sequential,
 )
@@ -171,8 +171,8 @@ class TorchTrainer(Trainer):
     path all come from the scenario's ``learning`` section. Pruning masks are computed from the
     current global weights (data-driven criteria use the device's first local batch); pruned entries
     are held at zero during local training. The arrived devices train together in one batched
-    computation when ``cohort`` allows and the model has no buffers, else one after another; both
-    paths give the same weights.
+    computation when ``cohort`` allows (``auto``: :func:`~fedsimenv.learning.cohort.prefer_batched`),
+    else one after another; both paths give the same weights up to float rounding.
     """
 
     def __init__(self, config: LearningConfig, num_devices: int) -> None:
@@ -376,7 +376,9 @@ class TorchTrainer(Trainer):
         """Run ``jobs`` from ``model``'s weights, batched when the cohort allows it."""
         cfg = self.config
         sgd = SGDConfig(cfg.learning_rate, cfg.momentum, cfg.batch_size)
-        batched = cfg.cohort == "batched" or (cfg.cohort == "auto" and can_batch(model))
+        batched = cfg.cohort == "batched" or (
+            cfg.cohort == "auto" and prefer_batched(model, self.input_shape, cfg.batch_size, self.device)
+        )
         return (train_batched if batched else train_sequential)(model, jobs, sgd)
 
     def _result(self, num_trained: int) -> LearningResult:
