@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from bench.report import Collected, Ratio, figure
 from channels import ChannelModel, DynamicChannel, dbm_to_watt, shannon_rate_bps
 from channels.fading import RayleighFading
 from channels.mobility import RandomWaypointMobility, RandomWaypointParams, uniform_in_annulus
@@ -101,6 +102,44 @@ def library_per_device(devices: int, blocks: int) -> float:
             gain = channel.sample_gain(distance_m[k : k + 1], shadowing_db[k : k + 1], rng)
             shannon_rate_bps(20e6 / 10_000, TX_POWER_W, gain, NOISE_W_PER_HZ)
     return time.perf_counter() - start
+
+
+SECTION = "Channel throughput"
+
+
+def collect(devices: int = 10_000, blocks: int = 1_000, repeats: int = 3, quick: bool = False) -> Collected:
+    """Device-blocks per second of each path; ratios vectorised / per-device loops (target >= 1e7/s)."""
+    if quick:
+        devices, blocks, repeats = 200, 10, 1
+    rates: dict[str, list[float]] = {"vectorised": [], "dynamic": [], "loop": []}
+    dyn_blocks = max(1, blocks // 10)
+    loop_devices, loop_blocks = min(devices, 1_000), max(1, min(blocks, 20))
+    for _ in range(repeats):
+        rates["vectorised"].append(devices * blocks / vectorised(devices, blocks)[0])
+        rates["dynamic"].append(devices * dyn_blocks / dynamic(devices, dyn_blocks))
+        rates["loop"].append(loop_devices * loop_blocks / python_loop(loop_devices, loop_blocks))
+    unit = "device-blocks/s"
+    vec = figure(
+        SECTION,
+        f"vectorised i.i.d. blocks, {devices} devices",
+        unit,
+        rates["vectorised"],
+        higher_is_better=True,
+    )
+    dyn = figure(
+        SECTION,
+        f"DynamicChannel (mobility, UMa+LOS, Gudmundson, Gauss-Markov), {devices} devices",
+        unit,
+        rates["dynamic"],
+        higher_is_better=True,
+    )
+    loop = figure(SECTION, "per-device Python loop (lean math)", unit, rates["loop"], higher_is_better=True)
+    target_met = "met" if vec.median >= 1e7 else "NOT met"
+    return (
+        [vec, dyn, loop],
+        [Ratio("vectorised / per-device loop", vec, loop)],
+        [f"channel target >= 1e7 device-blocks/s on the vectorised path: {target_met}"],
+    )
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.report import Collected, figure
 from fedsimenv.env import WirelessFLEnv
 
 
@@ -32,6 +33,27 @@ def steps_per_second(overrides: dict[str, Any], steps: int, trainer: str) -> flo
         if terminated or truncated:
             env.reset()
     return steps / (time.perf_counter() - start)
+
+
+SECTION = "Env steps"
+
+
+def collect(steps: int = 3000, real_steps: int = 30, repeats: int = 3, quick: bool = False) -> Collected:
+    """Steps per second of the surrogate env at N = 20 and 100 and of real training (tiny)."""
+    if quick:
+        steps, real_steps, repeats = 50, 2, 1
+    cases: list[tuple[str, str, dict[str, Any], int]] = [
+        ("surrogate", "N=20", {"cell.num_devices": 20}, steps),
+        ("surrogate", "N=100 (iid)", {"cell.num_devices": 100, "learning.partition.method": "iid"}, steps),
+        ("torch", "N=10 (tiny, digits, real training)", {}, real_steps),
+    ]
+    figures = []
+    for trainer, label, overrides, count in cases:
+        rates = [
+            steps_per_second({"episode.max_rounds": 50, **overrides}, count, trainer) for _ in range(repeats)
+        ]
+        figures.append(figure(SECTION, f"{trainer}, {label}", "steps/s", rates, higher_is_better=True))
+    return figures, [], ["env target: >= 1,000 steps/s with the surrogate at N = 20"]
 
 
 def main() -> None:

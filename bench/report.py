@@ -104,6 +104,10 @@ class Ratio:
         return None if self.target is None else self.median >= self.target
 
 
+#: What one benchmark module's ``collect()`` returns: figures, ratios between them, notes.
+Collected = tuple[list[Figure], list[Ratio], list[str]]
+
+
 @dataclass
 class Report:
     """Everything one run measured, in the order it was measured."""
@@ -115,6 +119,12 @@ class Report:
 
     def add(self, *figures: Figure) -> None:
         self.figures.extend(figures)
+
+    def extend(self, collected: Collected) -> None:
+        figures, ratios, notes = collected
+        self.figures.extend(figures)
+        self.ratios.extend(ratios)
+        self.notes.extend(notes)
 
     def to_json(self) -> dict[str, Any]:
         return {

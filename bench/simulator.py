@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.report import Collected, figure
 from fedsimenv.scenario import load_scenario
 from fedsimenv.seeding import EpisodeStreams
 from fedsimenv.sim import DeviceWorkload, RoundDecision
@@ -45,6 +46,21 @@ def time_rounds(n: int, repeats: int, overrides: dict[str, Any]) -> list[float]:
         sim.run_round(decision, workload)
         times.append(time.perf_counter() - start)
     return times
+
+
+SECTION = "Simulator (timing plane, one round)"
+
+
+def collect(repeats: int = 5, quick: bool = False) -> Collected:
+    """ms per round at N = 100 / 1,000 / 10,000 for both configurations (target <= 200 ms at 10,000)."""
+    sizes = (100,) if quick else (100, 1_000, 10_000)
+    repeats = 1 if quick else repeats
+    figures = []
+    for label, overrides in (("synchronous", {}), ("deadline+blocks+availability+battery", HARD)):
+        for n in sizes:
+            times = time_rounds(n, repeats, overrides)
+            figures.append(figure(SECTION, f"{label}, N={n}", "ms/round", [t * 1e3 for t in times]))
+    return figures, [], ["simulator target: <= 200 ms per synchronous round at N = 10,000"]
 
 
 def main() -> None:

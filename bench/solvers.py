@@ -19,6 +19,7 @@ import numpy as np
 
 from agents.optimal import JointProblem, allocate_fixed, solve_closed_form
 from agents.optimal.cvx import CvxJointSolver
+from bench.report import Collected, Figure, Ratio, figure
 
 NOISE_PSD_W_PER_HZ = 10 ** (-174 / 10) / 1000
 
@@ -44,6 +45,11 @@ def _ms(start: float) -> float:
 
 
 def timings(n: int, repeats: int, rng: np.random.Generator) -> dict[str, float]:
+    """Median ms of each solver over ``repeats`` random instances with ``n`` devices."""
+    return {key: statistics.median(values) for key, values in timing_samples(n, repeats, rng).items()}
+
+
+def timing_samples(n: int, repeats: int, rng: np.random.Generator) -> dict[str, list[float]]:
     rows: dict[str, list[float]] = {
         "closed fixed": [],
         "closed joint": [],
@@ -71,7 +77,7 @@ def timings(n: int, repeats: int, rng: np.random.Generator) -> dict[str, float]:
         start = time.perf_counter()
         solver.allocate_fixed(sets[-1])
         rows["cvx re-solve"].append(_ms(start))
-    return {key: statistics.median(values) for key, values in rows.items()}
+    return rows
 
 
 def agreement(count: int, rng: np.random.Generator) -> None:
@@ -97,6 +103,30 @@ def agreement(count: int, rng: np.random.Generator) -> None:
         f"rho abs {worst_rho:.2e}, b / B {worst_b:.2e}; cvxpy fallbacks {fallbacks}, "
         f"different selections {different_sets}"
     )
+
+
+SECTION = "Solvers (joint pruning/bandwidth/selection)"
+
+
+def collect(repeats: int = 3, quick: bool = False) -> Collected:
+    """ms per solve at N = 100 and 1,000: closed form (fixed set and joint) and cvxpy (first, re-solve)."""
+    rng = np.random.default_rng(0)
+    sizes = (10,) if quick else (100, 1000)
+    repeats = 1 if quick else repeats
+    figures: list[Figure] = []
+    ratios: list[Ratio] = []
+    for n in sizes:
+        rows = timing_samples(n, repeats, rng)
+        by_name = {key: figure(SECTION, f"{key}, N={n}", "ms/solve", values) for key, values in rows.items()}
+        figures += by_name.values()
+        ratios.append(
+            Ratio(
+                f"cvxpy re-solve / closed form (fixed set), N={n}",
+                by_name["cvx re-solve"],
+                by_name["closed fixed"],
+            )
+        )
+    return figures, ratios, []
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,73 @@
+"""The benchmark harness (bench/): paired ratios, the report files, and a quick run of its sections.
+
+The figures of a quick run mean nothing (tiny sizes); these tests check that the harness measures,
+pairs and writes what it says, so that `python -m bench` cannot rot unseen.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import gpu
+from bench.__main__ import main as bench_main
+from bench.report import Ratio, Report, figure
+
+
+def test_ratios_pair_repeats_when_both_figures_have_the_same_repeats() -> None:
+    slow = figure("s", "slow", "ms", [10.0, 30.0, 20.0])
+    fast = figure("s", "fast", "ms", [5.0, 10.0, 4.0])
+    paired = Ratio("slow / fast", slow, fast, target=3.0)
+    assert paired.paired
+    assert paired.samples == (2.0, 3.0, 5.0)  # 10/5, 30/10, 20/4
+    assert paired.median == 3.0 and paired.met is True
+    unpaired = Ratio("slow / one", slow, figure("s", "one", "ms", [4.0]))
+    assert not unpaired.paired and unpaired.samples == (5.0,)  # median 20 / 4
+    assert unpaired.met is None
+
+
+def test_figures_need_samples() -> None:
+    with pytest.raises(ValueError, match="no samples"):
+        figure("s", "empty", "ms", [])
+
+
+def test_report_files_hold_every_figure_and_ratio(tmp_path: Path) -> None:
+    a, b = figure("A", "x", "ms", [2.0, 4.0]), figure("A", "y", "ms", [1.0, 1.0])
+    report = Report({"cpu": "test"}, [a, b], [Ratio("x / y", a, b, 2.0)], ["a note"])
+    report.write(tmp_path / "R.md", tmp_path / "R.json")
+    data = json.loads((tmp_path / "R.json").read_text())
+    assert [f["median"] for f in data["figures"]] == [3.0, 1.0]
+    assert data["ratios"][0]["median"] == 3.0 and data["ratios"][0]["met"] is True
+    text = (tmp_path / "R.md").read_text()
+    assert "| x / y | 3.00x | 2.00x | 4.00x | paired repeats | >= 2 | yes |" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["R.json", "R.md"]  # no temporary files left
+
+
+def test_quick_harness_run_writes_a_report_of_the_sections_asked_for(tmp_path: Path) -> None:
+    status = bench_main(["--quick", "--only", "cohort", "solvers", "--out", str(tmp_path)])
+    assert status == 0
+    data = json.loads((tmp_path / "RESULTS.json").read_text())
+    sections = {f["section"] for f in data["figures"]}
+    assert any(s.startswith("Cohort training") for s in sections)
+    assert any(s.startswith("Solvers") for s in sections)
+    assert all(f["median"] > 0 for f in data["figures"])
+    assert data["machine"]["torch threads"] >= 1
+    assert (tmp_path / "RESULTS.md").read_text().startswith("# fedsimenv benchmark report")
+
+
+def test_gpu_section_runs_its_code_on_the_cpu_and_skips_cuda_when_absent() -> None:
+    figures, ratios, notes = gpu.collect(device="cpu", quick=True)
+    assert len(figures) == 2 and len(ratios) == 1 and notes == ["GPU section ran on cpu"]
+    assert all(f.median > 0 for f in figures)
+    if not torch.cuda.is_available():
+        assert gpu.collect(device="cuda") == ([], [], ["GPU section skipped: no CUDA device on this machine"])
+
+
+def test_bad_arguments_name_the_allowed_values(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main(["--only", "nope"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
