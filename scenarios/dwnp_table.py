@@ -17,7 +17,14 @@ Configurations:
   r_W per round, r_theta = 2, r_HN = 10, Adam 1e-3); needs the CIFAR-100 files in ``--data-dir``
   and a GPU to finish in reasonable time.
 
-Usage: ``python -m scenarios.dwnp_table [--config cpu|cifar100] [--seeds 0 1 2] [--rounds 16]``.
+How the hypernetwork methods' deployed sub-networks are read out of the HN (``--deploy``, see
+``agents/literature/dwnp/deploy.py``): ``projection`` (default; ours) keeps the highest-logit
+channels up to the FLOPs budget, so FedOSP, FedILP and DWNP are compared at their budgets as the
+paper's tables are; ``threshold`` keeps the channels with logit > 0 (the paper read literally;
+with the one-sided regulariser of Eq. 6 they can end far below their budgets).
+
+Usage: ``python -m scenarios.dwnp_table [--config cpu|cifar100] [--seeds 0 1 2] [--rounds 16]
+[--deploy projection|threshold]``.
 """
 
 from __future__ import annotations
@@ -70,7 +77,12 @@ def scenario_overrides(config: str, rounds: int, data_dir: str | None) -> dict[s
 
 
 def run_method(
-    method: str, seed: int, overrides: dict[str, Any], device_budget: float, cpu_sized: bool
+    method: str,
+    seed: int,
+    overrides: dict[str, Any],
+    device_budget: float,
+    cpu_sized: bool,
+    deploy: str = "projection",
 ) -> dict[str, float]:
     """One episode of ``method``; the table's numbers for it."""
     config = configure_for_agent(load_scenario("tiny", overrides), method)
@@ -82,7 +94,7 @@ def run_method(
     agent.bind(env)
     strategy = agent.strategy
     if isinstance(strategy, DWNPStrategy):
-        changes: dict[str, Any] = {"device_budget": device_budget}
+        changes: dict[str, Any] = {"device_budget": device_budget, "deploy": deploy}
         if cpu_sized:
             changes |= {"r_hn": 1, "hn_learning_rate": 3e-3}
         strategy.settings = dataclasses.replace(strategy.settings, **changes)
@@ -160,6 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=16, help="rounds per run (half train, half fine-tune)")
     parser.add_argument("--device-budget", type=float, default=0.5, help="kept FLOPs of device models")
     parser.add_argument("--data-dir", default=None, help="CIFAR-100 directory (config cifar100)")
+    parser.add_argument(
+        "--deploy",
+        default="projection",
+        choices=["projection", "threshold"],
+        help="how FedOSP/FedILP/DWNP read their deployed sub-networks out of the hypernetwork",
+    )
     args = parser.parse_args(argv)
     overrides = scenario_overrides(args.config, args.rounds, args.data_dir)
     results: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
@@ -168,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         base.append(run_base(seed, overrides))
         print(f"seed {seed} base (unpruned FedAvg): {base[-1]:.4f}", flush=True)
         for method in METHODS:
-            row = run_method(method, seed, overrides, args.device_budget, args.config == "cpu")
+            row = run_method(method, seed, overrides, args.device_budget, args.config == "cpu", args.deploy)
             results[method].append(row)
             print(f"seed {seed} {method}: {row}", flush=True)
     print(table(results, base))

@@ -121,6 +121,18 @@ class ChannelLayout:
             total = total + layer.weight_flops * scale + layer.bias_adds * f_out
         return total
 
+    def flops_of_fractions(self, fractions: Sequence[float]) -> float:
+        """Forward FLOPs per sample when group ``g`` keeps the fraction ``fractions[g]`` of its
+        channels: :meth:`flops` in plain floats (it depends on the gates only through these
+        fractions), for searches over kept-channel counts."""
+        total = 0.0
+        for layer in self.layers:
+            f_out = fractions[layer.out_group] if layer.out_group is not None else 1.0
+            f_in = fractions[layer.in_group] if layer.in_group is not None else 1.0
+            scale = f_out if layer.depthwise else f_in * f_out
+            total += layer.weight_flops * scale + layer.bias_adds * f_out
+        return total
+
     def binarize(
         self, gates: Sequence[torch.Tensor], logits: Sequence[torch.Tensor] | None = None
     ) -> list[torch.Tensor]:

@@ -23,7 +23,10 @@ temperature (0.5); the initial logits (+3: the noisy training-time gates keep ~9
 stochastic and the deterministic sub-network start close together); FedOSP's number of
 one-shot HN steps (default: as many as DWNP takes in its whole training phase); a sub-network keeps
 at least one channel per group; the channel groups are Torch-Pruning's (residual-coupled channels
-share one gate).
+share one gate); how the deterministic sub-networks (those the weights train under and those
+deployed) are read out of the HN: by default a FLOPs-budget projection of its logits, so they meet
+p_s and p_d^n from both sides, the paper's one-sided regulariser unchanged in HN training
+(``DWNPSettings.deploy``; :mod:`.deploy` says which part is the paper and which ours, and why).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -41,6 +44,7 @@ from numpy.typing import NDArray
 
 from agents.literature.channel_layout import ChannelLayout, gated
 from agents.literature.common import ScheduledStrategy
+from agents.literature.dwnp.deploy import DEFAULT_TOLERANCE, project_to_flops_budget
 from agents.literature.dwnp.gates import flops_regulariser, gumbel_sigmoid_st
 from agents.literature.dwnp.hypernet import HyperNetwork
 from fedsimenv.learning.pruning import Masks
@@ -68,6 +72,12 @@ class DWNPSettings:
             ``a^0`` for everyone, at the device budget).
         one_shot: FedOSP: W trained dense, HN trained once at the end with W frozen.
         one_shot_steps: FedOSP's HN steps (0: as many as DWNP's training phase gives).
+        deploy: How the deterministic sub-networks are read out of the HN's logits (not in the
+            paper; see :mod:`.deploy`): ``"projection"`` (ours, default) keeps the highest-logit
+            channels up to the FLOPs budget, within ``deploy_tolerance`` of it from both sides;
+            ``"threshold"`` keeps the channels with logit > 0 (the paper read literally; with the
+            one-sided Eq. 6 they can end far below their budgets).
+        deploy_tolerance: Relative FLOPs distance to the budget the projection aims within.
     """
 
     device_budget: float = 0.5
@@ -86,6 +96,12 @@ class DWNPSettings:
     device_wise: bool = True
     one_shot: bool = False
     one_shot_steps: int = 0
+    deploy: Literal["projection", "threshold"] = "projection"
+    deploy_tolerance: float = DEFAULT_TOLERANCE
+
+    def __post_init__(self) -> None:
+        if self.deploy not in ("projection", "threshold"):
+            raise ValueError(f"unknown deploy rule {self.deploy!r}; allowed values: projection, threshold")
 
 
 class DWNPStrategy(ScheduledStrategy):
@@ -135,6 +151,17 @@ class DWNPStrategy(ScheduledStrategy):
             return self.settings.device_budget
         return float(self.device_budgets[device])
 
+    @property
+    def server_side_budget(self) -> float:
+        """The FLOPs budget of ``a^0``: p_s (DWNP); without device-wise sub-networks (FedILP,
+        FedOSP) ``a^0`` is every device's sub-network, at the device budget (their mean where the
+        agent set them per device)."""
+        if self.settings.device_wise:
+            return self.settings.server_budget
+        if self.device_budgets is None:
+            return self.settings.device_budget
+        return float(np.mean(self.device_budgets))
+
     def train_phase_round(self, trainer: TorchTrainer, arrived: Sequence[int]) -> None:
         if self.settings.one_shot or self.rounds_done <= self.hn_start_round or not arrived:
             return
@@ -158,10 +185,21 @@ class DWNPStrategy(ScheduledStrategy):
     @torch.no_grad()
     def gates(self, index: int) -> list[torch.Tensor]:
         """Deterministic 0/1 gates of sub-network ``index`` (0 = server ``a^0``; n + 1 = device n's
-        ``a^0 * a^n``, or ``a^0`` without device-wise sub-networks)."""
+        ``a^0 * a^n``, or ``a^0`` without device-wise sub-networks), by the ``deploy`` rule."""
         if index in self.final_gates:
             return self.final_gates[index]
+        s = self.settings
         logits0 = self.hn(0)
+        if s.deploy == "projection":
+            a0 = project_to_flops_budget(
+                self.layout, logits0, self.server_side_budget, tolerance=s.deploy_tolerance
+            )
+            if index == 0 or not s.device_wise:
+                return a0
+            # Device n ranks the channels a^0 kept by its own logits: a^0 * a^n, at p_d^n.
+            return project_to_flops_budget(
+                self.layout, self.hn(index), self.budget(index - 1), allowed=a0, tolerance=s.deploy_tolerance
+            )
         a0 = self.layout.binarize([gumbel_sigmoid_st(z, self.settings.temperature) for z in logits0], logits0)
         if index == 0 or not self.settings.device_wise:
             return a0
@@ -189,11 +227,12 @@ class DWNPStrategy(ScheduledStrategy):
 
         The cross-entropy sees Gumbel-noised gates (exploration, as the paper's ST Gumbel-sigmoid);
         the regularisers see the noise-free straight-through gates, i.e. the sub-network that is
-        actually deployed (``logits > 0``). With noise in the regulariser too, the sampled
-        sub-networks meet the budget while the deployed ones (every logit still > 0) do not: the
-        paper does not say how it handles that gap. R is one-sided: below its budget only the
-        cross-entropy holds a sub-network up, so with briefly trained weights the sub-networks
-        overshoot below their budgets (measured in the tests and the reproduction).
+        deterministic one (``logits > 0``). With noise in the regulariser too, the sampled
+        sub-networks meet the budget while the noise-free ones (every logit still > 0) do not: the
+        paper does not say how it handles that gap. R (Eq. 6, kept as the paper's) is one-sided:
+        below its budget only the cross-entropy holds a sub-network up, so with briefly trained
+        weights the ``logits > 0`` sub-networks end below their budgets; the default ``deploy``
+        rule (:mod:`.deploy`) reads the deployed sub-networks out of the logits at their budgets.
         """
         s = self.settings
         generator = trainer.generator
