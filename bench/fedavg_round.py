@@ -1,0 +1,533 @@
+"""FedAvg round: fedsimenv's batched cohort training vs a plain PyTorch loop vs Flower's simulation.
+
+The workload (``bench.fedavg_workload``) is identical for every system: sklearn digits with the
+trainer's stratified train/test split, the training set dealt IID to N clients, the small CNN
+(conv16-conv32-pool-fc) from one seeded initialisation, one local epoch of SGD (batch 16, lr 0.05,
+momentum 0.9, a fresh optimiser per client and round), FedAvg weighted by samples, and centralised
+evaluation of the global model on the whole test set after every round. Each client's sample order
+in each round comes from its own seeded ``torch.Generator``, so all systems compute the same model
+up to float rounding; the benchmark checks that their final accuracies and weights agree.
+
+Systems:
+
+* ``fedsimenv batched``: ``fedsimenv.learning.cohort.train_batched`` (all clients in one
+  ``vmap(grad)`` computation) and ``fedsimenv.learning.aggregation.fedavg``;
+* ``plain loop``: what a user writes by hand: per client ``copy.deepcopy`` of the global model,
+  ``torch.optim.SGD`` over the minibatches, then the weighted mean of the state dicts;
+* ``Flower``: ``flwr.simulation.run_simulation`` (Ray backend) running ``bench.peers.flower_fedavg``
+  in ``.venv-bench`` (``make bench-env``), with Flower's default client resources and with
+  ``num_cpus=1`` per client; skipped with a note when that environment is absent.
+
+Measured per system and N:
+
+* round time (ms/round): wall time of train + aggregate + evaluate for every round after the first
+  (warm-up); the two in-process systems alternate round by round (who goes first alternates too), so
+  load changes on a shared machine hit both alike and their ratio is formed round by round. Flower's
+  round is the time between two calls of its centralised ``evaluate_fn`` (Flower calls it after each
+  round), and its ratios are ratios of medians (measured in another process, not alternated);
+* start-up (s): time from a ready workload (data, split and model built) to the end of the first
+  round, less one steady round: the first-call set-up for the in-process systems (measured in a fresh
+  process), Ray and Flower start (``run_simulation`` to the end of round 1) for Flower;
+* peak memory (MiB): peak resident memory of the process tree running the system (for the in-process
+  systems a fresh process that runs only that system for two rounds; for Flower the driver plus every
+  Ray process), see ``bench.memory``; the note gives the proportional (PSS) figure;
+* final accuracy after the last round.
+
+    python -m bench.fedavg_round [--clients 10 50 100] [--rounds 10] [--no-flower] [--out DIR]
+
+``--out DIR`` writes ``DIR/fedavg_round.md`` and ``DIR/fedavg_round.json``. The exit status is 1 when
+the systems' final accuracies or weights disagree beyond the tolerances below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from bench.fedavg_workload import (
+    BATCH_SIZE,
+    LEARNING_RATE,
+    MOMENTUM,
+    State,
+    Workload,
+    build_workload,
+    global_accuracy,
+    train_client_plain,
+)
+from bench.memory import TreeMemory, TreeMemorySampler
+from bench.report import Figure, Ratio, Report, figure, machine_description
+from fedsimenv.learning.aggregation import fedavg
+from fedsimenv.learning.cohort import LocalJob, SGDConfig, train_batched
+
+SECTION = "FedAvg round (digits, small CNN)"
+BATCHED = "fedsimenv batched"
+PLAIN = "plain loop"
+IN_PROCESS = (BATCHED, PLAIN)
+#: Flower configurations: name -> ``client_resources.num_cpus`` (None: Flower's default, 2 CPUs).
+FLOWER_CONFIGS: dict[str, float | None] = {"Flower (default resources)": None, "Flower (num_cpus=1)": 1.0}
+SEED = 0
+DEFAULT_ROUNDS = 10
+WARMUP_ROUNDS = 1
+PROBE_ROUNDS = 2
+QUICK_CLIENTS = (10,)
+QUICK_ROUNDS = 3
+#: Targets of issue 10 at N = 50: (numerator system, minimum ratio to fedsimenv batched).
+TARGET_CLIENTS = 50
+PLAIN_TARGET = 3.0
+FLOWER_TARGET = 15.0
+# The systems differ only in float rounding (batched vs per-client convolutions, torch vs numpy
+# averaging): ~1e-7 relative per step, growing slowly over rounds. A test prediction flips only if its
+# top two logits are that close, i.e. for at most a sample or two of the 359 (0.28 % each); 0.01 allows
+# 3. A real workload difference (split, order, initial weights, lr) moves the weights by >= 1e-2 and the
+# accuracy by several points at these round counts, far outside both tolerances.
+ACCURACY_TOLERANCE = 0.01
+WEIGHT_TOLERANCE = 1e-3
+FLOWER_TIMEOUT_S = 1200.0
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCH_PYTHON = REPO_ROOT / ".venv-bench" / "bin" / "python"
+
+
+class FedAvgSystem(Protocol):
+    """One in-process system: a global model that advances one FedAvg round at a time."""
+
+    model: torch.nn.Module
+
+    def run_round(self, round_index: int) -> float:
+        """Train every client, aggregate, evaluate; returns the global test accuracy."""
+        ...
+
+
+def _orders(workload: Workload, rounds: int) -> list[list[torch.Tensor]]:
+    # Drawn before timing: the benchmark times training, not seeding.
+    return [[workload.order(r, k) for k in range(workload.num_clients)] for r in range(rounds)]
+
+
+class BatchedSystem:
+    """fedsimenv: ``train_batched`` over all clients at once, then the project's ``fedavg``."""
+
+    def __init__(self, workload: Workload, rounds: int) -> None:
+        self.workload = workload
+        self.model = workload.initial_model()
+        self.orders = _orders(workload, rounds)
+        self.sgd = SGDConfig(learning_rate=LEARNING_RATE, momentum=MOMENTUM, batch_size=BATCH_SIZE)
+
+    def run_round(self, round_index: int) -> float:
+        w = self.workload
+        jobs = [
+            LocalJob(x, y, {}, [order])
+            for x, y, order in zip(w.client_x, w.client_y, self.orders[round_index], strict=True)
+        ]
+        states = train_batched(self.model, jobs, self.sgd)
+        self.model.load_state_dict(fedavg(states, w.num_samples))
+        return global_accuracy(self.model, w.test_x, w.test_y)
+
+
+class PlainLoopSystem:
+    """A hand-written FedAvg round: deepcopy, ``torch.optim.SGD`` per client, weighted mean."""
+
+    def __init__(self, workload: Workload, rounds: int) -> None:
+        self.workload = workload
+        self.model = workload.initial_model()
+        self.orders = _orders(workload, rounds)
+
+    def run_round(self, round_index: int) -> float:
+        w = self.workload
+        states: list[State] = []
+        for x, y, order in zip(w.client_x, w.client_y, self.orders[round_index], strict=True):
+            local = train_client_plain(copy.deepcopy(self.model), x, y, order)
+            states.append(local.state_dict())
+        total = sum(w.num_samples)
+        weights = [n / total for n in w.num_samples]
+        averaged = {
+            key: sum((s[key] * wk for s, wk in zip(states, weights, strict=True)), torch.tensor(0.0))
+            for key in states[0]
+        }
+        self.model.load_state_dict(averaged)
+        return global_accuracy(self.model, w.test_x, w.test_y)
+
+
+def make_system(name: str, workload: Workload, rounds: int) -> FedAvgSystem:
+    if name == BATCHED:
+        return BatchedSystem(workload, rounds)
+    if name == PLAIN:
+        return PlainLoopSystem(workload, rounds)
+    raise ValueError(f"unknown in-process system {name!r}; known: {', '.join(IN_PROCESS)}")
+
+
+@dataclass(frozen=True)
+class SystemRun:
+    """One system's run over all rounds.
+
+    Attributes:
+        round_ms: Wall time of each timed round (the warm-up rounds excluded).
+        accuracies: Global test accuracy after every round, warm-up included.
+        final_state: The global model's final state dict.
+    """
+
+    round_ms: tuple[float, ...]
+    accuracies: tuple[float, ...]
+    final_state: State
+
+
+def time_in_process(workload: Workload, rounds: int) -> dict[str, SystemRun]:
+    """Both in-process systems for ``rounds`` rounds, alternating round by round."""
+    systems = {name: make_system(name, workload, rounds) for name in IN_PROCESS}
+    round_ms: dict[str, list[float]] = {name: [] for name in systems}
+    accuracies: dict[str, list[float]] = {name: [] for name in systems}
+    for r in range(rounds):
+        # Who goes first alternates too, so neither always runs right after the other's allocations.
+        for name in IN_PROCESS if r % 2 == 0 else IN_PROCESS[::-1]:
+            start_s = time.perf_counter()
+            accuracies[name].append(systems[name].run_round(r))
+            elapsed_ms = (time.perf_counter() - start_s) * 1e3
+            if r >= WARMUP_ROUNDS:
+                round_ms[name].append(elapsed_ms)
+    return {
+        name: SystemRun(tuple(round_ms[name]), tuple(accuracies[name]), _detached(system.model.state_dict()))
+        for name, system in systems.items()
+    }
+
+
+def _detached(state: State) -> State:
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+# --- fresh-process probes: start-up and peak memory of one in-process system ------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A fresh process that ran one system (or none, ``system=None``) for :data:`PROBE_ROUNDS` rounds.
+
+    Attributes:
+        first_round_s: Wall time of its first round (NaN for the baseline process).
+        memory: Peak memory of the process.
+    """
+
+    first_round_s: float
+    memory: TreeMemory
+
+
+def probe(system: str | None, num_clients: int, workdir: Path) -> Probe:
+    """Run ``python -m bench.fedavg_round --probe SYSTEM`` and sample its memory."""
+    out = workdir / f"probe-{(system or 'none').replace(' ', '-')}-{num_clients}.json"
+    command = [sys.executable, "-m", "bench.fedavg_round", "--probe", system or "none"]
+    command += ["--clients", str(num_clients), "--json", str(out)]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sampler = TreeMemorySampler(process.pid)
+    sampler.start()
+    try:
+        _, stderr = process.communicate(timeout=600)
+    finally:
+        memory = sampler.stop()
+    if process.returncode != 0:
+        raise RuntimeError(f"probe {system} N={num_clients} failed:\n{stderr.decode()[-2000:]}")
+    result = json.loads(out.read_text())
+    # The process's own high-water mark is exact; the sampler may have missed its last moments.
+    peak_rss_mib = max(memory.peak_rss_mib, float(result["ru_maxrss_mib"]))
+    return Probe(float(result["first_round_s"]), dataclasses.replace(memory, peak_rss_mib=peak_rss_mib))
+
+
+def _probe_main(system: str, num_clients: int, json_path: Path) -> None:
+    workload = build_workload(num_clients, SEED)
+    first_round_s = float("nan")
+    if system != "none":
+        instance = make_system(system, workload, PROBE_ROUNDS)
+        start_s = time.perf_counter()
+        instance.run_round(0)
+        first_round_s = time.perf_counter() - start_s
+        for r in range(1, PROBE_ROUNDS):
+            instance.run_round(r)
+    ru_maxrss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    json_path.write_text(json.dumps({"first_round_s": first_round_s, "ru_maxrss_mib": ru_maxrss_mib}))
+
+
+# --- Flower (subprocess in .venv-bench) -----------------------------------------------------------------
+
+
+def flower_unavailable() -> str | None:
+    """Why Flower cannot run here (a one-line note), or None when ``.venv-bench`` has flwr."""
+    hint = "run `make bench-env` to create .venv-bench with flwr[simulation]"
+    if not BENCH_PYTHON.exists():
+        return f"Flower skipped: {BENCH_PYTHON.relative_to(REPO_ROOT)} not found; {hint}"
+    check = "import importlib.util, sys; sys.exit(importlib.util.find_spec('flwr') is None)"
+    if subprocess.run([str(BENCH_PYTHON), "-c", check], check=False).returncode != 0:
+        return f"Flower skipped: flwr is not installed in .venv-bench; {hint}"
+    return None
+
+
+@dataclass(frozen=True)
+class FlowerRun:
+    """One Flower simulation: what the peer measured, the tree's memory and the final weights."""
+
+    measurements: dict[str, Any]
+    memory: TreeMemory
+    final_state: State
+
+    @property
+    def run(self) -> SystemRun:
+        accuracies = tuple(float(a) for a in self.measurements["accuracies"])
+        round_ms = tuple(float(t) for t in self.measurements["round_ms"][WARMUP_ROUNDS:])
+        return SystemRun(round_ms, accuracies, self.final_state)
+
+
+def run_flower(num_clients: int, rounds: int, num_cpus: float | None, workdir: Path) -> FlowerRun:
+    """Run ``bench.peers.flower_fedavg`` in ``.venv-bench`` and sample its whole process tree."""
+    tag = f"flower-{num_clients}-{num_cpus or 'default'}"
+    json_path, weights_path, log_path = (workdir / f"{tag}{ext}" for ext in (".json", ".pt", ".log"))
+    command = [str(BENCH_PYTHON), "-m", "bench.peers.flower_fedavg", "--clients", str(num_clients)]
+    command += ["--rounds", str(rounds), "--seed", str(SEED), "--ray-temp", str(workdir)]
+    command += ["--json", str(json_path), "--weights", str(weights_path)]
+    if num_cpus is not None:
+        command += ["--num-cpus", str(num_cpus)]
+    flwr_home = workdir / "flwr-home"
+    flwr_home.mkdir(exist_ok=True)
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_HOME": str(flwr_home),  # Flower writes here, not in the home directory
+    }
+    with log_path.open("wb") as log:
+        # A session of its own, so that a timeout can end the driver and every Ray process with it.
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        sampler = TreeMemorySampler(process.pid)
+        sampler.start()
+        try:
+            process.wait(timeout=FLOWER_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        finally:
+            memory = sampler.stop()
+    if process.returncode != 0:
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
+        raise RuntimeError(f"Flower run {tag} exited {process.returncode}:\n" + "\n".join(tail))
+    final_state: State = torch.load(weights_path, weights_only=True)
+    return FlowerRun(json.loads(json_path.read_text()), memory, final_state)
+
+
+# --- collecting figures -------------------------------------------------------------------------------
+
+
+@dataclass
+class Collected:
+    figures: list[Figure] = dataclasses.field(default_factory=list)
+    ratios: list[Ratio] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    agree: bool = True
+
+
+def _max_weight_diff(a: State, b: State) -> float:
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+
+
+def _round_figure(system: str, n: int, run: SystemRun) -> Figure:
+    return figure(SECTION, f"round time: {system}, N={n}", "ms/round", run.round_ms)
+
+
+def _agreement(n: int, runs: dict[str, SystemRun]) -> tuple[str, bool]:
+    """A note on how far the systems' final accuracies and weights are apart, and whether that is ok."""
+    final = {name: run.accuracies[-1] for name, run in runs.items()}
+    accuracy_spread = max(final.values()) - min(final.values())
+    reference = runs[PLAIN].final_state
+    weight_diff = {
+        name: _max_weight_diff(run.final_state, reference) for name, run in runs.items() if name != PLAIN
+    }
+    ok = accuracy_spread <= ACCURACY_TOLERANCE and max(weight_diff.values(), default=0.0) <= WEIGHT_TOLERANCE
+    accuracies = ", ".join(f"{name} {acc:.4f}" for name, acc in final.items())
+    diffs = ", ".join(f"{name} {d:.1e}" for name, d in weight_diff.items())
+    verdict = "agree" if ok else "**MISMATCH: the workloads differ**"
+    return (
+        f"N={n}: final accuracy {accuracies}; max difference {accuracy_spread:.4f} (tolerance "
+        f"{ACCURACY_TOLERANCE}); max |w - w_plain| {diffs} (tolerance {WEIGHT_TOLERANCE:g}): {verdict}",
+        ok,
+    )
+
+
+def _startup_s(first_round_s: float, round_ms: Sequence[float]) -> float:
+    # A steady round is what the first one would have cost without set-up; never report below zero.
+    return max(0.0, first_round_s - statistics.median(round_ms) / 1e3)
+
+
+def _memory_figure(system: str, n: int, memory: TreeMemory, note: str = "") -> Figure:
+    detail = f"PSS {memory.peak_pss_mib:.0f} MiB, {memory.max_processes} process(es)"
+    return figure(
+        SECTION, f"peak memory: {system}, N={n}", "MiB", [memory.peak_rss_mib], note=f"{detail}{note}"
+    )
+
+
+def _measure_clients(n: int, rounds: int, quick: bool, flower: bool, workdir: Path, out: Collected) -> None:
+    print(f"fedavg_round: N={n}, {rounds} rounds: in-process systems", file=sys.stderr, flush=True)
+    workload = build_workload(n, SEED)
+    runs = time_in_process(workload, rounds)
+    round_figures = {name: _round_figure(name, n, run) for name, run in runs.items()}
+    out.ratios.append(
+        Ratio(
+            f"plain loop / fedsimenv batched, N={n}",
+            round_figures[PLAIN],
+            round_figures[BATCHED],
+            target=PLAIN_TARGET if n == TARGET_CLIENTS else None,
+        )
+    )
+    startup: dict[str, float] = {}
+    memory: dict[str, TreeMemory] = {}
+    if not quick:
+        for name in IN_PROCESS:
+            result = probe(name, n, workdir)
+            startup[name] = _startup_s(result.first_round_s, runs[name].round_ms)
+            memory[name] = result.memory
+    if flower:
+        batched_median = figure(
+            SECTION,
+            f"round time: {BATCHED}, N={n} (median)",
+            "ms/round",
+            [round_figures[BATCHED].median],
+        )
+        for config, num_cpus in FLOWER_CONFIGS.items():
+            print(f"fedavg_round: N={n}: {config}", file=sys.stderr, flush=True)
+            try:
+                flower_run = run_flower(n, rounds, num_cpus, workdir)
+            except RuntimeError as error:
+                out.notes.append(f"{config}, N={n} failed: {error}")
+                print(f"fedavg_round: {error}", file=sys.stderr)
+                continue
+            runs[config] = flower_run.run
+            round_figures[config] = _round_figure(config, n, flower_run.run)
+            first_round_s = float(flower_run.measurements["launch_to_first_round_end_s"])
+            startup[config] = _startup_s(first_round_s, flower_run.run.round_ms)
+            memory[config] = flower_run.memory
+            out.ratios.append(
+                Ratio(
+                    f"{config} / fedsimenv batched, N={n}",
+                    round_figures[config],
+                    batched_median,
+                    target=FLOWER_TARGET if n == TARGET_CLIENTS else None,
+                )
+            )
+            info = flower_run.measurements
+            out.notes.append(
+                f"{config}, N={n}: flwr {info['flwr']}, ray {info['ray']}, "
+                f"Ray num_cpus {info['ray_num_cpus']}, "
+                f"client torch threads {info.get('client_torch_threads')}"
+            )
+    out.figures.extend(round_figures.values())
+    out.figures.extend(figure(SECTION, f"start-up: {name}, N={n}", "s", [s]) for name, s in startup.items())
+    out.figures.extend(_memory_figure(name, n, m) for name, m in memory.items())
+    out.figures.extend(
+        figure(
+            SECTION, f"final accuracy: {name}, N={n}", "fraction", [r.accuracies[-1]], higher_is_better=True
+        )
+        for name, r in runs.items()
+    )
+    note, ok = _agreement(n, runs)
+    out.notes.append(note)
+    out.agree = out.agree and ok
+    if not ok:
+        print(f"fedavg_round: {note}", file=sys.stderr)
+
+
+def _collect(clients: Sequence[int], rounds: int, quick: bool, flower: bool) -> Collected:
+    if quick:
+        clients, rounds = QUICK_CLIENTS, QUICK_ROUNDS
+    if rounds <= WARMUP_ROUNDS:
+        raise ValueError(f"need more than {WARMUP_ROUNDS} round(s): the first is warm-up, got {rounds}")
+    out = Collected()
+    skip = "Flower skipped: quick mode" if quick else (None if flower else "Flower skipped: --no-flower")
+    skip = skip or flower_unavailable()
+    if skip is not None:
+        out.notes.append(skip)
+        print(f"fedavg_round: {skip}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="fbench-") as workdir:
+        if not quick:
+            baseline = probe(None, min(clients), Path(workdir))
+            out.notes.append(
+                f"Baseline for the memory figures: a process that only imports torch and fedsimenv and "
+                f"builds the workload peaks at {baseline.memory.peak_rss_mib:.0f} MiB RSS"
+            )
+        for n in clients:
+            _measure_clients(n, rounds, quick, skip is None, Path(workdir), out)
+    out.notes += _method_notes(rounds, quick)
+    return out
+
+
+def _method_notes(rounds: int, quick: bool) -> list[str]:
+    notes = [
+        f"Workload: digits (trainer's split, seed {SEED}), IID over N clients, small CNN, {rounds} rounds "
+        f"(the first is warm-up, not timed), one local epoch, batch {BATCH_SIZE}, lr {LEARNING_RATE}, "
+        f"momentum {MOMENTUM}, FedAvg weighted by samples, centralised test accuracy every round (timed); "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads in-process",
+        "Round times: the in-process systems alternate round by round (paired ratios); Flower runs in its "
+        "own process tree afterwards, its ratios are ratios of medians",
+        "Start-up: first round minus one steady round (median), from a ready workload: a fresh process for "
+        "the in-process systems, run_simulation's call for Flower (Ray start, actors, their imports)",
+        "Peak memory: peak of the summed RSS of the process tree running the system, sampled every 0.2 s "
+        "from /proc (a single process: its VmHWM); the note's PSS splits shared pages between processes",
+    ]
+    if quick:
+        notes.append("Quick mode: start-up and memory probes skipped")
+    return notes
+
+
+def collect(
+    clients: Sequence[int] = (10, 50, 100),
+    rounds: int = DEFAULT_ROUNDS,
+    quick: bool = False,
+    flower: bool = True,
+) -> tuple[list[Figure], list[Ratio], list[str]]:
+    """Figures, ratios and notes of the FedAvg-round benchmark (section :data:`SECTION`).
+
+    Args:
+        clients: The N to measure.
+        rounds: FedAvg rounds per system and N (the first is warm-up).
+        quick: A small, fast version for tests: N = 10, 3 rounds, no Flower, no fresh-process probes.
+        flower: Run the Flower peer when ``.venv-bench`` has it.
+    """
+    out = _collect(clients, rounds, quick, flower)
+    return out.figures, out.ratios, out.notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[10, 50, 100])
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
+    parser.add_argument("--quick", action="store_true", help="N = 10, 3 rounds, no Flower, no probes")
+    parser.add_argument("--no-flower", action="store_true", help="skip the Flower peer")
+    parser.add_argument("--out", type=Path, default=None, help="write fedavg_round.md and .json here")
+    # Internal: one in-process system in a fresh process, for start-up and memory.
+    parser.add_argument("--probe", choices=[*IN_PROCESS, "none"], help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.probe is not None:
+        _probe_main(args.probe, args.clients[0], args.json)
+        return 0
+    machine = machine_description()
+    out = _collect(args.clients, args.rounds, args.quick, not args.no_flower)
+    report = Report(machine, out.figures, out.ratios, out.notes)
+    print(report.to_markdown("fedsimenv benchmark: FedAvg round"), end="")
+    if args.out is not None:
+        report.write(args.out / "fedavg_round.md", args.out / "fedavg_round.json")
+    return 0 if out.agree else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
