@@ -41,6 +41,7 @@ bench-env: $(BENCH_VENV)/.bench-installed
 $(BENCH_VENV)/.bench-installed: pyproject.toml constraints.txt bench/requirements-flower.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet $(FIND_LINKS) -c constraints.txt -e . -r bench/requirements-flower.txt
+	$(BENCH_VENV)/bin/python -c "import flwr, ray, torch; print('flwr', flwr.__version__, 'ray', ray.__version__, 'torch', torch.__version__)"
 	touch $@
 
 clean:

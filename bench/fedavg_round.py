@@ -457,7 +457,7 @@ def _collect(clients: Sequence[int], rounds: int, quick: bool, flower: bool) -> 
     if skip is not None:
         out.notes.append(skip)
         print(f"fedavg_round: {skip}", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="fbench-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="fbench-", ignore_cleanup_errors=True) as workdir:
         if not quick:
             baseline = probe(None, min(clients), Path(workdir))
             out.notes.append(
