@@ -178,7 +178,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path, default=None, help="save the final global state here")
     args = parser.parse_args(argv)
     try:
-        with tempfile.TemporaryDirectory(prefix="fbr-", dir=args.ray_temp, ignore_cleanup_errors=True) as ray_temp:
+        with tempfile.TemporaryDirectory(
+            prefix="fbr-", dir=args.ray_temp, ignore_cleanup_errors=True
+        ) as ray_temp:
             measurements, final = run(args.clients, args.rounds, args.seed, args.num_cpus, Path(ray_temp))
     finally:
         if _OWN_FLWR_HOME is not None:
