@@ -369,77 +369,81 @@ def _startup_s(first_round_s: float, round_ms: Sequence[float]) -> float:
     return max(0.0, first_round_s - statistics.median(round_ms) / 1e3)
 
 
-def _memory_figure(system: str, n: int, memory: TreeMemory, note: str = "") -> Figure:
-    detail = f"PSS {memory.peak_pss_mib:.0f} MiB, {memory.max_processes} process(es)"
-    return figure(
-        SECTION, f"peak memory: {system}, N={n}", "MiB", [memory.peak_rss_mib], note=f"{detail}{note}"
-    )
+def _memory_figure(system: str, n: int, memory: TreeMemory) -> Figure:
+    note = f"PSS {memory.peak_pss_mib:.0f} MiB, {memory.max_processes} process(es)"
+    return figure(SECTION, f"peak memory: {system}, N={n}", "MiB", [memory.peak_rss_mib], note=note)
 
 
-def _measure_clients(n: int, rounds: int, quick: bool, flower: bool, workdir: Path, out: Collected) -> None:
+@dataclass
+class Measured:
+    """One N's results per system, filled in by the in-process part and then by Flower."""
+
+    runs: dict[str, SystemRun]
+    round_figures: dict[str, Figure]
+    startup_s: dict[str, float] = dataclasses.field(default_factory=dict)
+    memory: dict[str, TreeMemory] = dataclasses.field(default_factory=dict)
+
+
+def _measure_in_process(n: int, rounds: int, quick: bool, workdir: Path, out: Collected) -> Measured:
     print(f"fedavg_round: N={n}, {rounds} rounds: in-process systems", file=sys.stderr, flush=True)
-    workload = build_workload(n, SEED)
-    runs = time_in_process(workload, rounds)
-    round_figures = {name: _round_figure(name, n, run) for name, run in runs.items()}
+    runs = time_in_process(build_workload(n, SEED), rounds)
+    measured = Measured(runs, {name: _round_figure(name, n, run) for name, run in runs.items()})
     out.ratios.append(
         Ratio(
             f"plain loop / fedsimenv batched, N={n}",
-            round_figures[PLAIN],
-            round_figures[BATCHED],
+            measured.round_figures[PLAIN],
+            measured.round_figures[BATCHED],
             target=PLAIN_TARGET if n == TARGET_CLIENTS else None,
         )
     )
-    startup: dict[str, float] = {}
-    memory: dict[str, TreeMemory] = {}
     if not quick:
         for name in IN_PROCESS:
             result = probe(name, n, workdir)
-            startup[name] = _startup_s(result.first_round_s, runs[name].round_ms)
-            memory[name] = result.memory
-    if flower:
-        batched_median = figure(
-            SECTION,
-            f"round time: {BATCHED}, N={n} (median)",
-            "ms/round",
-            [round_figures[BATCHED].median],
+            measured.startup_s[name] = _startup_s(result.first_round_s, runs[name].round_ms)
+            measured.memory[name] = result.memory
+    return measured
+
+
+def _measure_flower(n: int, rounds: int, workdir: Path, measured: Measured, out: Collected) -> None:
+    # Flower ran in another process after the in-process systems, so its ratios are not paired: compare
+    # with the batched median (a one-sample figure makes Ratio take the ratio of medians).
+    batched = measured.round_figures[BATCHED]
+    batched_median = figure(SECTION, f"{batched.name} (median)", batched.unit, [batched.median])
+    for config, num_cpus in FLOWER_CONFIGS.items():
+        print(f"fedavg_round: N={n}: {config}", file=sys.stderr, flush=True)
+        try:
+            flower_run = run_flower(n, rounds, num_cpus, workdir)
+        except RuntimeError as error:
+            out.notes.append(f"{config}, N={n} failed: {error}")
+            print(f"fedavg_round: {error}", file=sys.stderr)
+            continue
+        run, info = flower_run.run, flower_run.measurements
+        measured.runs[config] = run
+        measured.round_figures[config] = _round_figure(config, n, run)
+        measured.startup_s[config] = _startup_s(float(info["launch_to_first_round_end_s"]), run.round_ms)
+        measured.memory[config] = flower_run.memory
+        target = FLOWER_TARGET if n == TARGET_CLIENTS else None
+        name = f"{config} / fedsimenv batched, N={n}"
+        out.ratios.append(Ratio(name, measured.round_figures[config], batched_median, target=target))
+        out.notes.append(
+            f"{config}, N={n}: flwr {info['flwr']}, ray {info['ray']}, Ray num_cpus {info['ray_num_cpus']}, "
+            f"client torch threads {info.get('client_torch_threads')}"
         )
-        for config, num_cpus in FLOWER_CONFIGS.items():
-            print(f"fedavg_round: N={n}: {config}", file=sys.stderr, flush=True)
-            try:
-                flower_run = run_flower(n, rounds, num_cpus, workdir)
-            except RuntimeError as error:
-                out.notes.append(f"{config}, N={n} failed: {error}")
-                print(f"fedavg_round: {error}", file=sys.stderr)
-                continue
-            runs[config] = flower_run.run
-            round_figures[config] = _round_figure(config, n, flower_run.run)
-            first_round_s = float(flower_run.measurements["launch_to_first_round_end_s"])
-            startup[config] = _startup_s(first_round_s, flower_run.run.round_ms)
-            memory[config] = flower_run.memory
-            out.ratios.append(
-                Ratio(
-                    f"{config} / fedsimenv batched, N={n}",
-                    round_figures[config],
-                    batched_median,
-                    target=FLOWER_TARGET if n == TARGET_CLIENTS else None,
-                )
-            )
-            info = flower_run.measurements
-            out.notes.append(
-                f"{config}, N={n}: flwr {info['flwr']}, ray {info['ray']}, "
-                f"Ray num_cpus {info['ray_num_cpus']}, "
-                f"client torch threads {info.get('client_torch_threads')}"
-            )
-    out.figures.extend(round_figures.values())
-    out.figures.extend(figure(SECTION, f"start-up: {name}, N={n}", "s", [s]) for name, s in startup.items())
-    out.figures.extend(_memory_figure(name, n, m) for name, m in memory.items())
+
+
+def _add_figures(n: int, measured: Measured, out: Collected) -> None:
+    out.figures.extend(measured.round_figures.values())
+    out.figures.extend(
+        figure(SECTION, f"start-up: {name}, N={n}", "s", [s]) for name, s in measured.startup_s.items()
+    )
+    out.figures.extend(_memory_figure(name, n, m) for name, m in measured.memory.items())
     out.figures.extend(
         figure(
             SECTION, f"final accuracy: {name}, N={n}", "fraction", [r.accuracies[-1]], higher_is_better=True
         )
-        for name, r in runs.items()
+        for name, r in measured.runs.items()
     )
-    note, ok = _agreement(n, runs)
+    note, ok = _agreement(n, measured.runs)
     out.notes.append(note)
     out.agree = out.agree and ok
     if not ok:
@@ -452,7 +456,11 @@ def _collect(clients: Sequence[int], rounds: int, quick: bool, flower: bool) -> 
     if rounds <= WARMUP_ROUNDS:
         raise ValueError(f"need more than {WARMUP_ROUNDS} round(s): the first is warm-up, got {rounds}")
     out = Collected()
-    skip = "Flower skipped: quick mode" if quick else (None if flower else "Flower skipped: --no-flower")
+    skip = (
+        "Flower skipped: quick mode"
+        if quick
+        else (None if flower else "Flower skipped: not requested (--no-flower)")
+    )
     skip = skip or flower_unavailable()
     if skip is not None:
         out.notes.append(skip)
@@ -465,7 +473,10 @@ def _collect(clients: Sequence[int], rounds: int, quick: bool, flower: bool) -> 
                 f"builds the workload peaks at {baseline.memory.peak_rss_mib:.0f} MiB RSS"
             )
         for n in clients:
-            _measure_clients(n, rounds, quick, skip is None, Path(workdir), out)
+            measured = _measure_in_process(n, rounds, quick, Path(workdir), out)
+            if skip is None:
+                _measure_flower(n, rounds, Path(workdir), measured, out)
+            _add_figures(n, measured, out)
     out.notes += _method_notes(rounds, quick)
     return out
 
