@@ -34,6 +34,13 @@ Measured per system and N:
 * final accuracy after the last round.
 
     python -m bench.fedavg_round [--clients 10 50 100] [--rounds 10] [--no-flower] [--out DIR]
+        [--torch-threads K]
+
+On a shared 2-core machine, run it when the machine is quiet: with two torch threads per process,
+another busy process makes torch's OpenMP threads wait for each other, and a round can take 10-200x
+longer (measured here under load 4: plain loop at N = 50, 106 ms/round with one thread, 0.4-21 s with
+two). ``--torch-threads 1`` makes the in-process systems immune to that (Flower's clients get
+``num_cpus`` threads from Ray).
 
 ``--out DIR`` writes ``DIR/fedavg_round.md`` and ``DIR/fedavg_round.json``. The exit status is 1 when
 the systems' final accuracies or weights disagree beyond the tolerances below.
@@ -228,7 +235,9 @@ def probe(system: str | None, num_clients: int, workdir: Path) -> Probe:
     """Run ``python -m bench.fedavg_round --probe SYSTEM`` and sample its memory."""
     out = workdir / f"probe-{(system or 'none').replace(' ', '-')}-{num_clients}.json"
     command = [sys.executable, "-m", "bench.fedavg_round", "--probe", system or "none"]
-    command += ["--clients", str(num_clients), "--json", str(out)]
+    # The probe uses this process's torch threads, which the in-process timings ran with.
+    command += ["--clients", str(num_clients), "--torch-threads", str(torch.get_num_threads())]
+    command += ["--json", str(out)]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     sampler = TreeMemorySampler(process.pid)
     sampler.start()
@@ -524,10 +533,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="N = 10, 3 rounds, no Flower, no probes")
     parser.add_argument("--no-flower", action="store_true", help="skip the Flower peer")
     parser.add_argument("--out", type=Path, default=None, help="write fedavg_round.md and .json here")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch threads of the in-process systems (default: torch's)",
+    )
     # Internal: one in-process system in a fresh process, for start-up and memory.
     parser.add_argument("--probe", choices=[*IN_PROCESS, "none"], help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.torch_threads is not None:
+        torch.set_num_threads(args.torch_threads)
     if args.probe is not None:
         _probe_main(args.probe, args.clients[0], args.json)
         return 0
