@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,16 @@ from bench import fedavg_round
 from bench.fedavg_round import BATCHED, PLAIN, SECTION, BatchedSystem, PlainLoopSystem, collect
 from bench.fedavg_workload import build_workload, client_order
 from bench.memory import TreeMemorySampler
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    # Correctness, not speed: one thread keeps these tests fast when other processes load the machine
+    # (two OpenMP threads then wait for each other, and a tiny round can take seconds).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_plain_loop_and_batched_give_the_same_global_weights_after_one_round() -> None:
