@@ -6,7 +6,8 @@ trainer's stratified train/test split, the training set dealt IID to N clients, 
 momentum 0.9, a fresh optimiser per client and round), FedAvg weighted by samples, and centralised
 evaluation of the global model on the whole test set after every round. Each client's sample order
 in each round comes from its own seeded ``torch.Generator``, so all systems compute the same model
-up to float rounding; the benchmark checks that their final accuracies and weights agree.
+up to float rounding; the benchmark checks that their weights after round 1 and their final
+accuracies agree (see the tolerances below for why not the final weights).
 
 Systems:
 
@@ -43,7 +44,7 @@ two). ``--torch-threads 1`` makes the in-process systems immune to that (Flower'
 ``num_cpus`` threads from Ray).
 
 ``--out DIR`` writes ``DIR/fedavg_round.md`` and ``DIR/fedavg_round.json``. The exit status is 1 when
-the systems' final accuracies or weights disagree beyond the tolerances below.
+the systems' round-1 weights or final accuracies disagree beyond the tolerances below.
 """
 
 from __future__ import annotations
@@ -98,13 +99,15 @@ QUICK_ROUNDS = 3
 TARGET_CLIENTS = 50
 PLAIN_TARGET = 3.0
 FLOWER_TARGET = 15.0
-# The systems differ only in float rounding (batched vs per-client convolutions, torch vs numpy
-# averaging): ~1e-7 relative per step, growing slowly over rounds. A test prediction flips only if its
-# top two logits are that close, i.e. for at most a sample or two of the 359 (0.28 % each); 0.01 allows
-# 3. A real workload difference (split, order, initial weights, lr) moves the weights by >= 1e-2 and the
-# accuracy by several points at these round counts, far outside both tolerances.
+# Identity of the workloads is checked on the global weights after round 1: there the systems differ
+# only by float rounding (batched vs per-client convolutions, torch vs numpy averaging, Flower's reply
+# order), measured <= 4e-7 at N = 10-100, while flipping a single client's order in that round already
+# moves them by 8e-5 (N = 50) to 3e-3 (N = 10). Later rounds are no sharp test: rounding differences
+# are amplified where a max-pool or ReLU switches (merely permuting the order of the FedAvg sum gives
+# 9e-4 after 10 rounds at N = 10), so the final weights are reported, not judged. Final accuracies
+# must agree to 0.01 (3.6 of the 359 test samples): the rounding flips at most a sample or two.
 ACCURACY_TOLERANCE = 0.01
-WEIGHT_TOLERANCE = 1e-3
+FIRST_ROUND_WEIGHT_TOLERANCE = 1e-5
 FLOWER_TIMEOUT_S = 1200.0
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_PYTHON = REPO_ROOT / ".venv-bench" / "bin" / "python"
@@ -184,11 +187,13 @@ class SystemRun:
     Attributes:
         round_ms: Wall time of each timed round (the warm-up rounds excluded).
         accuracies: Global test accuracy after every round, warm-up included.
+        first_state: The global model's state dict after round 1.
         final_state: The global model's final state dict.
     """
 
     round_ms: tuple[float, ...]
     accuracies: tuple[float, ...]
+    first_state: State
     final_state: State
 
 
@@ -197,6 +202,7 @@ def time_in_process(workload: Workload, rounds: int) -> dict[str, SystemRun]:
     systems = {name: make_system(name, workload, rounds) for name in IN_PROCESS}
     round_ms: dict[str, list[float]] = {name: [] for name in systems}
     accuracies: dict[str, list[float]] = {name: [] for name in systems}
+    first_state: dict[str, State] = {}
     for r in range(rounds):
         # Who goes first alternates too, so neither always runs right after the other's allocations.
         for name in IN_PROCESS if r % 2 == 0 else IN_PROCESS[::-1]:
@@ -205,8 +211,15 @@ def time_in_process(workload: Workload, rounds: int) -> dict[str, SystemRun]:
             elapsed_ms = (time.perf_counter() - start_s) * 1e3
             if r >= WARMUP_ROUNDS:
                 round_ms[name].append(elapsed_ms)
+            if r == 0:
+                first_state[name] = _detached(systems[name].model.state_dict())
     return {
-        name: SystemRun(tuple(round_ms[name]), tuple(accuracies[name]), _detached(system.model.state_dict()))
+        name: SystemRun(
+            tuple(round_ms[name]),
+            tuple(accuracies[name]),
+            first_state[name],
+            _detached(system.model.state_dict()),
+        )
         for name, system in systems.items()
     }
 
@@ -287,13 +300,14 @@ class FlowerRun:
 
     measurements: dict[str, Any]
     memory: TreeMemory
+    first_state: State
     final_state: State
 
     @property
     def run(self) -> SystemRun:
         accuracies = tuple(float(a) for a in self.measurements["accuracies"])
         round_ms = tuple(float(t) for t in self.measurements["round_ms"][WARMUP_ROUNDS:])
-        return SystemRun(round_ms, accuracies, self.final_state)
+        return SystemRun(round_ms, accuracies, self.first_state, self.final_state)
 
 
 def run_flower(num_clients: int, rounds: int, num_cpus: float | None, workdir: Path) -> FlowerRun:
@@ -331,8 +345,8 @@ def run_flower(num_clients: int, rounds: int, num_cpus: float | None, workdir: P
     if process.returncode != 0:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
         raise RuntimeError(f"Flower run {tag} exited {process.returncode}:\n" + "\n".join(tail))
-    final_state: State = torch.load(weights_path, weights_only=True)
-    return FlowerRun(json.loads(json_path.read_text()), memory, final_state)
+    states: dict[str, State] = torch.load(weights_path, weights_only=True)
+    return FlowerRun(json.loads(json_path.read_text()), memory, states["first"], states["final"])
 
 
 # --- collecting figures -------------------------------------------------------------------------------
@@ -355,22 +369,26 @@ def _round_figure(system: str, n: int, run: SystemRun) -> Figure:
 
 
 def _agreement(n: int, runs: dict[str, SystemRun]) -> tuple[str, bool]:
-    """A note on how far the systems' final accuracies and weights are apart, and whether that is ok."""
+    """A note on how far the systems' accuracies and weights are apart, and whether that is ok."""
     final = {name: run.accuracies[-1] for name, run in runs.items()}
     accuracy_spread = max(final.values()) - min(final.values())
-    reference = runs[PLAIN].final_state
-    weight_diff = {
-        name: _max_weight_diff(run.final_state, reference) for name, run in runs.items() if name != PLAIN
-    }
-    ok = accuracy_spread <= ACCURACY_TOLERANCE and max(weight_diff.values(), default=0.0) <= WEIGHT_TOLERANCE
+    first, last = runs[PLAIN].first_state, runs[PLAIN].final_state
+    others = [name for name in runs if name != PLAIN]
+    first_diff = {name: _max_weight_diff(runs[name].first_state, first) for name in others}
+    final_diff = {name: _max_weight_diff(runs[name].final_state, last) for name in others}
+    ok = accuracy_spread <= ACCURACY_TOLERANCE and max(first_diff.values()) <= FIRST_ROUND_WEIGHT_TOLERANCE
     accuracies = ", ".join(f"{name} {acc:.4f}" for name, acc in final.items())
-    diffs = ", ".join(f"{name} {d:.1e}" for name, d in weight_diff.items())
     verdict = "agree" if ok else "**MISMATCH: the workloads differ**"
     return (
         f"N={n}: final accuracy {accuracies}; max difference {accuracy_spread:.4f} (tolerance "
-        f"{ACCURACY_TOLERANCE}); max |w - w_plain| {diffs} (tolerance {WEIGHT_TOLERANCE:g}): {verdict}",
+        f"{ACCURACY_TOLERANCE}); max |w - w_plain| after round 1 {_diffs(first_diff)} (tolerance "
+        f"{FIRST_ROUND_WEIGHT_TOLERANCE:g}), after the last round {_diffs(final_diff)}: {verdict}",
         ok,
     )
+
+
+def _diffs(diff: dict[str, float]) -> str:
+    return ", ".join(f"{name} {d:.1e}" for name, d in diff.items())
 
 
 def _startup_s(first_round_s: float, round_ms: Sequence[float]) -> float:
@@ -436,7 +454,7 @@ def _measure_flower(n: int, rounds: int, workdir: Path, measured: Measured, out:
         out.ratios.append(Ratio(name, measured.round_figures[config], batched_median, target=target))
         out.notes.append(
             f"{config}, N={n}: flwr {info['flwr']}, ray {info['ray']}, Ray num_cpus {info['ray_num_cpus']}, "
-            f"client torch threads {info.get('client_torch_threads')}"
+            f"client torch threads {float(info['client_torch_threads']):.3g}"
         )
 
 

@@ -95,3 +95,20 @@ def test_probe_measures_a_fresh_process(tmp_path: Path) -> None:
     result = fedavg_round.probe(BATCHED, 4, tmp_path)
     assert result.first_round_s > 0
     assert result.memory.peak_rss_mib > 50  # torch alone is more than that
+
+
+def _one_round(system: PlainLoopSystem) -> fedavg_round.SystemRun:
+    accuracy = system.run_round(0)
+    state = {k: v.clone() for k, v in system.model.state_dict().items()}
+    return fedavg_round.SystemRun((1.0,), (accuracy,), state, state)
+
+
+def test_agreement_check_flags_a_workload_that_differs_by_one_client_order() -> None:
+    workload = build_workload(num_clients=10, seed=0)
+    same, changed = PlainLoopSystem(workload, rounds=1), PlainLoopSystem(workload, rounds=1)
+    changed.orders[0][0] = changed.orders[0][0].flip(0)  # one client visits its samples backwards
+    reference = _one_round(PlainLoopSystem(workload, rounds=1))
+    note, ok = fedavg_round._agreement(10, {PLAIN: reference, BATCHED: _one_round(same)})
+    assert ok and note.endswith("agree")
+    note, ok = fedavg_round._agreement(10, {PLAIN: reference, BATCHED: _one_round(changed)})
+    assert not ok and "MISMATCH" in note

@@ -3,7 +3,7 @@
 Runs in the benchmark's own environment (``make bench-env`` -> ``.venv-bench``), never in ``.venv``:
 
     .venv-bench/bin/python -m bench.peers.flower_fedavg --clients 50 --rounds 10 --json out.json \
-        [--num-cpus 1] [--ray-temp DIR] [--weights final.pt]
+        [--num-cpus 1] [--ray-temp DIR] [--weights states.pt]
 
 The workload is literally ``bench.fedavg_workload``'s: the same split, initial weights, per-client
 per-round sample orders and hand-written local loop (``train_client_plain``). The ``ServerApp`` runs
@@ -92,12 +92,15 @@ class _RoundClock:
         self.stamps_s: list[float] = []
         self.accuracies: list[float] = []
         self.client_threads = float("nan")
+        self.first_state: dict[str, torch.Tensor] = {}
 
     def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
         self.model.load_state_dict(arrays.to_torch_state_dict())
         accuracy = global_accuracy(self.model, self.workload.test_x, self.workload.test_y)
         self.accuracies.append(accuracy)
         self.stamps_s.append(time.perf_counter())
+        if server_round == 1:  # the benchmark checks the workloads' identity on round 1's weights
+            self.first_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         return MetricRecord({"accuracy": accuracy})
 
 
@@ -127,8 +130,9 @@ def build_server_app(
 
 def run(
     num_clients: int, num_rounds: int, seed: int, num_cpus: float | None, ray_temp: Path
-) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """One simulation; returns the JSON-able measurements and the final global weights."""
+) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
+    """One simulation; returns the JSON-able measurements and the global weights after round 1 and at
+    the end (``{"first": ..., "final": ...}``)."""
     from bench.peers import flower_fedavg as peer  # the module under its import name, for pickling
 
     workload = _workload(num_clients, seed)
@@ -164,7 +168,7 @@ def run(
         "final_accuracy": clock.accuracies[-1],
         "client_torch_threads": clock.client_threads,
     }
-    return measurements, final
+    return measurements, {"first": clock.first_state, "final": final}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -175,18 +179,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-cpus", type=float, default=None, help="client_resources.num_cpus")
     parser.add_argument("--ray-temp", type=Path, default=None, help="parent of Ray's session directory")
     parser.add_argument("--json", type=Path, required=True)
-    parser.add_argument("--weights", type=Path, default=None, help="save the final global state here")
+    parser.add_argument("--weights", type=Path, default=None, help="save round 1's and the final state here")
     args = parser.parse_args(argv)
     try:
         with tempfile.TemporaryDirectory(
             prefix="fbr-", dir=args.ray_temp, ignore_cleanup_errors=True
         ) as ray_temp:
-            measurements, final = run(args.clients, args.rounds, args.seed, args.num_cpus, Path(ray_temp))
+            measurements, states = run(args.clients, args.rounds, args.seed, args.num_cpus, Path(ray_temp))
     finally:
         if _OWN_FLWR_HOME is not None:
             shutil.rmtree(_OWN_FLWR_HOME, ignore_errors=True)
     if args.weights is not None:
-        torch.save(final, args.weights)
+        torch.save(states, args.weights)
     args.json.write_text(json.dumps(measurements, indent=2) + "\n")
 
 
