@@ -12,7 +12,7 @@ AGENTS ?= optimal,equal,uniform-pruning,greedy-channel,proportional-fair
 SEEDS ?= 3
 OUT ?= runs/compare-$(SCENARIO)
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint venv clean bench-env
 
 venv: $(STAMP)
 
@@ -33,5 +33,16 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+# The benchmark's own environment for the Flower peer (bench/fedavg_round.py): flwr[simulation] and Ray,
+# never installed into .venv. The constraints file keeps torch the pinned CPU wheel here too.
+BENCH_VENV ?= .venv-bench
+bench-env: $(BENCH_VENV)/.bench-installed
+
+$(BENCH_VENV)/.bench-installed: pyproject.toml constraints.txt bench/requirements-flower.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet $(FIND_LINKS) -c constraints.txt -e . -r bench/requirements-flower.txt
+	$(BENCH_VENV)/bin/python -c "import flwr, ray, torch; print('flwr', flwr.__version__, 'ray', ray.__version__, 'torch', torch.__version__)"
+	touch $@
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache .mypy_cache .ruff_cache

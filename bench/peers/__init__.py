@@ -1,0 +1,1 @@
+"""Peer systems the benchmarks compare against, each run in its own environment by subprocess."""
