@@ -25,8 +25,9 @@ def fedavg(states: Sequence[Mapping[str, torch.Tensor]], num_samples: Sequence[f
     weights = weights / weights.sum()
     out: State = {}
     for key, ref in states[0].items():
-        acc = sum(float(w) * s[key].to(torch.float64) for w, s in zip(weights, states, strict=True))
-        out[key] = torch.as_tensor(acc).to(ref.dtype)
+        # One (clients, ...) stack per entry and one weighted reduction: no Python loop over clients.
+        stacked = torch.stack([s[key] for s in states]).to(torch.float64)
+        out[key] = torch.tensordot(weights.to(stacked.device), stacked, dims=1).to(ref.dtype)
     return out
 
 
@@ -46,12 +47,17 @@ def masked_fedavg(
         raise ValueError("masked_fedavg needs at least one client state")
     out: State = {}
     for key, global_value in global_state.items():
-        num = torch.zeros_like(global_value, dtype=torch.float64)
-        den = torch.zeros_like(global_value, dtype=torch.float64)
-        for state, mask, n in zip(states, masks, num_samples, strict=True):
-            keep = mask[key].to(torch.float64) if key in mask else torch.ones_like(num)
-            num += float(n) * keep * state[key].to(torch.float64)
-            den += float(n) * keep
+        shape = (-1, *([1] * global_value.dim()))
+        weight = torch.as_tensor(num_samples, dtype=torch.float64, device=global_value.device).view(shape)
+        values = torch.stack([state[key] for state in states]).to(torch.float64)
+        if any(key in mask for mask in masks):
+            ones = torch.ones_like(global_value, dtype=torch.bool)
+            keep = torch.stack([mask.get(key, ones).to(global_value.device, torch.bool) for mask in masks])
+            kept_weight = weight * keep
+        else:
+            kept_weight = weight.expand_as(values)
+        num = (kept_weight * values).sum(dim=0)
+        den = kept_weight.sum(dim=0)
         averaged = torch.where(den > 0, num / torch.where(den > 0, den, 1.0), global_value.to(torch.float64))
         out[key] = averaged.to(global_value.dtype)
     return out

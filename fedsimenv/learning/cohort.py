@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
+from fedsimenv.learning.allocator import keep_freed_memory
 from fedsimenv.learning.flops import forward_flops_per_sample
 from fedsimenv.learning.grouped import GroupedModel, UnsupportedModel
 
@@ -100,6 +101,7 @@ def _batches(job: LocalJob, batch_size: int) -> list[torch.Tensor]:
 
 def train_sequential(model: nn.Module, jobs: Sequence[LocalJob], sgd: SGDConfig) -> list[State]:
     """Train each job in turn with ``torch.optim.SGD``; returns each device's final state dict."""
+    keep_freed_memory()
     results: list[State] = []
     device = next(model.parameters()).device
     for job in jobs:
@@ -140,6 +142,7 @@ def train_batched(
         ValueError: the model has buffers (see :func:`can_batch`), or ``engine="grouped"`` for a
             model the grouped layout cannot run.
     """
+    keep_freed_memory()
     if not can_batch(model):
         raise ValueError("batched cohort training needs a model without buffers (e.g. no BatchNorm)")
     if not jobs:

@@ -92,6 +92,7 @@ class GroupedModel:
         self.modules = dict(self.graph_module.named_modules())
         for node in self.graph_module.graph.nodes:
             self._check(node)
+        self.swapped = _pool_before_relu(self.graph_module.graph, self.modules)
 
     def forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Outputs (K, B, ...) of the K copies for inputs ``x`` of shape (K, B, ...).
@@ -211,6 +212,46 @@ class GroupedModel:
                 module.eps,
             )
         return module(x)
+
+
+def _is_relu(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules[str(node.target)], nn.ReLU)
+    return (
+        node.op == "call_function"
+        and node.target in (F.relu, torch.relu)
+        and len(node.args) == 1
+        and not node.kwargs
+    )
+
+
+def _is_max_pool(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
+    return node.op == "call_module" and isinstance(modules[str(node.target)], nn.MaxPool2d)
+
+
+def _pool_before_relu(graph: fx.Graph, modules: Mapping[str, nn.Module]) -> int:
+    """Rewrite ``maxpool(relu(x))`` as ``relu(maxpool(x))`` where the ReLU feeds only the pool.
+
+    ReLU is monotone, so both give the same values, and the same gradients: where the window's
+    maximum is positive both route the gradient to the same entry, and where it is not, both give zero.
+    Pooling first runs the ReLU and its backward on a quarter of the entries (for a 2x2 pool), which
+    is a tenth of a small CNN's step. Returns the number of pairs swapped.
+    """
+    swapped = 0
+    for relu in list(graph.nodes):
+        if not _is_relu(relu, modules) or len(relu.users) != 1:
+            continue
+        (pool,) = relu.users
+        if not _is_max_pool(pool, modules) or pool.args[0] is not relu or len(pool.args) != 1:
+            continue
+        source = relu.args[0]
+        pool.replace_all_uses_with(relu)
+        pool.replace_input_with(relu, source)  # pool(x)
+        relu.replace_input_with(source, pool)  # relu(pool(x))
+        pool.append(relu)  # keep the graph in topological order
+        swapped += 1
+    graph.lint()
+    return swapped
 
 
 def _is_batch_size(arg: object) -> bool:
