@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fedsimenv.learning.allocator import keep_freed_memory
 from fedsimenv.learning.data import iid_partition, load_digits, train_test_split
 from fedsimenv.learning.models import build_model
 from fedsimenv.seeding import EpisodeStreams, child_sequence
@@ -73,7 +74,12 @@ class Workload:
 
 
 def build_workload(num_clients: int, seed: int = 0) -> Workload:
-    """The digits split and IID partition exactly as ``TorchTrainer.reset`` makes them for ``seed``."""
+    """The digits split and IID partition exactly as ``TorchTrainer.reset`` makes them for ``seed``.
+
+    Also applies fedsimenv's allocator tuning (:func:`keep_freed_memory`) in the calling process, so
+    every system, the Flower clients in their Ray workers included, runs with the same allocator.
+    """
+    keep_freed_memory()
     split_rng = EpisodeStreams(np.random.SeedSequence(seed)).numpy("partition")
     train, test = train_test_split(load_digits(), TEST_FRACTION, split_rng)
     if num_clients > len(train):
