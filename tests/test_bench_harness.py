@@ -74,7 +74,10 @@ def test_quick_harness_run_writes_a_report_of_the_sections_asked_for(tmp_path: P
     sections = {f["section"] for f in data["figures"]}
     assert any(s.startswith("Cohort training") for s in sections)
     assert any(s.startswith("Solvers") for s in sections)
-    assert all(f["median"] > 0 for f in data["figures"])
+    # Times are positive; a peak-RSS growth may be 0 (ru_maxrss is the process's high-water mark, which
+    # earlier tests in this process may already have raised above what the section needs).
+    assert all(f["median"] > 0 for f in data["figures"] if f["unit"].startswith("ms/"))
+    assert all(f["median"] >= 0 for f in data["figures"] if f["unit"] == "MiB")
     assert data["machine"]["torch threads"] >= 1
     assert (tmp_path / "RESULTS.md").read_text().startswith("# fedsimenv benchmark report")
 
