@@ -9,10 +9,12 @@ in each round comes from its own seeded ``torch.Generator``, so all systems comp
 up to float rounding; the benchmark checks that their weights after round 1 and their final
 accuracies agree (see the tolerances below for why not the final weights).
 
-Systems:
+Systems (the in-process two in ``bench.fedavg_systems``, Flower's runner in ``bench.fedavg_flower``):
 
-* ``fedsimenv batched``: ``fedsimenv.learning.cohort.train_batched`` (all clients in one
-  ``vmap(grad)`` computation) and ``fedsimenv.learning.aggregation.fedavg``;
+* ``fedsimenv batched``: ``fedsimenv.learning.cohort.train_batched`` with its default engine, which
+  for this CNN runs the whole cohort in the grouped layout (``fedsimenv.learning.grouped``: the
+  clients' copies side by side in the channel axis, one grouped convolution per layer), then
+  ``fedsimenv.learning.aggregation.fedavg``;
 * ``plain loop``: what a user writes by hand: per client ``copy.deepcopy`` of the global model,
   ``torch.optim.SGD`` over the minibatches, then the weighted mean of the state dicts;
 * ``Flower``: ``flwr.simulation.run_simulation`` (Ray backend) running ``bench.peers.flower_fedavg``
@@ -50,49 +52,36 @@ the systems' round-1 weights or final accuracies disagree beyond the tolerances 
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
-import json
-import os
-import resource
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import torch
 
-from bench.fedavg_workload import (
-    BATCH_SIZE,
-    LEARNING_RATE,
-    MOMENTUM,
-    State,
-    Workload,
-    build_workload,
-    global_accuracy,
-    train_client_plain,
+from bench.fedavg_flower import flower_unavailable, run_flower
+from bench.fedavg_systems import (
+    BATCHED,
+    IN_PROCESS,
+    PLAIN,
+    SEED,
+    WARMUP_ROUNDS,
+    SystemRun,
+    probe,
+    run_probe,
+    time_in_process,
 )
-from bench.memory import TreeMemory, TreeMemorySampler
+from bench.fedavg_workload import BATCH_SIZE, LEARNING_RATE, MOMENTUM, State, build_workload
+from bench.memory import TreeMemory
 from bench.report import Figure, Ratio, Report, figure, machine_description
-from fedsimenv.learning.aggregation import fedavg
-from fedsimenv.learning.cohort import LocalJob, SGDConfig, train_batched
 
 SECTION = "FedAvg round (digits, small CNN)"
-BATCHED = "fedsimenv batched"
-PLAIN = "plain loop"
-IN_PROCESS = (BATCHED, PLAIN)
 #: Flower configurations: name -> ``client_resources.num_cpus`` (None: Flower's default, 2 CPUs).
 FLOWER_CONFIGS: dict[str, float | None] = {"Flower (default resources)": None, "Flower (num_cpus=1)": 1.0}
-SEED = 0
 DEFAULT_ROUNDS = 10
-WARMUP_ROUNDS = 1
-PROBE_ROUNDS = 2
 QUICK_CLIENTS = (10,)
 QUICK_ROUNDS = 3
 #: Targets of issue 10 at N = 50: (numerator system, minimum ratio to fedsimenv batched).
@@ -108,248 +97,6 @@ FLOWER_TARGET = 15.0
 # must agree to 0.01 (3.6 of the 359 test samples): the rounding flips at most a sample or two.
 ACCURACY_TOLERANCE = 0.01
 FIRST_ROUND_WEIGHT_TOLERANCE = 1e-5
-FLOWER_TIMEOUT_S = 1200.0
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BENCH_PYTHON = REPO_ROOT / ".venv-bench" / "bin" / "python"
-
-
-class FedAvgSystem(Protocol):
-    """One in-process system: a global model that advances one FedAvg round at a time."""
-
-    model: torch.nn.Module
-
-    def run_round(self, round_index: int) -> float:
-        """Train every client, aggregate, evaluate; returns the global test accuracy."""
-        ...
-
-
-def _orders(workload: Workload, rounds: int) -> list[list[torch.Tensor]]:
-    # Drawn before timing: the benchmark times training, not seeding.
-    return [[workload.order(r, k) for k in range(workload.num_clients)] for r in range(rounds)]
-
-
-class BatchedSystem:
-    """fedsimenv: ``train_batched`` over all clients at once, then the project's ``fedavg``."""
-
-    def __init__(self, workload: Workload, rounds: int) -> None:
-        self.workload = workload
-        self.model = workload.initial_model()
-        self.orders = _orders(workload, rounds)
-        self.sgd = SGDConfig(learning_rate=LEARNING_RATE, momentum=MOMENTUM, batch_size=BATCH_SIZE)
-
-    def run_round(self, round_index: int) -> float:
-        w = self.workload
-        jobs = [
-            LocalJob(x, y, {}, [order])
-            for x, y, order in zip(w.client_x, w.client_y, self.orders[round_index], strict=True)
-        ]
-        states = train_batched(self.model, jobs, self.sgd)
-        self.model.load_state_dict(fedavg(states, w.num_samples))
-        return global_accuracy(self.model, w.test_x, w.test_y)
-
-
-class PlainLoopSystem:
-    """A hand-written FedAvg round: deepcopy, ``torch.optim.SGD`` per client, weighted mean."""
-
-    def __init__(self, workload: Workload, rounds: int) -> None:
-        self.workload = workload
-        self.model = workload.initial_model()
-        self.orders = _orders(workload, rounds)
-
-    def run_round(self, round_index: int) -> float:
-        w = self.workload
-        states: list[State] = []
-        for x, y, order in zip(w.client_x, w.client_y, self.orders[round_index], strict=True):
-            local = train_client_plain(copy.deepcopy(self.model), x, y, order)
-            states.append(local.state_dict())
-        total = sum(w.num_samples)
-        weights = [n / total for n in w.num_samples]
-        averaged = {
-            key: sum((s[key] * wk for s, wk in zip(states, weights, strict=True)), torch.tensor(0.0))
-            for key in states[0]
-        }
-        self.model.load_state_dict(averaged)
-        return global_accuracy(self.model, w.test_x, w.test_y)
-
-
-def make_system(name: str, workload: Workload, rounds: int) -> FedAvgSystem:
-    if name == BATCHED:
-        return BatchedSystem(workload, rounds)
-    if name == PLAIN:
-        return PlainLoopSystem(workload, rounds)
-    raise ValueError(f"unknown in-process system {name!r}; known: {', '.join(IN_PROCESS)}")
-
-
-@dataclass(frozen=True)
-class SystemRun:
-    """One system's run over all rounds.
-
-    Attributes:
-        round_ms: Wall time of each timed round (the warm-up rounds excluded).
-        accuracies: Global test accuracy after every round, warm-up included.
-        first_state: The global model's state dict after round 1.
-        final_state: The global model's final state dict.
-    """
-
-    round_ms: tuple[float, ...]
-    accuracies: tuple[float, ...]
-    first_state: State
-    final_state: State
-
-
-def time_in_process(workload: Workload, rounds: int) -> dict[str, SystemRun]:
-    """Both in-process systems for ``rounds`` rounds, alternating round by round."""
-    systems = {name: make_system(name, workload, rounds) for name in IN_PROCESS}
-    round_ms: dict[str, list[float]] = {name: [] for name in systems}
-    accuracies: dict[str, list[float]] = {name: [] for name in systems}
-    first_state: dict[str, State] = {}
-    for r in range(rounds):
-        # Who goes first alternates too, so neither always runs right after the other's allocations.
-        for name in IN_PROCESS if r % 2 == 0 else IN_PROCESS[::-1]:
-            start_s = time.perf_counter()
-            accuracies[name].append(systems[name].run_round(r))
-            elapsed_ms = (time.perf_counter() - start_s) * 1e3
-            if r >= WARMUP_ROUNDS:
-                round_ms[name].append(elapsed_ms)
-            if r == 0:
-                first_state[name] = _detached(systems[name].model.state_dict())
-    return {
-        name: SystemRun(
-            tuple(round_ms[name]),
-            tuple(accuracies[name]),
-            first_state[name],
-            _detached(system.model.state_dict()),
-        )
-        for name, system in systems.items()
-    }
-
-
-def _detached(state: State) -> State:
-    return {k: v.detach().clone() for k, v in state.items()}
-
-
-# --- fresh-process probes: start-up and peak memory of one in-process system ------------------------
-
-
-@dataclass(frozen=True)
-class Probe:
-    """A fresh process that ran one system (or none, ``system=None``) for :data:`PROBE_ROUNDS` rounds.
-
-    Attributes:
-        first_round_s: Wall time of its first round (NaN for the baseline process).
-        memory: Peak memory of the process.
-    """
-
-    first_round_s: float
-    memory: TreeMemory
-
-
-def probe(system: str | None, num_clients: int, workdir: Path) -> Probe:
-    """Run ``python -m bench.fedavg_round --probe SYSTEM`` and sample its memory."""
-    out = workdir / f"probe-{(system or 'none').replace(' ', '-')}-{num_clients}.json"
-    command = [sys.executable, "-m", "bench.fedavg_round", "--probe", system or "none"]
-    # The probe uses this process's torch threads, which the in-process timings ran with.
-    command += ["--clients", str(num_clients), "--torch-threads", str(torch.get_num_threads())]
-    command += ["--json", str(out)]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    sampler = TreeMemorySampler(process.pid)
-    sampler.start()
-    try:
-        _, stderr = process.communicate(timeout=600)
-    finally:
-        memory = sampler.stop()
-    if process.returncode != 0:
-        raise RuntimeError(f"probe {system} N={num_clients} failed:\n{stderr.decode()[-2000:]}")
-    result = json.loads(out.read_text())
-    # The process's own high-water mark is exact; the sampler may have missed its last moments.
-    peak_rss_mib = max(memory.peak_rss_mib, float(result["ru_maxrss_mib"]))
-    return Probe(float(result["first_round_s"]), dataclasses.replace(memory, peak_rss_mib=peak_rss_mib))
-
-
-def _probe_main(system: str, num_clients: int, json_path: Path) -> None:
-    workload = build_workload(num_clients, SEED)
-    first_round_s = float("nan")
-    if system != "none":
-        instance = make_system(system, workload, PROBE_ROUNDS)
-        start_s = time.perf_counter()
-        instance.run_round(0)
-        first_round_s = time.perf_counter() - start_s
-        for r in range(1, PROBE_ROUNDS):
-            instance.run_round(r)
-    ru_maxrss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-    json_path.write_text(json.dumps({"first_round_s": first_round_s, "ru_maxrss_mib": ru_maxrss_mib}))
-
-
-# --- Flower (subprocess in .venv-bench) -----------------------------------------------------------------
-
-
-def flower_unavailable() -> str | None:
-    """Why Flower cannot run here (a one-line note), or None when ``.venv-bench`` has flwr."""
-    hint = "run `make bench-env` to create .venv-bench with flwr[simulation]"
-    if not BENCH_PYTHON.exists():
-        return f"Flower skipped: {BENCH_PYTHON.relative_to(REPO_ROOT)} not found; {hint}"
-    check = "import importlib.util, sys; sys.exit(importlib.util.find_spec('flwr') is None)"
-    if subprocess.run([str(BENCH_PYTHON), "-c", check], check=False).returncode != 0:
-        return f"Flower skipped: flwr is not installed in .venv-bench; {hint}"
-    return None
-
-
-@dataclass(frozen=True)
-class FlowerRun:
-    """One Flower simulation: what the peer measured, the tree's memory and the final weights."""
-
-    measurements: dict[str, Any]
-    memory: TreeMemory
-    first_state: State
-    final_state: State
-
-    @property
-    def run(self) -> SystemRun:
-        accuracies = tuple(float(a) for a in self.measurements["accuracies"])
-        round_ms = tuple(float(t) for t in self.measurements["round_ms"][WARMUP_ROUNDS:])
-        return SystemRun(round_ms, accuracies, self.first_state, self.final_state)
-
-
-def run_flower(num_clients: int, rounds: int, num_cpus: float | None, workdir: Path) -> FlowerRun:
-    """Run ``bench.peers.flower_fedavg`` in ``.venv-bench`` and sample its whole process tree."""
-    tag = f"flower-{num_clients}-{num_cpus or 'default'}"
-    json_path, weights_path, log_path = (workdir / f"{tag}{ext}" for ext in (".json", ".pt", ".log"))
-    command = [str(BENCH_PYTHON), "-m", "bench.peers.flower_fedavg", "--clients", str(num_clients)]
-    command += ["--rounds", str(rounds), "--seed", str(SEED), "--ray-temp", str(workdir)]
-    command += ["--json", str(json_path), "--weights", str(weights_path)]
-    if num_cpus is not None:
-        command += ["--num-cpus", str(num_cpus)]
-    flwr_home = workdir / "flwr-home"
-    flwr_home.mkdir(exist_ok=True)
-    env = {
-        **os.environ,
-        "RAY_AUTH_MODE": "disabled",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_HOME": str(flwr_home),  # Flower writes here, not in the home directory
-    }
-    with log_path.open("wb") as log:
-        # A session of its own, so that a timeout can end the driver and every Ray process with it.
-        process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        sampler = TreeMemorySampler(process.pid)
-        sampler.start()
-        try:
-            process.wait(timeout=FLOWER_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        finally:
-            memory = sampler.stop()
-    if process.returncode != 0:
-        tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
-        raise RuntimeError(f"Flower run {tag} exited {process.returncode}:\n" + "\n".join(tail))
-    states: dict[str, State] = torch.load(weights_path, weights_only=True)
-    return FlowerRun(json.loads(json_path.read_text()), memory, states["first"], states["final"])
-
-
-# --- collecting figures -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -421,6 +168,7 @@ def _measure_in_process(n: int, rounds: int, quick: bool, workdir: Path, out: Co
             measured.round_figures[PLAIN],
             measured.round_figures[BATCHED],
             target=PLAIN_TARGET if n == TARGET_CLIENTS else None,
+            paired=True,
         )
     )
     if not quick:
@@ -432,10 +180,9 @@ def _measure_in_process(n: int, rounds: int, quick: bool, workdir: Path, out: Co
 
 
 def _measure_flower(n: int, rounds: int, workdir: Path, measured: Measured, out: Collected) -> None:
-    # Flower ran in another process after the in-process systems, so its ratios are not paired: compare
-    # with the batched median (a one-sample figure makes Ratio take the ratio of medians).
+    # Flower ran in another process after the in-process systems: its rounds are not paired with the
+    # batched ones (same count, but not alternated), so its ratios are ratios of medians.
     batched = measured.round_figures[BATCHED]
-    batched_median = figure(SECTION, f"{batched.name} (median)", batched.unit, [batched.median])
     for config, num_cpus in FLOWER_CONFIGS.items():
         print(f"fedavg_round: N={n}: {config}", file=sys.stderr, flush=True)
         try:
@@ -451,7 +198,7 @@ def _measure_flower(n: int, rounds: int, workdir: Path, measured: Measured, out:
         measured.memory[config] = flower_run.memory
         target = FLOWER_TARGET if n == TARGET_CLIENTS else None
         name = f"{config} / fedsimenv batched, N={n}"
-        out.ratios.append(Ratio(name, measured.round_figures[config], batched_median, target=target))
+        out.ratios.append(Ratio(name, measured.round_figures[config], batched, target=target, paired=False))
         out.notes.append(
             f"{config}, N={n}: flwr {info['flwr']}, ray {info['ray']}, Ray num_cpus {info['ray_num_cpus']}, "
             f"client torch threads {float(info['client_torch_threads']):.3g}"
@@ -557,14 +304,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="torch threads of the in-process systems (default: torch's)",
     )
-    # Internal: one in-process system in a fresh process, for start-up and memory.
+    # Internal: one in-process system in a fresh process, for start-up and memory (what the probe's
+    # process does; bench.fedavg_systems spawns it as `python -m bench.fedavg_systems`).
     parser.add_argument("--probe", choices=[*IN_PROCESS, "none"], help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.torch_threads is not None:
         torch.set_num_threads(args.torch_threads)
     if args.probe is not None:
-        _probe_main(args.probe, args.clients[0], args.json)
+        run_probe(args.probe, args.clients[0], args.json)
         return 0
     machine = machine_description()
     out = _collect(args.clients, args.rounds, args.quick, not args.no_flower)

@@ -1,10 +1,11 @@
 """Figures, paired ratios and the machine description of one benchmark run; markdown and JSON out.
 
 A :class:`Figure` is one measured quantity with all its repeats (median and min-max are derived, never
-stored). A :class:`Ratio` compares two figures measured in the same run: when both have the same
-number of repeats and were taken alternately, the ratio is formed repeat by repeat (so a load spike on
-this shared machine hits numerator and denominator alike) and its median and range are reported;
-otherwise it is the ratio of the medians. Files are written to a temporary name and renamed, so an
+stored). A :class:`Ratio` compares two figures measured in the same run: when their repeats were taken
+alternately, the ratio is formed repeat by repeat (so a load spike on this shared machine hits
+numerator and denominator alike) and its median and range are reported; otherwise it is the ratio of
+the medians. The caller says which with ``paired``; left unset, equal repeat counts (more than one)
+are taken to mean alternated repeats. Files are written to a temporary name and renamed, so an
 interrupted run never leaves a half-written report.
 """
 
@@ -78,20 +79,37 @@ class Ratio:
         name: What the ratio says (e.g. "speed-up batched vs plain loop, N=50").
         numerator, denominator: The figures compared.
         target: The ratio must be >= target to count as met (None: no target).
+        paired: How the ratio is formed. True: repeat by repeat, for figures whose repeats were taken
+            alternately (their repeat counts must be equal, else ValueError); False: always the ratio
+            of the medians (figures measured one after the other, or in different processes); None:
+            inferred, paired when both figures have the same number of repeats, more than one.
+            :attr:`is_paired` is the resolved choice.
     """
 
     name: str
     numerator: Figure
     denominator: Figure
     target: float | None = None
+    paired: bool | None = None
+
+    def __post_init__(self) -> None:
+        counts = len(self.numerator.samples), len(self.denominator.samples)
+        if self.paired is True and counts[0] != counts[1]:
+            raise ValueError(
+                f"ratio {self.name!r} is paired, but {self.numerator.name!r} has {counts[0]} repeat(s) "
+                f"and {self.denominator.name!r} has {counts[1]}"
+            )
 
     @property
-    def paired(self) -> bool:
+    def is_paired(self) -> bool:
+        """Whether the ratio is formed repeat by repeat (``paired``, or inferred when it is None)."""
+        if self.paired is not None:
+            return self.paired
         return len(self.numerator.samples) == len(self.denominator.samples) > 1
 
     @property
     def samples(self) -> tuple[float, ...]:
-        if self.paired:
+        if self.is_paired:
             return tuple(a / b for a, b in zip(self.numerator.samples, self.denominator.samples, strict=True))
         return (self.numerator.median / self.denominator.median,)
 
@@ -151,7 +169,7 @@ class Report:
                     "median": r.median,
                     "min": min(r.samples),
                     "max": max(r.samples),
-                    "paired": r.paired,
+                    "paired": r.is_paired,
                     "target": r.target,
                     "met": r.met,
                 }
@@ -178,7 +196,7 @@ class Report:
             lines += ["", "## Ratios (same run)", "", "| ratio | median | min | max | how | target | met |"]
             lines.append("|---|---:|---:|---:|---|---:|---|")
             for r in self.ratios:
-                how = "paired repeats" if r.paired else "ratio of medians"
+                how = "paired repeats" if r.is_paired else "ratio of medians"
                 target = "" if r.target is None else f">= {r.target:g}"
                 met = "" if r.met is None else ("yes" if r.met else "**no**")
                 lines.append(

@@ -5,6 +5,7 @@ Flower is not needed here (it lives in .venv-bench); its peer is exercised by th
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -14,10 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import fedavg_round
-from bench.fedavg_round import BATCHED, PLAIN, SECTION, BatchedSystem, PlainLoopSystem, collect
+from bench import fedavg_flower, fedavg_round, fedavg_systems
+from bench.fedavg_flower import FlowerRun
+from bench.fedavg_round import SECTION, collect
+from bench.fedavg_systems import BATCHED, PLAIN, BatchedSystem, PlainLoopSystem, SystemRun
 from bench.fedavg_workload import build_workload, client_order
-from bench.memory import TreeMemorySampler
+from bench.memory import TreeMemory, TreeMemorySampler
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +35,8 @@ def one_torch_thread() -> Iterator[None]:
 
 def test_plain_loop_and_batched_give_the_same_global_weights_after_one_round() -> None:
     # Two independent implementations (torch.optim.SGD per client + a hand-written weighted mean, and
-    # vmap(grad) + fedsimenv's fedavg) from the same initial weights, data and sample orders.
+    # train_batched's grouped-layout cohort + fedsimenv's fedavg) from the same initial weights, data
+    # and sample orders.
     workload = build_workload(num_clients=5, seed=3)
     plain, batched = PlainLoopSystem(workload, rounds=1), BatchedSystem(workload, rounds=1)
     initial = {k: v.clone() for k, v in plain.model.state_dict().items()}
@@ -64,7 +68,8 @@ def test_quick_collect_runs_and_reports_positive_times_and_accuracies() -> None:
     assert all(s > 0 for f in times for s in f.samples)
     accuracies = [f for f in figures if f.name.startswith("final accuracy")]
     assert len(accuracies) == 2 and all(0.0 <= f.median <= 1.0 for f in accuracies)
-    assert [r.paired for r in ratios] == [True]
+    assert [(r.paired, r.is_paired) for r in ratios] == [(True, True)]  # alternated round by round
+    assert all(r.numerator in figures and r.denominator in figures for r in ratios)
     assert any("Flower skipped" in note for note in notes)
     assert any(": agree" in note for note in notes)
 
@@ -72,9 +77,9 @@ def test_quick_collect_runs_and_reports_positive_times_and_accuracies() -> None:
 def test_flower_is_skipped_with_a_hint_when_the_bench_env_is_absent(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(fedavg_round, "BENCH_PYTHON", tmp_path / ".venv-bench" / "bin" / "python")
-    monkeypatch.setattr(fedavg_round, "REPO_ROOT", tmp_path)
-    reason = fedavg_round.flower_unavailable()
+    monkeypatch.setattr(fedavg_flower, "BENCH_PYTHON", tmp_path / ".venv-bench" / "bin" / "python")
+    monkeypatch.setattr(fedavg_flower, "REPO_ROOT", tmp_path)
+    reason = fedavg_flower.flower_unavailable()
     assert reason is not None and "make bench-env" in reason and "\n" not in reason
 
 
@@ -92,15 +97,53 @@ def test_tree_memory_sampler_sees_a_child_allocation() -> None:
 
 
 def test_probe_measures_a_fresh_process(tmp_path: Path) -> None:
-    result = fedavg_round.probe(BATCHED, 4, tmp_path)
+    result = fedavg_systems.probe(BATCHED, 4, tmp_path)
     assert result.first_round_s > 0
     assert result.memory.peak_rss_mib > 50  # torch alone is more than that
 
 
-def _one_round(system: PlainLoopSystem) -> fedavg_round.SystemRun:
+def test_fedavg_round_keeps_its_probe_flag_in_process(tmp_path: Path) -> None:
+    # The hidden `--probe` of `python -m bench.fedavg_round` does what the probe's own process does.
+    assert fedavg_round.main(["--probe", "none", "--clients", "3", "--json", str(tmp_path / "p.json")]) == 0
+    result = json.loads((tmp_path / "p.json").read_text())
+    assert math.isnan(result["first_round_s"]) and result["ru_maxrss_mib"] > 50
+
+
+def test_flower_ratios_are_ratios_of_medians_over_the_reported_batched_figure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Flower's rounds are as many as the batched ones but not alternated with them: never paired.
+    out = fedavg_round.Collected()
+    measured = fedavg_round._measure_in_process(4, 3, True, tmp_path, out)
+    batched = measured.runs[BATCHED]
+    info = {"flwr": "test", "ray": "test", "ray_num_cpus": 2, "client_torch_threads": 1}
+    fake = FlowerRun(
+        {
+            **info,
+            "accuracies": batched.accuracies,
+            "round_ms": [500.0, 40.0, 60.0],
+            "launch_to_first_round_end_s": 2.0,
+        },
+        TreeMemory(300.0, 250.0, 3, 10),
+        batched.first_state,
+        batched.final_state,
+    )
+    monkeypatch.setattr(fedavg_round, "run_flower", lambda *args: fake)
+    fedavg_round._measure_flower(4, 3, tmp_path, measured, out)
+    fedavg_round._add_figures(4, measured, out)
+    flower = out.ratios[1:]
+    assert [r.name for r in flower] == [f"{c} / fedsimenv batched, N=4" for c in fedavg_round.FLOWER_CONFIGS]
+    for ratio in flower:
+        assert ratio.paired is False and not ratio.is_paired
+        assert ratio.denominator is measured.round_figures[BATCHED] and ratio.denominator in out.figures
+        assert len(ratio.numerator.samples) == len(ratio.denominator.samples) == 2
+        assert ratio.samples == (50.0 / ratio.denominator.median,)
+
+
+def _one_round(system: PlainLoopSystem) -> SystemRun:
     accuracy = system.run_round(0)
     state = {k: v.clone() for k, v in system.model.state_dict().items()}
-    return fedavg_round.SystemRun((1.0,), (accuracy,), state, state)
+    return SystemRun((1.0,), (accuracy,), state, state)
 
 
 def test_agreement_check_flags_a_workload_that_differs_by_one_client_order() -> None:
