@@ -163,7 +163,7 @@ def crossover(repeats: int) -> Collected:
         ratios.append(Ratio(f"sequential / batched, {case}", pair[0], pair[1]))
     note = (
         f"cohort: auto batches on a CPU when one device's step is <= {CPU_BATCHED_MAX_STEP_FLOPS / 1e6:.0f} "
-        "MFLOP (fedsimenv.learning.cohort.CPU_BATCHED_MAX_STEP_FLOPS)"
+        "MFLOP (fedsimenv.learning.cohort.CPU_BATCHED_MAX_STEP_FLOPS); 8 devices per case"
     )
     return figures, ratios, [note]
 

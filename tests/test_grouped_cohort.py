@@ -125,5 +125,6 @@ def test_auto_policy_batches_small_per_device_steps_only() -> None:
     small = build_model("small-cnn", (1, 8, 8), 10, g)
     resnet = build_model("resnet20", (3, 32, 32), 10, g, norm="layer")
     assert prefer_batched(small, (1, 8, 8), 16)  # 10 MFLOP per device step: batching pays
+    assert prefer_batched(resnet, (3, 32, 32), 8)  # 655 MFLOP: still pays (1.6x measured)
     assert not prefer_batched(resnet, (3, 32, 32), 32)  # 2.6 GFLOP: each device is compute-bound
     assert not prefer_batched(build_model("small-cnn", (1, 8, 8), 10, g, norm="batch"), (1, 8, 8), 16)

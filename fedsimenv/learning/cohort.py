@@ -71,12 +71,12 @@ def can_batch(model: nn.Module) -> bool:
 
 
 #: Forward FLOPs of one device's minibatch above which the batched path stops paying on a CPU.
-#: Below it the per-device work is too small to keep the cores busy one device at a time, and batching
-#: the cohort wins (small CNN on digits, batch 16: 10 MFLOP, ~3x faster at N = 50); above it each
-#: device's convolutions are compute-bound already, and the grouped convolutions of the batched path
-#: are slower than the dense ones (ResNet-20 on 32x32, batch 32: 2.6 GFLOP, ~3x slower). Measured by
-#: ``python -m bench.cohort --crossover``; the threshold sits at the crossover on a 2-core x86 machine.
-CPU_BATCHED_MAX_STEP_FLOPS = 32e6
+#: Measured speed-up of batched over sequential, 8 devices, 2-core x86 (``python -m bench.cohort
+#: --crossover``): small CNN batch 16 (10 MFLOP) 2.3x, batch 64 (40 MFLOP) 1.9x, batch 256 (159 MFLOP)
+#: 1.2x; ResNet-20 on 32x32 batch 8 (655 MFLOP) 1.6x, batch 32 (2.6 GFLOP) 0.95x. Small steps leave
+#: the cores idle one device at a time; large ones are compute-bound on their own, and the grouped
+#: convolutions are then no faster than the dense ones. The threshold sits between the last two.
+CPU_BATCHED_MAX_STEP_FLOPS = 1e9
 
 
 def prefer_batched(
