@@ -6,8 +6,8 @@ same run, alternating repeat by repeat (the machine is shared and noisy, so load
 alike): the sequential per-client ``torch.optim.SGD`` loop, and the batched path with its two engines
 (``grouped``: one grouped convolution per layer; ``vmap``: ``torch.func.vmap`` of the forward). The
 speed-ups are formed repeat by repeat. The max weight difference to the sequential result and the peak
-resident memory growth of each path are noted (``ru_maxrss`` is a process-wide high-water mark, so
-the batched path runs first).
+resident memory of each path are reported: the peak RSS of a fresh process that runs the path once,
+minus that of one that only builds the jobs.
 
 Crossover (``--crossover``): the speed-up of the batched path over the sequential one as one
 device's minibatch grows (small CNN batch 16/64/256, ResNet-20 on 3x32x32 batch 8/32), against the
@@ -22,10 +22,12 @@ L1-filter soft masks, L1-filter hard (physically slimmed).
 from __future__ import annotations
 
 import argparse
-import resource
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 
 import torch
 
@@ -49,8 +51,35 @@ SECTION = "Cohort training (digits, small CNN, batch 16, one epoch)"
 CROSSOVER = "Batched vs sequential crossover (one step per device)"
 
 
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024.0
+    raise KeyError(field)
+
+
+def memory_probe(path: str, num_clients: int) -> float:
+    """Peak RSS (MiB) of a fresh process that builds the jobs and runs ``path`` once ("none": only
+    builds them, the baseline). A fresh process, because the allocator keeps freed memory (by design,
+    see fedsimenv.learning.allocator), so in a long-lived process a path's peak hides in earlier ones.
+    Read from the kernel's VmHWM: ``ru_maxrss`` would carry the parent's peak over fork and exec."""
+    code = (
+        "import sys; from bench.cohort import _probe, _status_mib; _probe(sys.argv[1], int(sys.argv[2])); "
+        "print(_status_mib('VmHWM'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, path, str(num_clients)], capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.split()[-1])
+
+
+def _probe(path: str, num_clients: int) -> None:
+    model, jobs = digits_jobs(num_clients)
+    sgd = SGDConfig(learning_rate=0.05, momentum=0.9, batch_size=16)
+    if path == "batched":
+        train_batched(model, jobs, sgd)
+    elif path == "sequential":
+        train_sequential(model, jobs, sgd)
 
 
 def alternate(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
@@ -87,13 +116,10 @@ def cohort(num_clients: int, repeats: int) -> Collected:
     model, jobs = digits_jobs(num_clients)
     sgd = SGDConfig(learning_rate=0.05, momentum=0.9, batch_size=16)
     train_batched(model, jobs[:2], sgd)  # warm-up: first calls pay one-off set-up
-    before = _peak_mib()
     grouped = train_batched(model, jobs, sgd, "grouped")
-    mem_batched = _peak_mib() - before
-    before = _peak_mib()
     sequential = train_sequential(model, jobs, sgd)
-    mem_sequential = _peak_mib() - before
     vmapped = train_batched(model, jobs, sgd, "vmap")
+    baseline = memory_probe("none", num_clients)
     times = alternate(
         {
             "sequential": lambda: train_sequential(model, jobs, sgd),
@@ -108,8 +134,13 @@ def cohort(num_clients: int, repeats: int) -> Collected:
         for name, samples in times.items()
     }
     memory = [
-        figure(SECTION, f"peak RSS growth batched, {case}", "MiB", [mem_batched]),
-        figure(SECTION, f"peak RSS growth sequential, {case}", "MiB", [mem_sequential]),
+        figure(
+            SECTION,
+            f"peak RSS above baseline, {path}, {case}",
+            "MiB",
+            [memory_probe(path, num_clients) - baseline],
+        )
+        for path in ("batched", "sequential")
     ]
     target = 3.0 if num_clients == 50 else None
     ratios = [

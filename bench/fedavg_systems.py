@@ -209,7 +209,7 @@ def probe(system: str | None, num_clients: int, workdir: Path) -> Probe:
         raise RuntimeError(f"probe {system} N={num_clients} failed:\n{stderr.decode()[-2000:]}")
     result = json.loads(out.read_text())
     # The process's own high-water mark is exact; the sampler may have missed its last moments.
-    peak_rss_mib = max(memory.peak_rss_mib, float(result["ru_maxrss_mib"]))
+    peak_rss_mib = max(memory.peak_rss_mib, float(result["peak_rss_mib"]))
     return Probe(float(result["first_round_s"]), dataclasses.replace(memory, peak_rss_mib=peak_rss_mib))
 
 
@@ -224,8 +224,20 @@ def run_probe(system: str, num_clients: int, json_path: Path) -> None:
         first_round_s = time.perf_counter() - start_s
         for r in range(1, PROBE_ROUNDS):
             instance.run_round(r)
-    ru_maxrss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-    json_path.write_text(json.dumps({"first_round_s": first_round_s, "ru_maxrss_mib": ru_maxrss_mib}))
+    json_path.write_text(json.dumps({"first_round_s": first_round_s, "peak_rss_mib": own_peak_rss_mib()}))
+
+
+def own_peak_rss_mib() -> float:
+    """This process's peak RSS: the kernel's VmHWM, which starts afresh at exec. (``ru_maxrss`` does
+    not: Linux carries the parent's peak over fork and exec, so a probe spawned by a big benchmark
+    process would report the parent's peak.)"""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
 def main(argv: list[str] | None = None) -> int:

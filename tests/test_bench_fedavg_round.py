@@ -106,7 +106,7 @@ def test_fedavg_round_keeps_its_probe_flag_in_process(tmp_path: Path) -> None:
     # The hidden `--probe` of `python -m bench.fedavg_round` does what the probe's own process does.
     assert fedavg_round.main(["--probe", "none", "--clients", "3", "--json", str(tmp_path / "p.json")]) == 0
     result = json.loads((tmp_path / "p.json").read_text())
-    assert math.isnan(result["first_round_s"]) and result["ru_maxrss_mib"] > 50
+    assert math.isnan(result["first_round_s"]) and result["peak_rss_mib"] > 50
 
 
 def test_flower_ratios_are_ratios_of_medians_over_the_reported_batched_figure(
