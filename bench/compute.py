@@ -110,7 +110,12 @@ def collect(repeats: int = 5, quick: bool = False) -> Collected:
         )
         figures.append(step)
         ratios.append(Ratio(f"efficiency: {label} / GEMM peak", step, peak, 0.5 if i == 0 else None))
-    notes = ["training FLOPs = 3 x exact forward FLOPs (conv and linear layers only)"]
+    notes = [
+        "training FLOPs = 3 x exact forward FLOPs (conv and linear layers only); an efficiency above 1 "
+        "means the step did fewer arithmetic operations than that count (oneDNN may pick Winograd or "
+        "other fast algorithms for 3x3 convolutions) or ran above torch.mm's GEMM rate: it is at the "
+        "machine's limit either way"
+    ]
     return figures, ratios, notes
 
 
