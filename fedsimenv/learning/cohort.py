@@ -1,17 +1,19 @@
-"""Local training of a round's cohort: batched (torch.func) or sequential, same result.
+"""Local training of a round's cohort: batched or sequential, same result.
 
 Every device starts from the global model with its soft mask applied, runs ``local_epochs`` of
 minibatch SGD (optionally with momentum) on its own data in a pre-drawn order, and re-applies its
 mask after each step so pruned entries stay exactly zero.
 
 The batched path stacks the K devices' parameters (``torch.func.stack_module_state``-style) and
-takes one step for all of them at once: the forward is ``vmap``-ed over the devices, the backward
-is ordinary autograd of the summed per-device losses. Devices with fewer samples are padded:
+takes one step for all of them at once: the forward runs the K copies together (the grouped layout of
+:mod:`fedsimenv.learning.grouped` for convolutional models, ``torch.func.vmap`` otherwise), the
+backward is ordinary autograd of the summed per-device losses. Devices with fewer samples are padded:
 padded samples have weight 0 in the loss, and a device with no batch left at a step is frozen. The
 loss of a batch is the mean over its real samples, as in the sequential path, so both give the same
 weights up to float rounding (tested to 1e-5). It needs models without buffers (no BatchNorm running
 statistics, which the padding would also distort): :func:`can_batch` says whether a model qualifies;
-the trainer falls back to the sequential path otherwise.
+the trainer falls back to the sequential path otherwise, and where one device's step is large
+enough to keep the CPU busy alone (:func:`prefer_batched`).
 """
 
 from __future__ import annotations
