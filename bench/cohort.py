@@ -36,7 +36,6 @@ from fedsimenv.learning.cohort import (
     CPU_BATCHED_MAX_STEP_FLOPS,
     LocalJob,
     SGDConfig,
-    State,
     draw_orders,
     train_batched,
     train_sequential,
@@ -45,6 +44,7 @@ from fedsimenv.learning.data import load_digits
 from fedsimenv.learning.flops import forward_flops_per_sample
 from fedsimenv.learning.models import build_model
 from fedsimenv.learning.pruning import PRUNING_METHODS
+from fedsimenv.learning.states import State
 
 SAMPLES_PER_CLIENT = 30
 SECTION = "Cohort training (digits, small CNN, batch 16, one epoch)"

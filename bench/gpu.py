@@ -72,7 +72,7 @@ def collect(device: str = "cuda", repeats: int = 5, quick: bool = False) -> Coll
         sgd = SGDConfig(0.05, 0.9, batch)
         for clients in client_counts:
             jobs = _jobs(clients, samples, shape, dev, g)
-            calls = {
+            calls: dict[str, Callable[[], object]] = {
                 "sequential": partial(train_sequential, model, jobs, sgd),
                 "batched": partial(train_batched, model, jobs, sgd, "grouped"),
             }

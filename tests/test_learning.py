@@ -11,6 +11,7 @@ from fedsimenv.learning.data import dirichlet_partition, iid_partition, load_dig
 from fedsimenv.learning.flops import forward_flops_per_sample
 from fedsimenv.learning.models import build_model
 from fedsimenv.learning.pruning import PRUNING_METHODS, count_parameters, kept_parameters
+from fedsimenv.learning.states import StackedStates
 
 
 def _cnn() -> torch.nn.Module:
@@ -73,6 +74,28 @@ def test_masked_fedavg_averages_only_over_devices_that_kept_an_entry() -> None:
     torch.testing.assert_close(
         masked_fedavg(global_state, states, [{}, {}], [1.0, 3.0])["w"], fedavg(states, [1.0, 3.0])["w"]
     )
+
+
+def test_stacked_states_behave_as_the_per_device_dicts_and_aggregate_alike() -> None:
+    w = torch.tensor([[1.0, 0.0, 0.0], [3.0, 4.0, 0.0]])
+    b = torch.tensor([[1.0], [2.0]])
+    stacked = StackedStates({"w": w, "b": b})
+    as_dicts = [{"w": w[0], "b": b[0]}, {"w": w[1], "b": b[1]}]
+    assert len(stacked) == 2
+    torch.testing.assert_close(stacked[-1]["w"], torch.tensor([3.0, 4.0, 0.0]))
+    assert [s["b"].item() for s in stacked] == [1.0, 2.0] and len(stacked[0:1]) == 1
+    with pytest.raises(IndexError, match="out of range for 2"):
+        stacked[2]
+    with pytest.raises(ValueError, match="leading"):
+        StackedStates({"w": w, "b": torch.zeros(3, 1)})
+    # The same hand-computed results as the dict path (see the two tests above).
+    torch.testing.assert_close(fedavg(stacked, [1, 3])["w"], torch.tensor([2.5, 3.0, 0.0]))
+    global_state = {"w": torch.tensor([10.0, 20.0, 30.0]), "b": torch.tensor([0.0])}
+    masks = [{"w": torch.tensor([True, False, False])}, {"w": torch.tensor([True, True, False])}]
+    for states in (stacked, as_dicts):
+        out = masked_fedavg(global_state, states, masks, [1.0, 3.0])
+        torch.testing.assert_close(out["w"], torch.tensor([2.5, 4.0, 30.0]))
+        torch.testing.assert_close(out["b"], torch.tensor([1.75]))
 
 
 def test_partitions_cover_every_sample_exactly_once() -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from fedsimenv.learning.states import stacked_entry
 from fedsimenv.registry import Registry
 
 State = dict[str, torch.Tensor]
@@ -26,7 +27,7 @@ def fedavg(states: Sequence[Mapping[str, torch.Tensor]], num_samples: Sequence[f
     out: State = {}
     for key, ref in states[0].items():
         # One (clients, ...) stack per entry and one weighted reduction: no Python loop over clients.
-        stacked = torch.stack([s[key] for s in states]).to(torch.float64)
+        stacked = stacked_entry(states, key).to(torch.float64)
         out[key] = torch.tensordot(weights.to(stacked.device), stacked, dims=1).to(ref.dtype)
     return out
 
@@ -49,7 +50,7 @@ def masked_fedavg(
     for key, global_value in global_state.items():
         shape = (-1, *([1] * global_value.dim()))
         weight = torch.as_tensor(num_samples, dtype=torch.float64, device=global_value.device).view(shape)
-        values = torch.stack([state[key] for state in states]).to(torch.float64)
+        values = stacked_entry(states, key).to(torch.float64)
         if any(key in mask for mask in masks):
             ones = torch.ones_like(global_value, dtype=torch.bool)
             keep = torch.stack([mask.get(key, ones).to(global_value.device, torch.bool) for mask in masks])

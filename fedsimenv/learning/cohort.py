@@ -32,8 +32,8 @@ from torch.func import functional_call, vmap
 from fedsimenv.learning.allocator import keep_freed_memory
 from fedsimenv.learning.flops import forward_flops_per_sample
 from fedsimenv.learning.grouped import GroupedModel, UnsupportedModel
+from fedsimenv.learning.states import StackedStates, State
 
-State = dict[str, torch.Tensor]
 Engine = Literal["auto", "grouped", "vmap"]
 ENGINES: tuple[Engine, ...] = ("auto", "grouped", "vmap")
 
@@ -129,8 +129,11 @@ def train_sequential(model: nn.Module, jobs: Sequence[LocalJob], sgd: SGDConfig)
 
 def train_batched(
     model: nn.Module, jobs: Sequence[LocalJob], sgd: SGDConfig, engine: Engine = "auto"
-) -> list[State]:
+) -> Sequence[State]:
     """Train all jobs at once; same result as :func:`train_sequential` up to float rounding.
+
+    Returns the devices' final states as :class:`~fedsimenv.learning.states.StackedStates` (a sequence
+    of state dicts, kept as one stacked tensor per entry for the aggregation rules).
 
     Args:
         model: The global model (not modified).
@@ -186,11 +189,8 @@ def train_batched(
                 _sgd_step(stacked, grads, momentum_buffers, masks, sgd)
             else:
                 _sgd_step_partial(stacked, grads, momentum_buffers, masks, sgd, active)
-    # Views into the stacked tensors, which nothing else holds: no per-device copy needed.
-    return [
-        dict(zip(names, parts, strict=True))
-        for parts in zip(*(v.detach().unbind(0) for v in stacked), strict=True)
-    ]
+    # The stacked tensors themselves, which nothing else holds: no per-device split or copy.
+    return StackedStates({k: v.detach() for k, v in zip(names, stacked, strict=True)})
 
 
 def _summed_loss(

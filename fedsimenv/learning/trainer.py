@@ -372,7 +372,7 @@ class TorchTrainer(Trainer):
             for k in devices
         ]
 
-    def _train(self, model: torch.nn.Module, jobs: Sequence[LocalJob]) -> list[dict[str, torch.Tensor]]:
+    def _train(self, model: torch.nn.Module, jobs: Sequence[LocalJob]) -> Sequence[dict[str, torch.Tensor]]:
         """Run ``jobs`` from ``model``'s weights, batched when the cohort allows it."""
         cfg = self.config
         sgd = SGDConfig(cfg.learning_rate, cfg.momentum, cfg.batch_size)
