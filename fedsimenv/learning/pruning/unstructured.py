@@ -6,6 +6,9 @@ all parameters, so ``round(rho * total)`` weights are removed (capped at the pru
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +33,20 @@ def _removal_per_layer(weights: dict[str, torch.Tensor], total_params: int, rho:
     return {name: round(rate * w.numel()) for name, w in weights.items()}
 
 
+def _layerwise_masks(model: nn.Module, rho: float, order: Callable[[torch.Tensor], torch.Tensor]) -> Masks:
+    """In every layer remove the first ``removals[layer]`` weights of ``order(weight)`` (flat indices,
+    first = removed first), at one common rate over layers (:func:`_removal_per_layer`)."""
+    weights = prunable_weights(model)
+    removals = _removal_per_layer(weights, count_parameters(model), rho)
+    result: Masks = {}
+    for name, weight in weights.items():
+        keep = torch.ones(weight.numel(), dtype=torch.bool, device=weight.device)
+        # Called for every layer, even one losing nothing, so a random order draws the same numbers.
+        keep[order(weight)[: removals[name]]] = False
+        result[name] = keep.view_as(weight)
+    return result
+
+
 def _global_masks(weights: dict[str, torch.Tensor], scores: dict[str, torch.Tensor], remove: int) -> Masks:
     """Remove the ``remove`` lowest-scoring weights over all layers (ties broken by position)."""
     flat = torch.cat([scores[name].flatten() for name in weights])
@@ -52,16 +69,9 @@ class MagnitudePruning(PruningMethod):
     def masks(
         self, model: nn.Module, rho: float, generator: torch.Generator, batch: Batch | None = None
     ) -> Masks:
-        weights = prunable_weights(model)
-        removals = _removal_per_layer(weights, count_parameters(model), rho)
-        result: Masks = {}
-        for name, weight in weights.items():
-            flat = weight.detach().abs().flatten()
-            keep = torch.ones_like(flat, dtype=torch.bool)
-            if removals[name] > 0:
-                keep[torch.argsort(flat, stable=True)[: removals[name]]] = False
-            result[name] = keep.view_as(weight)
-        return result
+        return _layerwise_masks(
+            model, rho, lambda weight: torch.argsort(weight.detach().abs().flatten(), stable=True)
+        )
 
 
 @PRUNING_METHODS.register("global-magnitude")
@@ -85,15 +95,9 @@ class RandomPruning(PruningMethod):
     def masks(
         self, model: nn.Module, rho: float, generator: torch.Generator, batch: Batch | None = None
     ) -> Masks:
-        weights = prunable_weights(model)
-        removals = _removal_per_layer(weights, count_parameters(model), rho)
-        result: Masks = {}
-        for name, weight in weights.items():
-            keep = torch.ones(weight.numel(), dtype=torch.bool)
-            order = torch.randperm(weight.numel(), generator=generator)
-            keep[order[: removals[name]]] = False
-            result[name] = keep.view_as(weight).to(weight.device)
-        return result
+        return _layerwise_masks(
+            model, rho, lambda weight: torch.randperm(weight.numel(), generator=generator).to(weight.device)
+        )
 
 
 @PRUNING_METHODS.register("snip")
@@ -121,8 +125,6 @@ class SNIPPruning(PruningMethod):
 
 def _copy_for_gradients(model: nn.Module) -> nn.Module:
     """A copy in train mode whose BatchNorm running statistics do not matter (the copy is dropped)."""
-    import copy
-
     probe = copy.deepcopy(model)
     probe.train()
     return probe
