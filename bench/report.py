@@ -15,13 +15,14 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from fedsimenv.atomic import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -208,26 +209,14 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def write(self, markdown_path: Path, json_path: Path) -> None:
-        _write_atomically(markdown_path, self.to_markdown())
-        _write_atomically(json_path, json.dumps(self.to_json(), indent=2) + "\n")
+        write_text_atomic(markdown_path, self.to_markdown())
+        write_text_atomic(json_path, json.dumps(self.to_json(), indent=2) + "\n")
 
 
 def _fmt(value: float) -> str:
     if value == 0 or 1e-3 <= abs(value) < 1e6:
         return f"{value:.4g}"
     return f"{value:.3e}"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def machine_description() -> dict[str, Any]:

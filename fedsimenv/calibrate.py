@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fedsimenv.actions import encode_decision
+from fedsimenv.atomic import write_text_atomic
 from fedsimenv.config import ScenarioConfig
-from fedsimenv.scenario import write_text_atomic
 from fedsimenv.seeding import EpisodeStreams
 
 if TYPE_CHECKING:  # the learning plane (torch) is imported only when a command runs

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -48,11 +47,12 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from agents import AgentContext, configure_for_agent, make_agent
+from fedsimenv.atomic import replacing, write_text_atomic
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.env import WirelessFLEnv
 from fedsimenv.learning.trainer import LearningResult, ModelCost, Trainer
 from fedsimenv.runner import METRIC_KEYS, RunDirectoryError
-from fedsimenv.scenario import dump_scenario, load_scenario, write_text_atomic
+from fedsimenv.scenario import dump_scenario, load_scenario
 from fedsimenv.seeding import EpisodeStreams
 from fedsimenv.sim.timeline import plot_gantt, timeline_records
 
@@ -222,17 +222,10 @@ def load_trainer_state(trainer: Trainer, state: Mapping[str, Any]) -> None:
 
 def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
     """``torch.save`` via a temporary file and rename (no half-written checkpoint is ever visible)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(dict(payload), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as tmp, tmp.open("wb") as handle:
+        torch.save(dict(payload), handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from fedsimenv.atomic import write_text_atomic
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.plots import plot_accuracy_curves, plot_distributions, plot_gantt_side_by_side
 from fedsimenv.runner import RunDirectoryError
-from fedsimenv.scenario import write_text_atomic
 from fedsimenv.sweep import DEFAULT_TARGET_ACCURACY, Engine, Job, format_mean_std, mean_std, run_jobs
 
 #: (summary key, table title) of the per-agent columns.

@@ -6,14 +6,14 @@ redrawn from the JSONL files of run directories without re-running anything.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from fedsimenv.atomic import replacing
 
 _PHASE_COLORS = {"download": "#9e9e9e", "compute": "#1f77b4", "upload": "#ff7f0e"}
 
@@ -29,15 +29,9 @@ def _pyplot() -> Any:
 
 def save_figure_atomic(fig: Any, path: Path, dpi: int = 110) -> None:
     """Save ``fig`` as PNG via a temporary file and rename, then close it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with replacing(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=dpi)
     finally:
         _pyplot().close(fig)
 

@@ -27,8 +27,9 @@ from typing import Any, Literal
 
 import yaml
 
+from fedsimenv.atomic import write_text_atomic
 from fedsimenv.config import ScenarioConfig
-from fedsimenv.scenario import ScenarioError, load_scenario, write_text_atomic
+from fedsimenv.scenario import ScenarioError, load_scenario
 
 #: Target accuracy for "time / energy to target" when neither the option nor the scenario gives one.
 DEFAULT_TARGET_ACCURACY = 0.9

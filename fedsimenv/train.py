@@ -17,16 +17,15 @@ import argparse
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from fedsimenv.atomic import replacing, write_text_atomic
 from fedsimenv.config import ScenarioConfig
-from fedsimenv.scenario import dump_scenario, write_text_atomic
+from fedsimenv.scenario import dump_scenario
 
 ALGORITHMS = ("ppo", "sac")
 VEC_ENVS = ("dummy", "subproc")
@@ -112,7 +111,8 @@ def train_policy(
         model = _algorithm(algo, env, seed, timesteps)
         model.learn(total_timesteps=timesteps, callback=CurveCallback())
         out_dir.mkdir(parents=True, exist_ok=True)
-        _save_model_atomic(model, policy_path)
+        with replacing(policy_path, ".zip") as tmp:
+            model.save(tmp)
     finally:
         env.close()
 
@@ -140,17 +140,6 @@ def train_policy(
     return curve
 
 
-def _save_model_atomic(model: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".zip")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _plot_curve(curve: list[dict[str, float]], path: Path, title: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -170,14 +159,8 @@ def _plot_curve(curve: list[dict[str, float]], path: Path, title: str) -> None:
     ax.set_ylabel("episode return")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
+    with replacing(path, ".png") as tmp:
         fig.savefig(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from fedsimenv.atomic import replacing
 from fedsimenv.sim.types import RoundReport
 
 #: Phases of a job, with the report fields holding their start and finish.
@@ -108,18 +107,7 @@ def plot_gantt(report: RoundReport, path: Path, max_devices: int = 60) -> None:
         if handles:
             ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=8)
         fig.tight_layout()
-        _save_atomic(fig, path)
+        with replacing(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)
-
-
-def _save_atomic(fig: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
