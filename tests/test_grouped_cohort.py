@@ -20,7 +20,7 @@ from fedsimenv.learning.cohort import (
     train_batched,
     train_sequential,
 )
-from fedsimenv.learning.grouped import GroupedModel, UnsupportedModel, grouped_model
+from fedsimenv.learning.grouped import GroupedModel, UnsupportedModel, grouped_for, grouped_model
 from fedsimenv.learning.models import build_model
 
 CASES = [
@@ -128,3 +128,12 @@ def test_auto_policy_batches_small_per_device_steps_only() -> None:
     assert prefer_batched(resnet, (3, 32, 32), 8)  # 655 MFLOP: still pays (1.6x measured)
     assert not prefer_batched(resnet, (3, 32, 32), 32)  # 2.6 GFLOP: each device is compute-bound
     assert not prefer_batched(build_model("small-cnn", (1, 8, 8), 10, g, norm="batch"), (1, 8, 8), 16)
+
+
+def test_each_model_is_traced_once_and_refusals_are_remembered() -> None:
+    model = build_model("small-cnn", (1, 8, 8), 10, torch.Generator().manual_seed(0))
+    assert grouped_for(model) is grouped_for(model)
+    concat = _Concat()
+    for _ in range(2):  # the remembered reason is raised again, not a bare exception
+        with pytest.raises(UnsupportedModel, match="cat"):
+            grouped_for(concat)

@@ -31,7 +31,7 @@ from torch.func import functional_call, vmap
 
 from fedsimenv.learning.allocator import keep_freed_memory
 from fedsimenv.learning.flops import forward_flops_per_sample
-from fedsimenv.learning.grouped import GroupedModel, UnsupportedModel
+from fedsimenv.learning.grouped import UnsupportedModel, grouped_for
 from fedsimenv.learning.states import StackedStates, State
 
 Engine = Literal["auto", "grouped", "vmap"]
@@ -211,7 +211,7 @@ def _summed_loss(
     has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     if engine == "grouped" or (engine == "auto" and has_conv):
         try:
-            grouped = GroupedModel(model)
+            grouped = grouped_for(model)
         except UnsupportedModel:
             if engine == "grouped":
                 raise
