@@ -100,7 +100,7 @@ FIRST_ROUND_WEIGHT_TOLERANCE = 1e-5
 
 
 @dataclass
-class Collected:
+class SectionResults:
     figures: list[Figure] = dataclasses.field(default_factory=list)
     ratios: list[Ratio] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -158,7 +158,7 @@ class Measured:
     memory: dict[str, TreeMemory] = dataclasses.field(default_factory=dict)
 
 
-def _measure_in_process(n: int, rounds: int, quick: bool, workdir: Path, out: Collected) -> Measured:
+def _measure_in_process(n: int, rounds: int, quick: bool, workdir: Path, out: SectionResults) -> Measured:
     print(f"fedavg_round: N={n}, {rounds} rounds: in-process systems", file=sys.stderr, flush=True)
     runs = time_in_process(build_workload(n, SEED), rounds)
     measured = Measured(runs, {name: _round_figure(name, n, run) for name, run in runs.items()})
@@ -179,7 +179,7 @@ def _measure_in_process(n: int, rounds: int, quick: bool, workdir: Path, out: Co
     return measured
 
 
-def _measure_flower(n: int, rounds: int, workdir: Path, measured: Measured, out: Collected) -> None:
+def _measure_flower(n: int, rounds: int, workdir: Path, measured: Measured, out: SectionResults) -> None:
     # Flower ran in another process after the in-process systems: its rounds are not paired with the
     # batched ones (same count, but not alternated), so its ratios are ratios of medians.
     batched = measured.round_figures[BATCHED]
@@ -205,7 +205,7 @@ def _measure_flower(n: int, rounds: int, workdir: Path, measured: Measured, out:
         )
 
 
-def _add_figures(n: int, measured: Measured, out: Collected) -> None:
+def _add_figures(n: int, measured: Measured, out: SectionResults) -> None:
     out.figures.extend(measured.round_figures.values())
     out.figures.extend(
         figure(SECTION, f"start-up: {name}, N={n}", "s", [s]) for name, s in measured.startup_s.items()
@@ -224,12 +224,12 @@ def _add_figures(n: int, measured: Measured, out: Collected) -> None:
         print(f"fedavg_round: {note}", file=sys.stderr)
 
 
-def _collect(clients: Sequence[int], rounds: int, quick: bool, flower: bool) -> Collected:
+def _collect(clients: Sequence[int], rounds: int, quick: bool, flower: bool) -> SectionResults:
     if quick:
         clients, rounds = QUICK_CLIENTS, QUICK_ROUNDS
     if rounds <= WARMUP_ROUNDS:
         raise ValueError(f"need more than {WARMUP_ROUNDS} round(s): the first is warm-up, got {rounds}")
-    out = Collected()
+    out = SectionResults()
     skip = (
         "Flower skipped: quick mode"
         if quick

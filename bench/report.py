@@ -136,9 +136,6 @@ class Report:
     ratios: list[Ratio] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, *figures: Figure) -> None:
-        self.figures.extend(figures)
-
     def extend(self, collected: Collected) -> None:
         figures, ratios, notes = collected
         self.figures.extend(figures)

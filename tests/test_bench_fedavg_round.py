@@ -113,7 +113,7 @@ def test_flower_ratios_are_ratios_of_medians_over_the_reported_batched_figure(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # Flower's rounds are as many as the batched ones but not alternated with them: never paired.
-    out = fedavg_round.Collected()
+    out = fedavg_round.SectionResults()
     measured = fedavg_round._measure_in_process(4, 3, True, tmp_path, out)
     batched = measured.runs[BATCHED]
     info = {"flwr": "test", "ray": "test", "ray_num_cpus": 2, "client_torch_threads": 1}

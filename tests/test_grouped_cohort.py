@@ -20,7 +20,7 @@ from fedsimenv.learning.cohort import (
     train_batched,
     train_sequential,
 )
-from fedsimenv.learning.grouped import GroupedModel, UnsupportedModel, grouped_for, grouped_model
+from fedsimenv.learning.grouped import GroupedModel, UnsupportedModel, grouped_for
 from fedsimenv.learning.models import build_model
 
 CASES = [
@@ -89,7 +89,6 @@ def test_unsupported_models_are_refused_with_the_reason() -> None:
         GroupedModel(build_model("small-cnn", (1, 8, 8), 10, g, norm="batch"))
     with pytest.raises(UnsupportedModel, match="cat"):
         GroupedModel(_Concat())
-    assert grouped_model(_Concat()) is None
 
 
 def _jobs(model: nn.Module, sizes: list[int], generator: torch.Generator) -> list[LocalJob]:

@@ -295,12 +295,3 @@ def grouped_for(model: nn.Module) -> GroupedModel:
     if isinstance(traced, str):
         raise UnsupportedModel(traced)
     return traced
-
-
-def grouped_model(model: nn.Module) -> GroupedModel | None:
-    """:class:`GroupedModel` of ``model`` (cached, :func:`grouped_for`), or None when the grouped
-    layout cannot run it."""
-    try:
-        return grouped_for(model)
-    except UnsupportedModel:
-        return None
