@@ -30,13 +30,13 @@ COST_GRID_RHO = tuple(float(r) for r in np.round(np.linspace(0.0, 0.99, 34), 4))
 
 
 def measure_costs(config: ScenarioConfig, seed: int) -> CostTable:
-    """The real trainer's cost (``prepare_round``) at :data:`COST_GRID_RHO`."""
+    """The real trainer's cost (``Trainer.cost_at``) at :data:`COST_GRID_RHO`."""
     from fedsimenv.learning.surrogate import CostTable
     from fedsimenv.learning.trainer import TRAINERS
 
     trainer = TRAINERS.get("torch")(config.learning, config.cell.num_devices)
     trainer.reset(EpisodeStreams(np.random.SeedSequence(seed)))
-    costs = [trainer.prepare_round({0: rho})[0] for rho in COST_GRID_RHO]
+    costs = [trainer.cost_at(rho) for rho in COST_GRID_RHO]
     return CostTable(
         rho=COST_GRID_RHO,
         forward_flops_per_sample=tuple(c.forward_flops_per_sample for c in costs),

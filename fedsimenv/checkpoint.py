@@ -50,7 +50,8 @@ from agents import AgentContext, configure_for_agent, make_agent
 from fedsimenv.atomic import replacing, write_text_atomic
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.env import WirelessFLEnv
-from fedsimenv.learning.trainer import LearningResult, ModelCost, Trainer
+from fedsimenv.learning.plan import DeviceJob, LearningResult, ModelCost, RoundPlan
+from fedsimenv.learning.trainer import Trainer
 from fedsimenv.runner import METRIC_KEYS, RunDirectoryError
 from fedsimenv.scenario import dump_scenario, load_scenario
 from fedsimenv.seeding import EpisodeStreams
@@ -93,22 +94,49 @@ class RoundRecord:
         }
 
 
-class _WrappedTrainer(Trainer):
-    """A trainer that hands everything to ``inner``; subclasses intercept the synchronous round."""
+def record_round(env: WirelessFLEnv, action: NDArray[Any]) -> RoundRecord:
+    """The replay record of the round ``env`` just stepped with ``action``."""
+    plan, learning, report = env.last_plan, env.last_learning, env.last_report
+    if plan is None or learning is None or report is None:
+        raise RuntimeError("no round stepped yet")
+    return RoundRecord(
+        action=[float(a) for a in np.asarray(action, dtype=np.float32)],
+        request=[(int(k), float(v)) for k, v in plan.pruning_rates.items()],
+        costs=[
+            (
+                int(k),
+                float(c.forward_flops_per_sample),
+                float(c.upload_bits),
+                int(c.kept_params),
+                int(c.total_params),
+            )
+            for k, c in plan.costs.items()
+        ],
+        arrived=[int(k) for k in np.flatnonzero(report.arrived)],
+        accuracy=float(learning.accuracy),
+        loss=float(learning.loss),
+        num_trained=int(learning.num_trained),
+    )
 
-    def __init__(self, inner: Trainer) -> None:
+
+class ReplayTrainer(Trainer):
+    """Plays back recorded rounds instead of training.
+
+    The episode set-up (``reset``: data split, sample counts) and the cost queries of the system view
+    are the real trainer's: they depend on neither the weights nor any random stream, so answering
+    them from the not-yet-restored trainer is exact. Each :meth:`plan_round` must ask for exactly the
+    recorded request and each :meth:`train_round` see the recorded arrivals, else
+    :class:`ReplayDivergedError`.
+    """
+
+    def __init__(self, inner: Trainer, records: Sequence[RoundRecord]) -> None:
         super().__init__(inner.config, inner.num_devices)
         self.inner = inner
+        self.records = list(records)
+        self.index = 0
 
     def reset(self, streams: EpisodeStreams) -> LearningResult:
         return self.inner.reset(streams)
-
-    def __getattr__(self, name: str) -> Any:
-        # Anything else a trainer offers (e.g. an async entry point) is the real trainer's.
-        inner = self.__dict__.get("inner")
-        if inner is None:
-            raise AttributeError(name)
-        return getattr(inner, name)
 
     @property
     def num_samples(self) -> NDArray[np.int64]:
@@ -117,83 +145,25 @@ class _WrappedTrainer(Trainer):
     def download_bits(self) -> float:
         return self.inner.download_bits()
 
-    def prepare_async(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
-        # Async rounds are neither recorded nor replayed (checkpoints are off under async).
-        return self.inner.prepare_async(pruning_rate)
+    def cost_at(self, rho: float) -> ModelCost:
+        return self.inner.cost_at(rho)
 
-    def train_async(self, arrived: Sequence[int], staleness: Sequence[int]) -> LearningResult:
-        return self.inner.train_async(arrived, staleness)
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.inner.load_state_dict(state)
-
-
-class RecordingTrainer(_WrappedTrainer):
-    """Delegates to the real trainer and remembers the env's request, the costs and the result."""
-
-    def __init__(self, inner: Trainer) -> None:
-        super().__init__(inner)
-        self._request: dict[int, float] = {}
-        self._costs: dict[int, ModelCost] = {}
-        self.last: tuple[dict[int, float], dict[int, ModelCost], list[int], LearningResult] | None = None
-
-    def prepare_round(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
-        costs = self.inner.prepare_round(pruning_rate)
-        self._request, self._costs = dict(pruning_rate), costs
-        return costs
-
-    def train_round(self, arrived: Sequence[int]) -> LearningResult:
-        result = self.inner.train_round(arrived)
-        # The env's own request is the last one before training (the system view's come earlier).
-        self.last = (self._request, self._costs, list(arrived), result)
-        return result
-
-    def record(self, action: NDArray[Any]) -> RoundRecord:
-        if self.last is None:
-            raise RuntimeError("no round trained yet")
-        request, costs, arrived, result = self.last
-        return RoundRecord(
-            action=[float(a) for a in np.asarray(action, dtype=np.float32)],
-            request=[(int(k), float(v)) for k, v in request.items()],
-            costs=[
-                (
-                    int(k),
-                    float(c.forward_flops_per_sample),
-                    float(c.upload_bits),
-                    int(c.kept_params),
-                    int(c.total_params),
-                )
-                for k, c in costs.items()
-            ],
-            arrived=[int(k) for k in arrived],
-            accuracy=float(result.accuracy),
-            loss=float(result.loss),
-            num_trained=int(result.num_trained),
-        )
-
-
-class ReplayTrainer(_WrappedTrainer):
-    """Plays back recorded rounds instead of training; other queries go to the real trainer.
-
-    The only other query the env makes is the system view's unpruned cost (rho = 0), which depends on
-    neither the weights nor any random stream, so answering it from the not-yet-restored trainer is exact.
-    """
-
-    def __init__(self, inner: Trainer, records: Sequence[RoundRecord]) -> None:
-        super().__init__(inner)
-        self.records = list(records)
-        self.index = 0
-
-    def prepare_round(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
+    def plan_round(self, pruning_rate: Mapping[int, float], *, spans_rounds: bool = False) -> RoundPlan:
+        if self.index >= len(self.records):
+            raise ReplayDivergedError(
+                f"replay asked for round {self.index + 1}; {len(self.records)} were recorded"
+            )
         record = self.records[self.index]
-        if [(int(k), float(v)) for k, v in pruning_rate.items()] == [tuple(r) for r in record.request]:
-            return record.model_costs()
-        return self.inner.prepare_round(pruning_rate)
+        request = [(int(k), float(v)) for k, v in pruning_rate.items()]
+        if request != [tuple(r) for r in record.request]:
+            raise ReplayDivergedError(
+                f"replay diverged in round {self.index + 1}: the env asked for pruning rates {request}, "
+                f"the interrupted run recorded {record.request}"
+            )
+        costs = record.model_costs()
+        return RoundPlan({k: DeviceJob(k, rho, costs[k]) for k, rho in request})
 
-    def train_round(self, arrived: Sequence[int]) -> LearningResult:
+    def train_round(self, plan: RoundPlan, arrived: Sequence[int]) -> LearningResult:
         record = self.records[self.index]
         if [int(k) for k in arrived] != list(record.arrived):
             raise ReplayDivergedError(
@@ -364,8 +334,7 @@ class EpisodeSession:
             self.checkpoint_every = None
         observation, info = env.reset(seed=self.seed)
         agent.reset(info)
-        recorder = RecordingTrainer(env.trainer)
-        env.trainer = recorder
+        trainer = env.trainer
 
         checkpoint = None
         if resume:
@@ -382,9 +351,7 @@ class EpisodeSession:
         timeline_lines: list[str] = []
         done = False
         if checkpoint is not None:
-            observation, info, done, timeline_lines = self._replay(
-                env, agent, recorder, checkpoint, observation, info
-            )
+            observation, info, done, timeline_lines = self._replay(env, agent, checkpoint, observation, info)
         metrics = timeline_handle = None
         if out is not None:
             if resume:
@@ -400,7 +367,7 @@ class EpisodeSession:
                 action = agent.act(observation, info)
                 observation, reward, terminated, truncated, info = env.step(action)
                 if self.checkpoint_every is not None:  # the replay log only serves checkpoints
-                    self.records.append(recorder.record(action))
+                    self.records.append(record_round(env, action))
                 row = metric_row(info, float(reward))
                 self.rows.append(row)
                 if metrics is not None:
@@ -412,7 +379,7 @@ class EpisodeSession:
                 done = terminated or truncated
                 every = self.checkpoint_every
                 if every is not None and (done or len(self.rows) % every == 0):
-                    self._checkpoint(recorder.inner, done)
+                    self._checkpoint(trainer, done)
                 if self.on_round is not None:
                     self.on_round(row)
         finally:
@@ -442,7 +409,6 @@ class EpisodeSession:
         self,
         env: WirelessFLEnv,
         agent: Any,
-        recorder: RecordingTrainer,
         checkpoint: Mapping[str, Any],
         observation: dict[str, Any],
         info: dict[str, Any],
@@ -450,8 +416,9 @@ class EpisodeSession:
         """Re-run the checkpointed rounds without training; return the state after the last of them."""
         records = [RoundRecord(**r) for r in checkpoint["records"]]
         state = checkpoint["trainer"]
-        replayer = ReplayTrainer(recorder.inner, records) if state is not None else None
-        env.trainer = replayer if replayer is not None else recorder
+        trainer = env.trainer
+        if state is not None:
+            env.trainer = ReplayTrainer(trainer, records)
         lines: list[str] = []
         done = False
         for index, record in enumerate(records):
@@ -462,7 +429,7 @@ class EpisodeSession:
                     "action than the interrupted run (is the agent deterministic given its seed?)"
                 )
             observation, reward, terminated, truncated, info = env.step(action)
-            if replayer is None and recorder.record(action) != record:
+            if state is None and record_round(env, action) != record:
                 raise ReplayDivergedError(
                     f"replay diverged in round {index + 1}: training gave different results"
                 )
@@ -472,8 +439,8 @@ class EpisodeSession:
                 lines.append(_timeline_text(env))
             done = terminated or truncated
         if state is not None:
-            load_trainer_state(recorder.inner, state)
-        env.trainer = recorder
+            load_trainer_state(trainer, state)
+        env.trainer = trainer
         self.replayed_rounds = len(records)
         return observation, info, done, lines
 

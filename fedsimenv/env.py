@@ -13,7 +13,8 @@ from numpy.typing import NDArray
 from channels import shannon_rate_bps
 from fedsimenv.actions import decode_action
 from fedsimenv.config import ScenarioConfig
-from fedsimenv.learning.trainer import TRAINERS, LearningResult
+from fedsimenv.learning.plan import DeviceJob, LearningResult, RoundPlan
+from fedsimenv.learning.trainer import TRAINERS
 from fedsimenv.observations import (
     GAIN_DB_RANGE,
     MAX_CPU_FREQ_GHZ,
@@ -189,6 +190,11 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         cfg = self.config
         self.num_devices = cfg.cell.num_devices
         self.trainer = TRAINERS.get(cfg.trainer)(cfg.learning, self.num_devices)
+        if cfg.protocol.name == "async" and not self.trainer.supports_async:
+            raise ValueError(
+                f"protocol.name: 'async' needs a trainer that supports it; trainer {cfg.trainer!r} does not "
+                "(allowed with async: torch)"
+            )
         self.reward_fn = REWARDS.get(cfg.reward.name)(**cfg.reward.params)
         self.target_accuracy = self.reward_fn.episode_target(cfg.episode.target_accuracy)
 
@@ -201,6 +207,11 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         self._simulator: RoundSimulator | None = None
         self.episode_streams: EpisodeStreams | None = None
         self.last_report: RoundReport | None = None
+        #: The plan and learning result of the last round (what a replay log records).
+        self.last_plan: RoundPlan | None = None
+        self.last_learning: LearningResult | None = None
+        #: Async protocol: the jobs started and not yet arrived, by device.
+        self._in_flight: dict[int, DeviceJob] = {}
         self._view_cache: tuple[int, SystemView] | None = None
 
     # -- Gymnasium API -----------------------------------------------------------------------
@@ -226,6 +237,9 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         self._history = DeviceHistory.fresh(self.num_devices)
         self._learning = initial
         self.last_report = None
+        self.last_plan = None
+        self.last_learning = None
+        self._in_flight = {}
         self._view_cache = None
         return self._observation(), {"round": 0, "accuracy": initial.accuracy, "loss": initial.loss}
 
@@ -246,11 +260,11 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         # In the async protocol a device already working keeps its job; only idle ones start one.
         starting = decision.selected & ~simulator.busy if is_async else decision.selected
         rates = {int(k): float(decision.pruning_rate[k]) for k in np.flatnonzero(starting)}
-        costs = self.trainer.prepare_async(rates) if is_async else self.trainer.prepare_round(rates)
+        plan = self.trainer.plan_round(rates, spans_rounds=is_async)
 
         flops = np.zeros(self.num_devices)
         bits = np.zeros(self.num_devices)
-        for k, cost in costs.items():
+        for k, cost in plan.costs.items():
             flops[k], bits[k] = cost.forward_flops_per_sample, cost.upload_bits
         workload = DeviceWorkload(
             forward_flops_per_sample=flops,
@@ -261,11 +275,16 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         )
         report = simulator.run_round(decision, workload)
         arrived = [int(k) for k in np.flatnonzero(report.arrived)]
-        learning = (
-            self.trainer.train_async(arrived, [int(report.staleness[k]) for k in arrived])
-            if is_async
-            else self.trainer.train_round(arrived)
-        )
+        if is_async:
+            self._in_flight.update(plan.jobs)
+            jobs = RoundPlan(self._in_flight).jobs_of(arrived)
+            for k in arrived:
+                del self._in_flight[k]
+            learning = self.trainer.train_async(jobs, [int(report.staleness[k]) for k in arrived])
+        else:
+            learning = self.trainer.train_round(plan, arrived)
+        self.last_plan = plan
+        self.last_learning = learning
 
         reward, terms = self.reward_fn(
             RoundOutcome(
@@ -333,10 +352,8 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         if self._view_cache is not None and self._view_cache[0] == sim.round_index:
             return self._view_cache[1]
         cfg = self.config
-        # The unpruned cost is the same for every device (one global architecture); asking the
-        # trainer for a rho = 0 cost has no side effect beyond its pending set, which we clear.
-        unpruned = self.trainer.prepare_round({0: 0.0})[0]
-        self.trainer.prepare_round({})
+        # The unpruned cost is the same for every device (one global architecture).
+        unpruned = self.trainer.cost_at(0.0)
         n = self.num_devices
         num_samples = self.trainer.num_samples.astype(np.float64)
         cycles = cfg.learning.local_epochs * num_samples * 3.0 * unpruned.forward_flops_per_sample

@@ -152,8 +152,7 @@ class MultiDiscreteDecoder:
         if self._cost_ratios is None:
             trainer = self.env.trainer
             rates = self.pruning_rates()
-            costs = [trainer.prepare_round({0: float(rho)})[0] for rho in [0.0, *rates]]
-            trainer.prepare_round({})  # leave nothing pending
+            costs = [trainer.cost_at(float(rho)) for rho in [0.0, *rates]]
             flops = np.array([c.forward_flops_per_sample for c in costs])
             bits = np.array([c.upload_bits for c in costs])
             self._cost_ratios = (flops[1:] / flops[0], bits[1:] / bits[0])

@@ -13,6 +13,7 @@ from fedsimenv.cli import main
 from fedsimenv.env import WirelessFLEnv
 from fedsimenv.learning.aggregation import buffered_async_update, staleness_weight
 from fedsimenv.learning.trainer import TorchTrainer
+from fedsimenv.runner import run_episode
 from fedsimenv.scenario import load_scenario
 from fedsimenv.seeding import EpisodeStreams
 
@@ -40,10 +41,10 @@ def test_one_fresh_async_update_equals_a_synchronous_round() -> None:
     sync, asyn = TorchTrainer(config, 10), TorchTrainer(config, 10)
     for trainer in (sync, asyn):
         trainer.reset(EpisodeStreams(np.random.SeedSequence(1)))
-    sync.prepare_round({2: 0.3})
-    asyn.prepare_async({2: 0.3})
-    sync.train_round([2])
-    asyn.train_async([2], [0])
+    sync_plan = sync.plan_round({2: 0.3})
+    async_plan = asyn.plan_round({2: 0.3}, spans_rounds=True)
+    sync.train_round(sync_plan, [2])
+    asyn.train_async(async_plan.jobs_of([2]), [0])
     for a, b in zip(sync.model.state_dict().values(), asyn.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
@@ -83,3 +84,48 @@ def test_cli_runs_the_async_protocol_without_checkpoints(tmp_path: Path) -> None
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["num_arrived"] for r in rows] == [3, 3]
     assert not (out / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    "agent", ["optimal", "optimal-cvx", "min-max-latency", "energy-yang", "chen-selection"]
+)
+def test_optimisers_run_the_async_protocol(agent: str) -> None:
+    # Optimisers read the system view between rounds; before plans were values, its cost query
+    # wiped the trainer's jobs in flight ("devices [3, 5, 7] arrived but no job was started").
+    config = load_scenario(
+        "tiny", {"protocol.name": "async", "protocol.target_updates": 3, "episode.max_rounds": 4}
+    )
+    rows = run_episode(config, agent, seed=0)
+    assert len(rows) == 4
+    # Every round ends at the third arrival, and each arrival was trained (the accuracy moved).
+    assert [row["num_arrived"] for row in rows] == [3, 3, 3, 3]
+    assert rows[-1]["accuracy"] != rows[0]["accuracy"]
+
+
+def test_an_arrival_without_a_planned_job_is_refused() -> None:
+    config = load_scenario("tiny").learning
+    trainer = TorchTrainer(config, 10)
+    trainer.reset(EpisodeStreams(np.random.SeedSequence(0)))
+    plan = trainer.plan_round({1: 0.0, 2: 0.5})
+    with pytest.raises(ValueError, match=r"devices \[3\] arrived but no job was planned"):
+        trainer.train_round(plan, [1, 3])
+    with pytest.raises(ValueError, match="spans_rounds"):
+        trainer.train_async(plan.jobs_of([1]), [0])
+
+
+def test_cost_queries_leave_the_round_and_the_random_stream_alone() -> None:
+    # The same round with and without cost queries in between gives bit-identical weights (random
+    # pruning draws from the episode's stream: a query that drew from it would shift the batches).
+    config = load_scenario("tiny", {"learning.pruning": "random"}).learning
+    states = []
+    for query in (False, True):
+        trainer = TorchTrainer(config, 10)
+        trainer.reset(EpisodeStreams(np.random.SeedSequence(3)))
+        plan = trainer.plan_round({0: 0.4, 5: 0.2})
+        if query:
+            assert trainer.cost_at(0.0).kept_params == trainer.cost_at(0.0).total_params
+            trainer.cost_at(0.6)
+        trainer.train_round(plan, [0, 5])
+        states.append(trainer.model.state_dict())
+    for name, tensor in states[0].items():
+        assert torch.equal(tensor, states[1][name]), name

@@ -258,8 +258,8 @@ def _accuracy_after(rho: float, rounds: int, **overrides: object) -> float:
     trainer.reset(EpisodeStreams(np.random.SeedSequence(0)))
     result = None
     for _ in range(rounds):
-        trainer.prepare_round(dict.fromkeys(range(5), rho))
-        result = trainer.train_round(list(range(5)))
+        plan = trainer.plan_round(dict.fromkeys(range(5), rho))
+        result = trainer.train_round(plan, list(range(5)))
     assert result is not None
     return result.accuracy
 
@@ -284,8 +284,9 @@ def test_structured_pruning_and_r2sp_through_the_trainer() -> None:
     )
     trainer = TorchTrainer(config, num_devices=5)
     trainer.reset(EpisodeStreams(np.random.SeedSequence(1)))
-    costs = trainer.prepare_round({0: 0.0, 1: 0.5})
+    plan = trainer.plan_round({0: 0.0, 1: 0.5})
+    costs = plan.costs
     assert costs[1].forward_flops_per_sample < 0.7 * costs[0].forward_flops_per_sample
     assert costs[1].upload_bits == costs[1].kept_params * 32  # structured: no index overhead
-    result = trainer.train_round([0, 1])
+    result = trainer.train_round(plan, [0, 1])
     assert result.num_trained == 2 and len(result.device_accuracy) == 5

@@ -13,7 +13,7 @@ from scipy import stats
 from fedsimenv.cli import main
 from fedsimenv.config import FixedValues, LogNormal
 from fedsimenv.env import WirelessFLEnv
-from fedsimenv.learning.trainer import LearningResult
+from fedsimenv.learning.plan import LearningResult, RoundPlan
 from fedsimenv.scenario import ScenarioError, load_scenario
 from fedsimenv.seeding import EpisodeStreams
 from fedsimenv.sim.builder import build_simulator
@@ -104,9 +104,9 @@ def test_dropped_devices_never_reach_aggregation_and_energy_adds_up() -> None:
     trained: list[list[int]] = []
     original = env.trainer.train_round
 
-    def spy(arrived: Sequence[int]) -> LearningResult:
+    def spy(plan: RoundPlan, arrived: Sequence[int]) -> LearningResult:
         trained.append(list(arrived))
-        return original(arrived)
+        return original(plan, arrived)
 
     env.trainer.train_round = spy  # type: ignore[method-assign]
     saw_drop = False

@@ -31,7 +31,7 @@ def test_surrogate_matches_the_torch_trainers_data_and_costs(tiny: ScenarioConfi
     np.testing.assert_array_equal(real.num_samples, fake.num_samples)
     assert fake.download_bits() == real.download_bits()
     for rho in (0.0, 0.3, 0.75):
-        want, got = real.prepare_round({0: rho})[0], fake.prepare_round({0: rho})[0]
+        want, got = real.plan_round({0: rho}).costs[0], fake.plan_round({0: rho}).costs[0]
         assert got.upload_bits == pytest.approx(want.upload_bits, rel=0.01)
         assert got.forward_flops_per_sample == pytest.approx(want.forward_flops_per_sample, rel=0.01)
         assert abs(got.kept_params - want.kept_params) <= 0.01 * want.total_params
@@ -42,8 +42,8 @@ def test_surrogate_learns_more_with_more_data_and_less_pruning(tiny: ScenarioCon
         trainer = SurrogateTrainer(tiny.learning, 10)
         trainer.reset(EpisodeStreams(np.random.SeedSequence(0)))
         for _ in range(5):
-            trainer.prepare_round(dict.fromkeys(devices, rho))
-            result = trainer.train_round(devices)
+            plan = trainer.plan_round(dict.fromkeys(devices, rho))
+            result = trainer.train_round(plan, devices)
         return result.accuracy
 
     everyone = list(range(10))
@@ -51,10 +51,10 @@ def test_surrogate_learns_more_with_more_data_and_less_pruning(tiny: ScenarioCon
     assert final_accuracy(everyone, 0.0) > final_accuracy([0], 0.0)
     trainer = SurrogateTrainer(tiny.learning, 10)
     start = trainer.reset(EpisodeStreams(np.random.SeedSequence(0)))
-    trainer.prepare_round({0: 0.0})
-    assert trainer.train_round([]).accuracy == start.accuracy  # nobody arrived: model unchanged
-    with pytest.raises(ValueError, match="not prepared"):
-        trainer.train_round([3])
+    plan = trainer.plan_round({0: 0.0})
+    assert trainer.train_round(plan, []).accuracy == start.accuracy  # nobody arrived: model unchanged
+    with pytest.raises(ValueError, match="no job was planned"):
+        trainer.train_round(plan, [3])
 
 
 def test_shipped_calibration_error_on_unseen_real_runs_is_bounded() -> None:

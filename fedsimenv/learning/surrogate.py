@@ -38,7 +38,8 @@ from numpy.typing import NDArray
 
 from fedsimenv.config import LearningConfig
 from fedsimenv.learning.data import dirichlet_partition, iid_partition, load_digits, train_test_split
-from fedsimenv.learning.trainer import TRAINERS, LearningResult, ModelCost, Trainer
+from fedsimenv.learning.plan import DeviceJob, LearningResult, ModelCost, RoundPlan
+from fedsimenv.learning.trainer import TRAINERS, Trainer
 from fedsimenv.seeding import EpisodeStreams
 
 #: Calibration file format tag and version.
@@ -269,7 +270,6 @@ class SurrogateTrainer(Trainer):
         self.curve = self.calibration.curve
         self._data = load_digits()
         self._counts: NDArray[np.float64] | None = None
-        self._pending: dict[int, float] = {}
 
     def reset(self, streams: EpisodeStreams) -> LearningResult:
         self._counts = partition_label_counts(self.config, self.num_devices, streams, self._data)
@@ -277,7 +277,6 @@ class SurrogateTrainer(Trainer):
         self._share = self._num_samples / self._num_samples.sum()
         self._reference = self._counts.sum(axis=0)
         self._progress = 0.0
-        self._pending = {}
         self._last = LearningResult(
             accuracy=self.curve.initial_accuracy, loss=self.curve.initial_loss, num_trained=0
         )
@@ -297,25 +296,28 @@ class SurrogateTrainer(Trainer):
     def download_bits(self) -> float:
         return self.calibration.costs.download_bits
 
-    def prepare_round(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
-        self._pending = {int(k): float(rho) for k, rho in pruning_rate.items()}
-        costs = self.calibration.costs.costs(np.fromiter(self._pending.values(), dtype=np.float64))
-        return dict(zip(self._pending, costs, strict=True))
+    def cost_at(self, rho: float) -> ModelCost:
+        return self.calibration.costs.cost(rho)
 
-    def train_round(self, arrived: Sequence[int]) -> LearningResult:
+    def plan_round(self, pruning_rate: Mapping[int, float], *, spans_rounds: bool = False) -> RoundPlan:
+        devices = [int(k) for k in pruning_rate]
+        rates = [float(rho) for rho in pruning_rate.values()]
+        costs = self.calibration.costs.costs(np.array(rates, dtype=np.float64))
+        return RoundPlan(
+            {k: DeviceJob(k, rho, cost) for k, rho, cost in zip(devices, rates, costs, strict=True)}
+        )
+
+    def train_round(self, plan: RoundPlan, arrived: Sequence[int]) -> LearningResult:
         if self._counts is None:
             raise RuntimeError("call reset() before using the trainer")
-        missing = [k for k in arrived if k not in self._pending]
-        if missing:
-            raise ValueError(f"devices {missing} arrived but were not prepared this round")
-        if len(arrived):
-            idx = np.asarray(arrived, dtype=np.int64)
-            rho = np.array([self._pending[int(k)] for k in idx])
+        jobs = plan.jobs_of(arrived)
+        if jobs:
+            idx = np.array([job.device for job in jobs], dtype=np.int64)
+            rho = np.array([job.pruning_rate for job in jobs])
             self._progress += self.curve.progress_increment(self._share[idx], rho)
             coverage = label_coverage(self._counts[idx].sum(axis=0), self._reference)
             accuracy, loss = self.curve.metrics(self._progress, coverage)
             self._last = LearningResult(accuracy=accuracy, loss=loss, num_trained=len(idx))
         else:
             self._last = LearningResult(accuracy=self._last.accuracy, loss=self._last.loss, num_trained=0)
-        self._pending = {}
         return self._last

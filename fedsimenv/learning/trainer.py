@@ -1,9 +1,11 @@
 """Trainers: the seam between the simulation and real learning.
 
-A trainer owns the global model and the clients' data. Per round the env asks it for the cost of each
-selected device's pruned model (:meth:`Trainer.prepare_round`: exact FLOPs and upload bits, fed to the
-timing plane), then trains and aggregates only the devices that arrived in time
-(:meth:`Trainer.train_round`). A real torch trainer and (later) a fast surrogate share this interface.
+A trainer owns the global model and the clients' data. Per round the env asks it to plan the selected
+devices' jobs (:meth:`Trainer.plan_round`: a :class:`~fedsimenv.learning.plan.RoundPlan` with each
+pruned model's exact FLOPs and upload bits, fed to the timing plane, and its masks), then hands the
+plan back with the devices that arrived in time (:meth:`Trainer.train_round`), which are trained and
+aggregated. Nothing is kept inside the trainer between the two calls. The real torch trainer here and
+the surrogate (:mod:`fedsimenv.learning.surrogate`) share this interface.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import copy
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,38 +44,12 @@ from fedsimenv.learning.data import (
     train_test_split,
 )
 from fedsimenv.learning.datasets import DatasetSpec, load_dataset
-from fedsimenv.learning.flops import forward_flops_per_sample
 from fedsimenv.learning.models import build_model
-from fedsimenv.learning.pruning import PRUNING_METHODS, Masks, count_parameters, kept_parameters
+from fedsimenv.learning.plan import DeviceJob, LearningResult, ModelCost, RoundPlan, model_cost
+from fedsimenv.learning.pruning import PRUNING_METHODS, Masks, count_parameters
 from fedsimenv.learning.strategy import TrainingStrategy
 from fedsimenv.registry import Registry
 from fedsimenv.seeding import EpisodeStreams
-
-
-@dataclass(frozen=True)
-class ModelCost:
-    """What the timing plane needs to know about one device's pruned model."""
-
-    forward_flops_per_sample: float
-    upload_bits: float
-    kept_params: int
-    total_params: int
-
-    @property
-    def achieved_rho(self) -> float:
-        """Fraction of parameters actually removed."""
-        return 1.0 - self.kept_params / self.total_params
-
-
-@dataclass(frozen=True)
-class LearningResult:
-    """Global-model metrics after a round's aggregation."""
-
-    accuracy: float
-    loss: float
-    num_trained: int
-    #: Per-device accuracy on test data following each device's label mix (when configured).
-    device_accuracy: tuple[float, ...] = field(default=())
 
 
 class Trainer(ABC):
@@ -102,24 +78,34 @@ class Trainer(ABC):
         """Size in bits of the global model broadcast to the devices."""
 
     @abstractmethod
-    def prepare_round(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
-        """Prune the global model for each selected device (``{device: rho}``) and return its cost."""
+    def cost_at(self, rho: float) -> ModelCost:
+        """The cost of the current model pruned to ``rho`` by the scenario's method (a query: no
+        random stream is consumed and nothing is kept). ``cost_at(0.0)`` is the unpruned model."""
 
     @abstractmethod
-    def train_round(self, arrived: Sequence[int]) -> LearningResult:
-        """Train the arrived devices' prepared sub-models, aggregate them, evaluate the global model."""
+    def plan_round(self, pruning_rate: Mapping[int, float], *, spans_rounds: bool = False) -> RoundPlan:
+        """Prune the global model for each device starting a job (``{device: rho}``).
 
-    def prepare_async(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
-        """Async protocol: like :meth:`prepare_round` for jobs starting now, keeping jobs in flight.
+        Args:
+            pruning_rate: The devices starting a job and their pruning rates.
+            spans_rounds: The jobs may be trained in a later round (async protocol): each job then
+                carries the global weights it downloaded.
+        """
+
+    @abstractmethod
+    def train_round(self, plan: RoundPlan, arrived: Sequence[int]) -> LearningResult:
+        """Train the arrived devices' jobs of ``plan``, aggregate them, evaluate the global model.
 
         Raises:
-            NotImplementedError: the trainer does not support the async protocol.
+            ValueError: an arrived device has no job in ``plan``.
         """
-        raise NotImplementedError(f"trainer {type(self).__name__} does not support protocol 'async'")
 
-    def train_async(self, arrived: Sequence[int], staleness: Sequence[int]) -> LearningResult:
-        """Async protocol: train the arrived jobs from the model each one downloaded and apply their
-        staleness-weighted updates to the current global model."""
+    #: Whether :meth:`train_async` is implemented (the env refuses protocol ``async`` otherwise).
+    supports_async: bool = False
+
+    def train_async(self, jobs: Sequence[DeviceJob], staleness: Sequence[int]) -> LearningResult:
+        """Async protocol: train ``jobs`` (planned with ``spans_rounds=True``), each from the model
+        it downloaded, and apply their staleness-weighted updates to the current global model."""
         raise NotImplementedError(f"trainer {type(self).__name__} does not support protocol 'async'")
 
     def state_dict(self) -> dict[str, Any]:
@@ -175,6 +161,8 @@ class TorchTrainer(Trainer):
     else one after another; both paths give the same weights up to float rounding.
     """
 
+    supports_async = True
+
     def __init__(self, config: LearningConfig, num_devices: int) -> None:
         super().__init__(config, num_devices)
         self.device = _resolve_device(config.device)
@@ -191,7 +179,6 @@ class TorchTrainer(Trainer):
         )
         self._full, self._official_test = load_dataset(config.dataset, spec)
         self._model: torch.nn.Module | None = None
-        self._pending: dict[int, Masks] = {}
         self.strategy: TrainingStrategy | None = None
 
     def use_strategy(self, strategy: TrainingStrategy | None) -> None:
@@ -228,8 +215,6 @@ class TorchTrainer(Trainer):
         self.total_params = count_parameters(self._model)
         self._test_x = torch.from_numpy(self.test.x).to(self.device)
         self._test_y = torch.from_numpy(self.test.y).to(self.device)
-        self._pending = {}
-        self._job_start: dict[int, dict[str, torch.Tensor]] = {}
         if self.strategy is not None:
             self.strategy.reset(self)
         return self._result(0)
@@ -256,13 +241,23 @@ class TorchTrainer(Trainer):
     def download_bits(self) -> float:
         return float(self.total_params * self.config.bits_per_param)
 
-    def prepare_round(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
-        self._pending = {}
-        costs: dict[int, ModelCost] = {}
+    def cost_at(self, rho: float) -> ModelCost:
+        masks: Masks = {}
+        if rho > 0:
+            # A throwaway generator: a cost query must not move the episode's random stream.
+            size = self.config.batch_size
+            batch = (self._client_x[0][:size], self._client_y[0][:size])
+            masks = self.pruner.masks(self.model, float(rho), torch.Generator().manual_seed(0), batch)
+        return model_cost(
+            self.model, self.input_shape, masks, self.config.bits_per_param, self.pruner.sparse_index_overhead
+        )
+
+    def plan_round(self, pruning_rate: Mapping[int, float], *, spans_rounds: bool = False) -> RoundPlan:
         strategy = self.strategy
+        jobs: dict[int, DeviceJob] = {}
         for device, rho in pruning_rate.items():
             masks: Masks = {}
-            # rho = 0 always means the unpruned model (the env's system view asks for it).
+            # rho = 0 always means the unpruned model.
             chosen = strategy.masks(self, device, float(rho)) if strategy is not None and rho > 0 else None
             if chosen is not None:
                 masks = chosen
@@ -271,79 +266,60 @@ class TorchTrainer(Trainer):
                 batch = (self._client_x[device][:size], self._client_y[device][:size])
                 masks = self.pruner.masks(self.model, float(rho), self._generator, batch)
             masks = {k: m.to(self.device) for k, m in masks.items()}
-            kept = kept_parameters(self.model, masks)
-            # An unstructured mask travels with the weights: one bit per prunable weight.
             sparse = strategy.sparse_index_overhead if chosen is not None and strategy else None
             sparse = self.pruner.sparse_index_overhead if sparse is None else sparse
-            overhead = sum(m.numel() for m in masks.values()) if sparse else 0
-            costs[device] = ModelCost(
-                forward_flops_per_sample=forward_flops_per_sample(self.model, self.input_shape, masks),
-                upload_bits=float(kept * self.config.bits_per_param + overhead),
-                kept_params=kept,
-                total_params=self.total_params,
-            )
-            self._pending[device] = masks
-        return costs
+            cost = model_cost(self.model, self.input_shape, masks, self.config.bits_per_param, sparse)
+            jobs[int(device)] = DeviceJob(int(device), float(rho), cost, masks)
+        if spans_rounds:
+            # One snapshot of the global model, shared by every job that starts from it.
+            snapshot = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            jobs = {k: replace(job, start_state=snapshot) for k, job in jobs.items()}
+        return RoundPlan(jobs)
 
-    def train_round(self, arrived: Sequence[int]) -> LearningResult:
-        missing = [k for k in arrived if k not in self._pending]
-        if missing:
-            raise ValueError(f"devices {missing} arrived but were not prepared this round")
-        jobs = self._local_jobs(arrived)
+    def train_round(self, plan: RoundPlan, arrived: Sequence[int]) -> LearningResult:
+        jobs = plan.jobs_of(arrived)
         previous = (
             {k: v.detach().clone() for k, v in self.model.state_dict().items()} if self.strategy else {}
         )
         if jobs:
-            states = self._train(self.model, jobs)
+            states = self._train(self.model, self._local_jobs(jobs))
             global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            weights = [float(self._num_samples[k]) for k in arrived]
-            self.model.load_state_dict(self.aggregate(global_state, states, [j.masks for j in jobs], weights))
-        self._pending = {}
+            weights = [float(self._num_samples[job.device]) for job in jobs]
+            self.model.load_state_dict(
+                self.aggregate(global_state, states, [job.masks for job in jobs], weights)
+            )
         if self.strategy is not None:
-            self.strategy.after_round(self, list(arrived), previous)
+            self.strategy.after_round(self, [job.device for job in jobs], previous)
         return self._result(len(jobs))
 
-    def prepare_async(self, pruning_rate: Mapping[int, float]) -> dict[int, ModelCost]:
-        in_flight = self._pending
-        costs = self.prepare_round(pruning_rate)
-        # One snapshot of the global model, shared by every job that starts from it.
-        snapshot = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        for device in pruning_rate:
-            self._job_start[device] = snapshot
-        self._pending = {**in_flight, **self._pending}
-        return costs
-
-    def train_async(self, arrived: Sequence[int], staleness: Sequence[int]) -> LearningResult:
-        missing = [k for k in arrived if k not in self._pending or k not in self._job_start]
-        if missing:
-            raise ValueError(f"devices {missing} arrived but no job was started for them")
+    def train_async(self, jobs: Sequence[DeviceJob], staleness: Sequence[int]) -> LearningResult:
+        unstarted = [job.device for job in jobs if job.start_state is None]
+        if unstarted:
+            raise ValueError(f"devices {unstarted}: jobs planned without spans_rounds=True")
         # Jobs that downloaded the same global model train together from it.
-        groups: dict[int, list[int]] = {}
-        for k in arrived:
-            groups.setdefault(id(self._job_start[k]), []).append(k)
-        order: list[int] = []
+        groups: dict[int, list[DeviceJob]] = {}
+        for job in jobs:
+            groups.setdefault(id(job.start_state), []).append(job)
+        order: list[DeviceJob] = []
         states: list[dict[str, torch.Tensor]] = []
-        for devices in groups.values():
+        for group in groups.values():
             local = copy.deepcopy(self.model)
-            local.load_state_dict(self._job_start[devices[0]])
-            states.extend(self._train(local, self._local_jobs(devices)))
-            order.extend(devices)
+            local.load_state_dict(dict(group[0].start_state or {}))
+            states.extend(self._train(local, self._local_jobs(group)))
+            order.extend(group)
         if order:
-            tau = dict(zip(arrived, staleness, strict=True))
+            tau = {job.device: int(t) for job, t in zip(jobs, staleness, strict=True)}
             global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.model.load_state_dict(
                 buffered_async_update(
                     global_state,
-                    [self._job_start[k] for k in order],
+                    [dict(job.start_state or {}) for job in order],
                     states,
-                    [self._pending[k] for k in order],
-                    [float(self._num_samples[k]) for k in order],
-                    [int(tau[k]) for k in order],
+                    [job.masks for job in order],
+                    [float(self._num_samples[job.device]) for job in order],
+                    [tau[job.device] for job in order],
                 )
             )
-        for k in arrived:
-            self._pending.pop(k, None)
-            self._job_start.pop(k, None)
         return self._result(len(order))
 
     def state_dict(self) -> dict[str, Any]:
@@ -359,17 +335,17 @@ class TorchTrainer(Trainer):
         self.model.load_state_dict(state["model"])
         self._generator.set_state(state["generator"])
 
-    def _local_jobs(self, devices: Sequence[int]) -> list[LocalJob]:
-        """The prepared local-training jobs of ``devices`` (their data, masks and batch orders)."""
+    def _local_jobs(self, jobs: Sequence[DeviceJob]) -> list[LocalJob]:
+        """The local-training work of planned ``jobs`` (their data, masks and batch orders)."""
         epochs = self.config.local_epochs
         return [
             LocalJob(
-                x=self._client_x[k],
-                y=self._client_y[k],
-                masks=self._pending[k],
-                orders=draw_orders(int(self._num_samples[k]), epochs, self._generator),
+                x=self._client_x[job.device],
+                y=self._client_y[job.device],
+                masks=job.masks,
+                orders=draw_orders(int(self._num_samples[job.device]), epochs, self._generator),
             )
-            for k in devices
+            for job in jobs
         ]
 
     def _train(self, model: torch.nn.Module, jobs: Sequence[LocalJob]) -> Sequence[dict[str, torch.Tensor]]:

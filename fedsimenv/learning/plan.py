@@ -1,0 +1,120 @@
+"""The values that cross the trainer seam: a round's plan goes in, the learning result comes out.
+
+Per round the env asks the trainer to *plan* the selected devices' jobs (:class:`RoundPlan`: for each
+device its pruned model's cost, for the timing plane, and what it will train: masks and, for jobs
+that span rounds, the global weights it downloaded). The timing plane decides who arrives; the env
+hands the plan back with the arrived devices and gets a :class:`LearningResult`. The trainer keeps no
+per-round state between the two calls: whoever holds the plan holds the round (the env holds the
+jobs still in flight under the async protocol), so any number of cost queries, replays or
+re-plans can happen in between without disturbing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from fedsimenv.learning.flops import forward_flops_per_sample
+from fedsimenv.learning.pruning import Masks, count_parameters, kept_parameters
+
+#: A model's weights by parameter/buffer name.
+State = Mapping[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """What the timing plane needs to know about one device's pruned model."""
+
+    forward_flops_per_sample: float
+    upload_bits: float
+    kept_params: int
+    total_params: int
+
+    @property
+    def achieved_rho(self) -> float:
+        """Fraction of parameters actually removed."""
+        return 1.0 - self.kept_params / self.total_params
+
+
+@dataclass(frozen=True)
+class LearningResult:
+    """Global-model metrics after a round's aggregation."""
+
+    accuracy: float
+    loss: float
+    num_trained: int
+    #: Per-device accuracy on test data following each device's label mix (when configured).
+    device_accuracy: tuple[float, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class DeviceJob:
+    """One device's local-training job: what it costs and what it trains.
+
+    Attributes:
+        device: Device index.
+        pruning_rate: The requested pruning rate rho (``cost.achieved_rho`` is what the masks remove).
+        cost: Exact FLOPs and upload bits of the device's pruned model.
+        masks: Keep-masks of the pruned model (empty: unpruned, or a trainer without masks).
+        start_state: The global weights the job downloaded when it spans rounds (async protocol);
+            ``None``: the job trains from the global model of the round it is trained in.
+    """
+
+    device: int
+    pruning_rate: float
+    cost: ModelCost
+    masks: Masks = field(default_factory=dict)
+    start_state: State | None = None
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """The jobs planned for one round, by device."""
+
+    jobs: Mapping[int, DeviceJob]
+
+    @property
+    def costs(self) -> dict[int, ModelCost]:
+        return {k: job.cost for k, job in self.jobs.items()}
+
+    @property
+    def pruning_rates(self) -> dict[int, float]:
+        """The request this plan answers (``{device: rho}``)."""
+        return {k: job.pruning_rate for k, job in self.jobs.items()}
+
+    def jobs_of(self, devices: Iterable[int]) -> list[DeviceJob]:
+        """The jobs of ``devices``, in that order.
+
+        Raises:
+            ValueError: a device has no job in this plan.
+        """
+        devices = [int(k) for k in devices]
+        missing = [k for k in devices if k not in self.jobs]
+        if missing:
+            raise ValueError(f"devices {missing} arrived but no job was planned for them")
+        return [self.jobs[k] for k in devices]
+
+
+def model_cost(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    masks: Masks,
+    bits_per_param: float,
+    sparse_index_overhead: bool,
+) -> ModelCost:
+    """The exact cost of ``model`` pruned by ``masks`` (pure: the model is left unchanged).
+
+    Upload bits are the kept parameters times ``bits_per_param``; an unstructured mask travels with
+    the weights (``sparse_index_overhead``): one more bit per masked entry.
+    """
+    kept = kept_parameters(model, masks)
+    overhead = sum(m.numel() for m in masks.values()) if sparse_index_overhead else 0
+    return ModelCost(
+        forward_flops_per_sample=forward_flops_per_sample(model, input_shape, masks),
+        upload_bits=float(kept * bits_per_param + overhead),
+        kept_params=kept,
+        total_params=count_parameters(model),
+    )
