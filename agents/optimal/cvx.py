@@ -193,13 +193,3 @@ def _repair(problem: JointProblem, bandwidth: FloatArray, b_min: FloatArray) -> 
     # optimal: replacing the interior-point rho by it removes CLARABEL's residual (rho ~ 1e-12 where
     # the optimum is 0, which is all of J when the budget does not bind) in both directions.
     return bandwidth, np.clip(needed, 0.0, problem.rho_max)
-
-
-def solve_cvx(
-    problem: JointProblem,
-    metric: StragglerMetric = "bandwidth-per-weight",
-    search: SearchMode = "local",
-    snr_floor: float = 1e-6,
-) -> Allocation:
-    """One-shot convenience: build a solver for ``problem``'s size and solve the joint problem."""
-    return CvxJointSolver(problem.num_devices, snr_floor=snr_floor).solve(problem, metric, search)
