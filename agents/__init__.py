@@ -1,6 +1,8 @@
-"""Decision makers for fedsimenv: heuristics, analytic optimisers; literature algorithms and RL later.
+"""Decision makers for fedsimenv: analytic optimisers, heuristics, federated-pruning algorithms from
+the literature and RL policies.
 
-Every agent is registered by name in :data:`AGENTS` and follows the :class:`Agent` protocol.
+Every agent is registered by name in :data:`AGENTS` and follows the :class:`Agent` protocol; saved RL
+policies are built by name as ``ALGO:PATH`` through :data:`POLICY_AGENTS`.
 """
 
 from agents import heuristics, literature, optimisers, rl

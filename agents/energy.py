@@ -13,7 +13,7 @@ with C_k the CPU cycles of local training. As in the paper the problem is solved
 between two convex blocks (the joint problem is not convex in (b, p)):
 
 * block A, power fixed: convex in (b, f) and DCP/DPP in cvxpy with ``x = b / B``,
-  ``u >= inv_pos(q(x))`` (q the normalised rate, DESIGN.md's ``rel_entr`` form);
+  ``u >= inv_pos(q(x))`` (q the normalised rate, the ``rel_entr`` form of docs/DESIGN.md);
 * block B, bandwidth fixed: per device a one-dimensional problem in p, with f the least frequency
   that meets the budget, ``f = C / (T - L / r(b, p))``, minimised by bounded Brent search.
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 import time
 import traceback
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from bench.report import Collected, Report, machine_description
 
-#: Section name -> module under bench/ with a ``collect(quick=...)`` function.
+#: Section name -> module under bench/ with a ``collect(quick=..., repeats=...)`` function.
 SECTIONS: dict[str, str] = {
     "fedavg": "bench.fedavg_round",
     "cohort": "bench.cohort",
@@ -41,6 +42,8 @@ def run_section(name: str, quick: bool, repeats: int | None) -> Collected:
     module = importlib.import_module(SECTIONS[name])
     kwargs: dict[str, object] = {"quick": quick}
     if repeats is not None and not quick:
+        if "repeats" not in inspect.signature(module.collect).parameters:
+            raise TypeError(f"section {name!r} does not take --repeats (its collect() has no 'repeats')")
         kwargs["repeats"] = repeats
     collected: Collected = module.collect(**kwargs)
     return collected

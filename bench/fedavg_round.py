@@ -278,6 +278,7 @@ def collect(
     rounds: int = DEFAULT_ROUNDS,
     quick: bool = False,
     flower: bool = True,
+    repeats: int | None = None,
 ) -> tuple[list[Figure], list[Ratio], list[str]]:
     """Figures, ratios and notes of the FedAvg-round benchmark (section :data:`SECTION`).
 
@@ -286,7 +287,13 @@ def collect(
         rounds: FedAvg rounds per system and N (the first is warm-up).
         quick: A small, fast version for tests: N = 10, 3 rounds, no Flower, no fresh-process probes.
         flower: Run the Flower peer when ``.venv-bench`` has it.
+        repeats: Timed rounds per system and N (``python -m bench --repeats``); when given it sets
+            ``rounds`` to ``repeats`` plus the warm-up round(s).
     """
+    if repeats is not None:
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        rounds = repeats + WARMUP_ROUNDS
     out = _collect(clients, rounds, quick, flower)
     return out.figures, out.ratios, out.notes
 

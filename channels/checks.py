@@ -26,26 +26,3 @@ def check_nonnegative(name: str, value: ArrayLike) -> FloatArray:
     if not np.all(array >= 0):  # also catches NaN
         raise ValueError(f"{name} must be >= 0 (allowed range [0, inf)), got min {np.nanmin(array)!r}")
     return array
-
-
-def check_positive(name: str, value: ArrayLike) -> FloatArray:
-    """Return ``value`` as a float array; raise unless every entry is > 0.
-
-    Raises:
-        ValueError: ``value`` has an entry outside (0, inf]; the message names ``name``.
-    """
-    array = as_float_array(value)
-    if not np.all(array > 0):
-        raise ValueError(f"{name} must be > 0 (allowed range (0, inf)), got min {np.nanmin(array)!r}")
-    return array
-
-
-def check_scalar_range(name: str, value: float, low: float, high: float) -> float:
-    """Return ``value`` if ``low <= value <= high``.
-
-    Raises:
-        ValueError: ``value`` is outside [low, high]; the message names ``name`` and the range.
-    """
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
-    return float(value)

@@ -61,7 +61,7 @@ def test_system_view_is_read_only_and_describes_the_coming_round() -> None:
 
 def test_optimal_agent_decision_meets_its_deadline_in_the_simulator() -> None:
     # The analytic model and the simulator agree exactly for rho = 0 devices; for pruned devices the
-    # simulator uses the exact FLOPs and bits of the pruned model (a fidelity gap, DESIGN.md), so
+    # simulator uses the exact FLOPs and bits of the pruned model (a fidelity gap, docs/DESIGN.md), so
     # only the unpruned devices are checked against the deadline here.
     env = WirelessFLEnv("tiny", overrides={"episode.max_rounds": 2})
     env.reset(seed=1)

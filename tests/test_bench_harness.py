@@ -6,14 +6,20 @@ pairs and writes what it says, so that `python -m bench` cannot rot unseen.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
 
-from bench import gpu
+from bench import fedavg_round, gpu
+from bench.__main__ import SECTIONS, run_section
 from bench.__main__ import main as bench_main
+from bench.fedavg_systems import WARMUP_ROUNDS
 from bench.report import Ratio, Report, figure
 
 
@@ -95,3 +101,26 @@ def test_bad_arguments_name_the_allowed_values(capsys: pytest.CaptureFixture[str
         bench_main(["--only", "nope"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", list(SECTIONS))
+def test_every_section_takes_repeats(name: str) -> None:
+    # `python -m bench --only <section> --repeats R` hands repeats to every section asked for.
+    collect = importlib.import_module(SECTIONS[name]).collect
+    assert "repeats" in inspect.signature(collect).parameters
+
+
+def test_fedavg_repeats_are_timed_rounds_after_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_collect(clients: Any, rounds: int, quick: bool, flower: bool) -> SimpleNamespace:
+        seen.update(rounds=rounds, quick=quick)
+        return SimpleNamespace(figures=[], ratios=[], notes=[])
+
+    monkeypatch.setattr(fedavg_round, "_collect", fake_collect)
+    assert run_section("fedavg", quick=False, repeats=5) == ([], [], [])
+    assert seen == {"rounds": 5 + WARMUP_ROUNDS, "quick": False}
+    run_section("fedavg", quick=False, repeats=None)
+    assert seen["rounds"] == fedavg_round.DEFAULT_ROUNDS
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        fedavg_round.collect(repeats=0)

@@ -1,4 +1,4 @@
-"""The three planes keep their dependency rules (DESIGN.md): checked on the import statements."""
+"""The three planes keep their dependency rules (docs/DESIGN.md): checked on the import statements."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@ r"""An independent cvxpy formulation of the joint problem (cross-check and solve
 
 For a fixed set, with normalised bandwidth ``x_k = b_k / B``, full-band SNR ``s_k = a_k / B`` and
 normalised rate ``q_k(x) = x log2(1 + s_k / x) = -(1/ln 2) rel_entr(x, x + s_k)`` (concave, DPP;
-DESIGN.md), the latency constraint ``(1 - rho)(A + c / q) <= T`` with ``c = L / B`` reads
+docs/DESIGN.md), the latency constraint ``(1 - rho)(A + c / q) <= T`` with ``c = L / B`` reads
 
     rho_k >= 1 - T / (A_k + c_k / q_k) = (1 - theta_k) + theta_k / (kappa_k q_k + 1),
     theta_k = T / A_k,  kappa_k = A_k / c_k,
@@ -16,7 +16,7 @@ DPP (every parameter multiplies a parameter-free expression):
 
 One problem of capacity N is compiled once; smaller sets are padded with inactive slots
 (``x_ub = 0, w = 0, theta = 0``) so every later solve is a DPP re-solve. Deep-faded devices are never
-handed to CLARABEL (their SNR spread makes it stop with InsufficientProgress, DESIGN.md): a device is
+handed to CLARABEL (their SNR spread makes it stop with InsufficientProgress, docs/DESIGN.md): a device is
 deselected up front if its full-band SNR is below ``snr_floor`` or if even the whole band cannot carry
 its upload by the deadline at rho_max (checked on the rate formula directly). The minimum bandwidths
 that order the devices are found by bisection on the rate formula, independently of the Lambert W
@@ -73,7 +73,7 @@ class CvxJointSolver:
     Args:
         capacity: Largest number of devices a set may have.
         snr_floor: Devices with full-band SNR ``a_k / B`` below this are deselected before solving.
-        solver: cvxpy solver name (CLARABEL; SCS is too inaccurate here, DESIGN.md).
+        solver: cvxpy solver name (CLARABEL; SCS is too inaccurate here, docs/DESIGN.md).
     """
 
     def __init__(self, capacity: int, snr_floor: float = 1e-6, solver: str = "CLARABEL") -> None:
@@ -193,13 +193,3 @@ def _repair(problem: JointProblem, bandwidth: FloatArray, b_min: FloatArray) -> 
     # optimal: replacing the interior-point rho by it removes CLARABEL's residual (rho ~ 1e-12 where
     # the optimum is 0, which is all of J when the budget does not bind) in both directions.
     return bandwidth, np.clip(needed, 0.0, problem.rho_max)
-
-
-def solve_cvx(
-    problem: JointProblem,
-    metric: StragglerMetric = "bandwidth-per-weight",
-    search: SearchMode = "local",
-    snr_floor: float = 1e-6,
-) -> Allocation:
-    """One-shot convenience: build a solver for ``problem``'s size and solve the joint problem."""
-    return CvxJointSolver(problem.num_devices, snr_floor=snr_floor).solve(problem, metric, search)

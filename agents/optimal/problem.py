@@ -1,6 +1,6 @@
 r"""The joint pruning / bandwidth / device-selection problem (structure of Liu et al., IEEE TCOM 2022).
 
-Model (the reference system model of DESIGN.md, linear cost model in rho). Device k, if selected,
+Model (the reference system model of docs/DESIGN.md, linear cost model in rho). Device k, if selected,
 prunes a fraction ``rho_k`` of its model and gets uplink bandwidth ``b_k``; its round latency is
 
     t_dl + (1 - rho_k) (A_k + L_k / r_k(b_k)),     r_k(b) = b log2(1 + a_k / b),  a_k = p_k g_k / N0,

@@ -100,83 +100,115 @@ def select_nested_members(
     order = straggler_order(problem, min_bandwidth_hz, metric)
     fits = np.cumsum(min_bandwidth_hz[order]) <= problem.bandwidth_hz
     m_max = int(np.flatnonzero(fits)[-1]) + 1 if fits.any() else 0
-    gamma, w = problem.exclusion_penalty, problem.weight
-    total_weight = float(w.sum())
-    prefix_weight = np.concatenate([[0.0], np.cumsum(w[order])])
-    n = problem.num_devices
-    results: dict[int, Allocation] = {0: empty_allocation(problem, solver)}
-    reasons: list[str] = []
+    prefixes = _Prefixes(problem, solve_members, order, solver)
+    if search == "exhaustive":
+        best_m = _scan_exhaustive(prefixes, m_max)
+    elif m_max > 0:
+        best_m = _gallop_to_local_minimum(prefixes, _jump_by_first_order_test(prefixes, m_max), m_max)
+        if prefixes.evaluate(best_m).objective >= prefixes.results[0].objective:
+            best_m = 0
+    else:
+        best_m = 0
+    best = prefixes.results[best_m]
+    if prefixes.reasons:
+        best = Allocation(**{**best.__dict__, "fallback_reason": "; ".join(sorted(set(prefixes.reasons)))})
+    return best
 
-    def evaluate(m: int) -> Allocation:
-        if m in results:
-            return results[m]
-        members = np.sort(order[:m])
-        sub = solve_members(members)
+
+class _Prefixes:
+    """The prefixes of the straggler order, each solved once (memoised) with its exclusion cost added."""
+
+    def __init__(
+        self, problem: JointProblem, solve_members: MemberSolver, order: NDArray[np.intp], solver: str
+    ) -> None:
+        self.problem, self.solve_members, self.order, self.solver = problem, solve_members, order, solver
+        self.total_weight = float(problem.weight.sum())
+        self.prefix_weight = np.concatenate([[0.0], np.cumsum(problem.weight[order])])
+        self.results: dict[int, Allocation] = {0: empty_allocation(problem, solver)}
+        self.reasons: list[str] = []
+
+    def exclusion_cost(self, m: int) -> float:
+        """gamma x the weight of the devices outside the first ``m``."""
+        return self.problem.exclusion_penalty * max(0.0, self.total_weight - float(self.prefix_weight[m]))
+
+    def evaluate(self, m: int) -> Allocation:
+        """The allocation of the first ``m`` devices (objective inf if that set is infeasible)."""
+        if m in self.results:
+            return self.results[m]
+        problem, n = self.problem, self.problem.num_devices
+        members = np.sort(self.order[:m])
+        sub = self.solve_members(members)
         if sub is None:
-            results[m] = empty_allocation(problem, solver)
-            results[m] = Allocation(**{**results[m].__dict__, "objective": np.inf})
-            return results[m]
+            empty = empty_allocation(problem, self.solver)
+            self.results[m] = Allocation(**{**empty.__dict__, "objective": np.inf})
+            return self.results[m]
         if sub.fallback_reason:
-            reasons.append(sub.fallback_reason)
+            self.reasons.append(sub.fallback_reason)
         selected = np.zeros(n, dtype=bool)
         selected[members] = True
         rho, bandwidth = np.zeros(n), np.zeros(n)
         rho[members], bandwidth[members] = sub.pruning_rate, sub.bandwidth_hz
-        excluded_cost = gamma * max(0.0, total_weight - float(prefix_weight[m]))
-        results[m] = Allocation(
+        self.results[m] = Allocation(
             selected=selected,
             pruning_rate=rho,
             bandwidth_hz=bandwidth,
-            objective=float(sub.objective) + excluded_cost,
+            objective=float(sub.objective) + self.exclusion_cost(m),
             multiplier_per_hz=sub.multiplier_per_hz,
             solver=sub.solver,
         )
-        return results[m]
+        return self.results[m]
 
-    if search == "exhaustive":
-        best_m = 0
-        for m in range(m_max, 0, -1):
-            if gamma * max(0.0, total_weight - float(prefix_weight[m])) >= results[best_m].objective:
+
+def _scan_exhaustive(prefixes: _Prefixes, m_max: int) -> int:
+    """Longest prefix down, until the exclusion term alone cannot beat the best objective found."""
+    best_m = 0
+    for m in range(m_max, 0, -1):
+        if prefixes.exclusion_cost(m) >= prefixes.results[best_m].objective:
+            break
+        if prefixes.evaluate(m).objective < prefixes.results[best_m].objective:
+            best_m = m
+    return best_m
+
+
+def _jump_by_first_order_test(prefixes: _Prefixes, m_max: int) -> int:
+    """From the longest feasible prefix, drop half the devices not worth their bandwidth while J falls."""
+    gamma, w, order = prefixes.problem.exclusion_penalty, prefixes.problem.weight, prefixes.order
+    best_m = m_max
+    while True:
+        current = prefixes.evaluate(best_m)
+        price = current.multiplier_per_hz if np.isfinite(current.multiplier_per_hz) else 0.0
+        members = order[:best_m]
+        not_worth = w[members] * current.pruning_rate[members] + price * current.bandwidth_hz[
+            members
+        ] >= gamma * w[members] * (1 - 1e-12)
+        drop = int(not_worth.sum())
+        if drop == 0 or best_m == 1:
+            return best_m
+        candidate = max(1, best_m - max(1, drop // 2))
+        if prefixes.evaluate(candidate).objective >= current.objective:
+            return best_m
+        best_m = candidate
+
+
+def _gallop_to_local_minimum(prefixes: _Prefixes, best_m: int, m_max: int) -> int:
+    """Descend from prefix length ``best_m`` to a local minimum of J over +-1, galloping."""
+
+    def objective(m: int) -> float:
+        return prefixes.evaluate(m).objective
+
+    while True:
+        neighbours = [m for m in (best_m - 1, best_m + 1) if 1 <= m <= m_max]
+        better = [m for m in neighbours if objective(m) < objective(best_m)]
+        if not better:
+            return best_m
+        # Gallop in the improving direction (steps 1, 2, 4, ...) while J keeps falling: the
+        # jump above can overshoot by hundreds of devices at N = 1,000, and single steps back
+        # cost one solve each. The loop still ends only at a local minimum over +-1.
+        step_m = min(better, key=objective)
+        direction, stride = step_m - best_m, 2
+        best_m = step_m
+        while 1 <= best_m + direction * stride <= m_max:
+            candidate = best_m + direction * stride
+            if objective(candidate) >= objective(best_m):
                 break
-            if evaluate(m).objective < results[best_m].objective:
-                best_m = m
-    elif m_max > 0:
-        best_m = m_max
-        while True:
-            current = evaluate(best_m)
-            price = current.multiplier_per_hz if np.isfinite(current.multiplier_per_hz) else 0.0
-            members = order[:best_m]
-            not_worth = w[members] * current.pruning_rate[members] + price * current.bandwidth_hz[
-                members
-            ] >= gamma * w[members] * (1 - 1e-12)
-            drop = int(not_worth.sum())
-            if drop == 0 or best_m == 1:
-                break
-            candidate = max(1, best_m - max(1, drop // 2))
-            if evaluate(candidate).objective >= current.objective:
-                break
-            best_m = candidate
-        while True:
-            neighbours = [m for m in (best_m - 1, best_m + 1) if 1 <= m <= m_max]
-            better = [m for m in neighbours if evaluate(m).objective < evaluate(best_m).objective]
-            if not better:
-                break
-            # Gallop in the improving direction (steps 1, 2, 4, ...) while J keeps falling: the
-            # jump above can overshoot by hundreds of devices at N = 1,000, and single steps back
-            # cost one solve each. The loop still ends only at a local minimum over +-1.
-            step_m = min(better, key=lambda m: evaluate(m).objective)
-            direction, stride = step_m - best_m, 2
-            best_m = step_m
-            while 1 <= best_m + direction * stride <= m_max:
-                candidate = best_m + direction * stride
-                if evaluate(candidate).objective >= evaluate(best_m).objective:
-                    break
-                best_m, stride = candidate, stride * 2
-        if evaluate(best_m).objective >= results[0].objective:
-            best_m = 0
-    else:
-        best_m = 0
-    best = results[best_m]
-    if reasons:
-        best = Allocation(**{**best.__dict__, "fallback_reason": "; ".join(sorted(set(reasons)))})
-    return best
+            best_m, stride = candidate, stride * 2

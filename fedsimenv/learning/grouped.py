@@ -132,43 +132,14 @@ class GroupedModel:
         if node.op in ("placeholder", "output"):
             if node.op == "placeholder" and len([n for n in node.graph.nodes if n.op == "placeholder"]) != 1:
                 raise UnsupportedModel("the model must take exactly one input")
-            return
-        if node.op == "call_module":
-            module = self.modules[str(node.target)]
-            if isinstance(module, nn.Conv2d):
-                if module.padding_mode != "zeros":
-                    raise UnsupportedModel(f"{node.target}: padding_mode {module.padding_mode!r}")
-            elif isinstance(module, nn.Flatten):
-                if module.start_dim != 1 or module.end_dim != -1:
-                    raise UnsupportedModel(f"{node.target}: Flatten must start at dim 1 and end at -1")
-            elif isinstance(module, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)) and module.return_indices:
-                raise UnsupportedModel(f"{node.target}: max pooling that returns indices")
-            elif isinstance(module, nn.Dropout):
-                if module.p != 0:
-                    raise UnsupportedModel(f"{node.target}: dropout with p > 0 (needs its own RNG)")
-            elif not isinstance(module, (nn.Linear, nn.GroupNorm, *_LAYOUT_FREE_MODULES)):
-                raise UnsupportedModel(f"{node.target}: module type {type(module).__name__}")
-            return
-        if node.op == "call_function":
-            if node.target is torch.flatten:
-                dims = (*node.args[1:], *node.kwargs.values())
-                if tuple(dims) not in ((1,), (1, -1)):
-                    raise UnsupportedModel("torch.flatten must start at dim 1")
-            elif node.target not in _LAYOUT_FREE_FUNCTIONS:
-                raise UnsupportedModel(f"function {getattr(node.target, '__name__', node.target)}")
-            return
-        if node.op == "call_method":
-            if node.target == "flatten":
-                if tuple(node.args[1:]) not in ((1,), (1, -1)) or node.kwargs:
-                    raise UnsupportedModel("Tensor.flatten must start at dim 1")
-            elif node.target in ("view", "reshape"):
-                # Only the flatten idiom x.view(x.size(0), -1) keeps each device's block contiguous.
-                if len(node.args) != 3 or node.args[2] != -1 or not _is_batch_size(node.args[1]):
-                    raise UnsupportedModel(f"Tensor.{node.target} other than x.{node.target}(x.size(0), -1)")
-            elif node.target not in _LAYOUT_FREE_METHODS:
-                raise UnsupportedModel(f"method Tensor.{node.target}")
-            return
-        raise UnsupportedModel(f"graph node {node.op} {node.target}")
+        elif node.op == "call_module":
+            _check_module(str(node.target), self.modules[str(node.target)])
+        elif node.op == "call_function":
+            _check_function(node)
+        elif node.op == "call_method":
+            _check_method(node)
+        else:
+            raise UnsupportedModel(f"graph node {node.op} {node.target}")
 
     def _run(
         self,
@@ -295,3 +266,43 @@ def grouped_for(model: nn.Module) -> GroupedModel:
     if isinstance(traced, str):
         raise UnsupportedModel(traced)
     return traced
+
+
+def _check_module(name: str, module: nn.Module) -> None:
+    """Raise :class:`UnsupportedModel` unless the grouped engine can run ``module`` for every device."""
+    if isinstance(module, nn.Conv2d):
+        if module.padding_mode != "zeros":
+            raise UnsupportedModel(f"{name}: padding_mode {module.padding_mode!r}")
+    elif isinstance(module, nn.Flatten):
+        if module.start_dim != 1 or module.end_dim != -1:
+            raise UnsupportedModel(f"{name}: Flatten must start at dim 1 and end at -1")
+    elif isinstance(module, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)) and module.return_indices:
+        raise UnsupportedModel(f"{name}: max pooling that returns indices")
+    elif isinstance(module, nn.Dropout):
+        if module.p != 0:
+            raise UnsupportedModel(f"{name}: dropout with p > 0 (needs its own RNG)")
+    elif not isinstance(module, (nn.Linear, nn.GroupNorm, *_LAYOUT_FREE_MODULES)):
+        raise UnsupportedModel(f"{name}: module type {type(module).__name__}")
+
+
+def _check_function(node: fx.Node) -> None:
+    """Raise :class:`UnsupportedModel` unless the ``call_function`` node keeps device blocks apart."""
+    if node.target is torch.flatten:
+        dims = (*node.args[1:], *node.kwargs.values())
+        if tuple(dims) not in ((1,), (1, -1)):
+            raise UnsupportedModel("torch.flatten must start at dim 1")
+    elif node.target not in _LAYOUT_FREE_FUNCTIONS:
+        raise UnsupportedModel(f"function {getattr(node.target, '__name__', node.target)}")
+
+
+def _check_method(node: fx.Node) -> None:
+    """Raise :class:`UnsupportedModel` unless the ``call_method`` node keeps device blocks apart."""
+    if node.target == "flatten":
+        if tuple(node.args[1:]) not in ((1,), (1, -1)) or node.kwargs:
+            raise UnsupportedModel("Tensor.flatten must start at dim 1")
+    elif node.target in ("view", "reshape"):
+        # Only the flatten idiom x.view(x.size(0), -1) keeps each device's block contiguous.
+        if len(node.args) != 3 or node.args[2] != -1 or not _is_batch_size(node.args[1]):
+            raise UnsupportedModel(f"Tensor.{node.target} other than x.{node.target}(x.size(0), -1)")
+    elif node.target not in _LAYOUT_FREE_METHODS:
+        raise UnsupportedModel(f"method Tensor.{node.target}")

@@ -1,6 +1,6 @@
 """SimPy simulation of federated rounds over an FDMA uplink.
 
-A job, per selected device k (the model of DESIGN.md):
+A job, per selected device k (the model of docs/DESIGN.md):
 
 1. downlink broadcast of the global model to the devices starting a job, at the rate of the weakest
    of them: ``r_dl = B_dl log2(1 + P_bs g_min / (N0 B_dl))``;

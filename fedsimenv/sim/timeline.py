@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -55,13 +54,6 @@ def timeline_records(report: RoundReport) -> list[dict[str, Any]]:
             }
         )
     return records
-
-
-def append_timeline_jsonl(report: RoundReport, handle: Any) -> None:
-    """Append the round's records to an open text file, one JSON object per line, and flush."""
-    for record in timeline_records(report):
-        handle.write(json.dumps(record) + "\n")
-    handle.flush()
 
 
 def plot_gantt(report: RoundReport, path: Path, max_devices: int = 60) -> None:
