@@ -50,12 +50,13 @@ from agents import AgentContext, configure_for_agent, make_agent
 from fedsimenv.atomic import replacing, write_text_atomic
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.env import WirelessFLEnv
+from fedsimenv.gantt import plot_gantt
 from fedsimenv.learning.plan import DeviceJob, LearningResult, ModelCost, RoundPlan
 from fedsimenv.learning.trainer import Trainer
 from fedsimenv.runner import METRIC_KEYS, RunDirectoryError
 from fedsimenv.scenario import dump_scenario, load_scenario
 from fedsimenv.seeding import EpisodeStreams
-from fedsimenv.sim.timeline import plot_gantt, timeline_records
+from fedsimenv.sim.timeline import timeline_records
 
 #: Version of the checkpoint payload layout.
 CHECKPOINT_FORMAT = 1

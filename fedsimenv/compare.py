@@ -28,7 +28,8 @@ import numpy as np
 
 from fedsimenv.atomic import write_text_atomic
 from fedsimenv.config import ScenarioConfig
-from fedsimenv.plots import plot_accuracy_curves, plot_distributions, plot_gantt_side_by_side
+from fedsimenv.gantt import plot_gantt_side_by_side
+from fedsimenv.plots import plot_accuracy_curves, plot_distributions
 from fedsimenv.runner import RunDirectoryError
 from fedsimenv.sweep import DEFAULT_TARGET_ACCURACY, Engine, Job, format_mean_std, mean_std, run_jobs
 

@@ -1,6 +1,7 @@
-"""Comparison plots (PNG, written atomically): accuracy curves, distributions, side-by-side Gantt charts.
+"""Comparison plots (PNG, written atomically): accuracy curves and distributions (side-by-side Gantt
+charts: :func:`fedsimenv.gantt.plot_gantt_side_by_side`).
 
-Every function takes plain per-agent data (metric rows, arrays, timeline records), so the plots can be
+Every function takes plain per-agent data (metric rows, arrays), so the plots can be
 redrawn from the JSONL files of run directories without re-running anything.
 """
 
@@ -14,8 +15,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedsimenv.atomic import replacing
-
-_PHASE_COLORS = {"download": "#9e9e9e", "compute": "#1f77b4", "upload": "#ff7f0e"}
 
 
 def _pyplot() -> Any:
@@ -86,45 +85,4 @@ def plot_distributions(
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    save_figure_atomic(fig, path)
-
-
-def plot_gantt_side_by_side(
-    records: Mapping[str, Sequence[Mapping[str, Any]]], title: str, path: Path, max_devices: int = 40
-) -> None:
-    """One Gantt panel per agent for the same round and seed (same channel realisation).
-
-    Args:
-        records: ``{agent: timeline records of one round}`` (see :mod:`fedsimenv.sim.timeline`).
-        title: Figure title.
-        path: Output PNG.
-        max_devices: Rows drawn per panel at most.
-    """
-    plt = _pyplot()
-    rows = max([min(len(r), max_devices) for r in records.values()] + [4])
-    fig, axes = plt.subplots(
-        len(records), 1, figsize=(9, (0.22 * rows + 1.0) * len(records) + 0.8), squeeze=False, sharex=True
-    )
-    for ax, (agent, round_records) in zip(axes[:, 0], records.items(), strict=True):
-        shown = list(round_records)[:max_devices]
-        for row, record in enumerate(shown):
-            stop = record.get("stop_s")
-            for name, phase in record["phases"].items():
-                start, finish = phase["start_s"], phase["finish_s"]
-                if start is None or finish is None:
-                    continue
-                if stop is not None:
-                    finish = min(finish, stop)
-                if finish > start:
-                    ax.barh(row, finish - start, left=start, color=_PHASE_COLORS[name], height=0.7)
-            if record["status"] in ("dropped", "failed") and stop is not None:
-                ax.plot([stop], [row], marker="x", color="red")
-        ax.set_yticks(range(len(shown)), [f"dev {r['device']}" for r in shown], fontsize=6)
-        ax.invert_yaxis()
-        ax.set_title(f"{agent}: {len(round_records)} devices", fontsize=9)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _PHASE_COLORS.values()]
-    fig.legend(handles, list(_PHASE_COLORS), loc="lower center", ncol=3, fontsize=8)
-    axes[-1, 0].set_xlabel("simulated time (s); x = dropped or failed")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
     save_figure_atomic(fig, path)

@@ -4,14 +4,13 @@ round's timeline, drawn with matplotlib's Agg canvas (no display, no pyplot glob
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.axes import Axes
 from matplotlib.patches import Circle
 from numpy.typing import NDArray
 
+from fedsimenv.gantt import draw_gantt
 from fedsimenv.sim import RoundReport
-from fedsimenv.sim.timeline import PHASES
+from fedsimenv.sim.timeline import timeline_records
 
-_PHASE_COLORS = {"download": "#9e9e9e", "compute": "#1f77b4", "upload": "#ff7f0e"}
 #: Frame size in pixels (width, height) at the default dpi.
 FRAME_SIZE_PX = (960, 420)
 _DPI = 80
@@ -67,7 +66,18 @@ def render_frame(
     cell.tick_params(labelsize=7)
 
     if report is not None:
-        _draw_timeline(timeline, report, max_timeline_devices)
+        draw_gantt(
+            timeline,
+            timeline_records(report),
+            end_s=report.end_time_s,
+            max_devices=max_timeline_devices,
+            fontsize=6,
+        )
+        timeline.set_title(
+            f"round {report.round_index}: {report.round_latency_s:.3f} s "
+            "(grey download, blue compute, orange upload)",
+            fontsize=9,
+        )
     timeline.set_xlabel("simulated time (s)", fontsize=8)
     timeline.tick_params(labelsize=7)
     fig.tight_layout()
@@ -78,22 +88,3 @@ def render_frame(
 
 def _circle(radius_m: float) -> Circle:
     return Circle((0.0, 0.0), radius_m, fill=False, linestyle="--", color="#606060")
-
-
-def _draw_timeline(ax: Axes, report: RoundReport, max_devices: int) -> None:
-    rows = [k for k in range(len(report.status)) if report.status[k] != "idle"][:max_devices]
-    for row, k in enumerate(rows):
-        stop = report.stop_s[k] if np.isfinite(report.stop_s[k]) else report.end_time_s
-        for name, start_field, finish_field in PHASES:
-            start = float(getattr(report, start_field)[k])
-            finish = min(float(getattr(report, finish_field)[k]), stop, report.end_time_s)
-            if np.isfinite(start) and np.isfinite(finish) and finish > start:
-                ax.barh(row, finish - start, left=start, color=_PHASE_COLORS[name], height=0.7)
-    ax.axvline(report.end_time_s, color="black", linewidth=0.8, linestyle="--")
-    ax.set_yticks(range(len(rows)), [f"dev {k}" for k in rows], fontsize=6)
-    ax.invert_yaxis()
-    ax.set_title(
-        f"round {report.round_index}: {report.round_latency_s:.3f} s "
-        "(grey download, blue compute, orange upload)",
-        fontsize=9,
-    )

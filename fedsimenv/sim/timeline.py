@@ -1,12 +1,12 @@
-"""Round timelines: per-device phase records (JSONL) and a Gantt chart (PNG)."""
+"""Round timelines: per-device phase records (one JSON object per device and round).
+
+Drawing them is :mod:`fedsimenv.gantt`'s job (this timing-plane module imports no matplotlib)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
-from fedsimenv.atomic import replacing
 from fedsimenv.sim.types import RoundReport
 
 #: Phases of a job, with the report fields holding their start and finish.
@@ -15,7 +15,6 @@ PHASES = (
     ("compute", "compute_start_s", "compute_finish_s"),
     ("upload", "upload_start_s", "upload_finish_s"),
 )
-_COLORS = {"download": "#9e9e9e", "compute": "#1f77b4", "upload": "#ff7f0e"}
 
 
 def _number(value: float) -> float | None:
@@ -54,52 +53,3 @@ def timeline_records(report: RoundReport) -> list[dict[str, Any]]:
             }
         )
     return records
-
-
-def plot_gantt(report: RoundReport, path: Path, max_devices: int = 60) -> None:
-    """Draw the round as a Gantt chart (one row per device with a job) and save it as a PNG atomically.
-
-    Bars are clipped to the round's end; a cross marks where a dropped or failed device stopped.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    records = timeline_records(report)
-    shown = records[:max_devices]
-    end = report.end_time_s
-    fig, ax = plt.subplots(figsize=(9, 0.3 * max(len(shown), 4) + 1.5))
-    try:
-        for row, record in enumerate(shown):
-            stop = end if record["stop_s"] is None else min(record["stop_s"], end)
-            for name, phase in record["phases"].items():
-                start, finish = phase["start_s"], phase["finish_s"]
-                if start is None or finish is None:
-                    continue
-                finish = min(finish, stop)
-                if finish > start:
-                    ax.barh(
-                        row,
-                        finish - start,
-                        left=start,
-                        color=_COLORS[name],
-                        height=0.7,
-                        label=name if row == 0 else None,
-                    )
-            if record["status"] in ("dropped", "failed"):
-                ax.plot([stop], [row], marker="x", color="red")
-        ax.axvline(end, color="black", linewidth=0.8, linestyle="--")
-        ax.set_yticks(range(len(shown)), [f"dev {r['device']} ({r['status']})" for r in shown], fontsize=7)
-        ax.invert_yaxis()
-        ax.set_xlabel("simulated time (s); x = dropped or failed, dashed = round end")
-        more = f", first {len(shown)} of {len(records)} devices" if len(records) > len(shown) else ""
-        ax.set_title(f"round {report.round_index} ({report.protocol}{more}): {report.round_latency_s:.3f} s")
-        handles, labels = ax.get_legend_handles_labels()
-        if handles:
-            ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=8)
-        fig.tight_layout()
-        with replacing(path, ".png") as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
