@@ -5,7 +5,7 @@
 
 Without ``--policy`` a PPO policy is trained first for ``--rl-timesteps`` rounds (see
 train_rl_policy.py). The policy is registered as agent ``ppo`` for this process, and every agent runs
-through ``fedsimenv.compare`` (serially, so the registration is visible), which writes summary.md,
+through ``fedsimenv.experiments.compare`` (serially, so the registration is visible), which writes summary.md,
 summary.csv and the plots to ``--out``.
 """
 
@@ -56,7 +56,7 @@ def register_policy_agent(policy_path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from fedsimenv.compare import compare_agents
+    from fedsimenv.experiments.compare import compare_agents
     from fedsimenv.scenario import load_scenario
 
     args = parse_args(argv)

@@ -4,7 +4,7 @@
     python scenarios/run_scenario.py --resume runs/demo          # after an interruption (even kill -9)
 
 The run directory holds config.yaml, metrics.jsonl (one row per round), timeline.jsonl, gantt.png
-and a checkpoint every ``--checkpoint-every`` rounds (see fedsimenv.checkpoint).
+and a checkpoint every ``--checkpoint-every`` rounds (see fedsimenv.experiments.replay).
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from fedsimenv.checkpoint import resume_run
-    from fedsimenv.runner import run_episode
+    from fedsimenv.experiments.session import resume_run, run_episode
     from fedsimenv.scenario import load_scenario
 
     args = parse_args(argv)

@@ -40,7 +40,7 @@ def make_env(scenario: str, rounds: int, trainer: str | None) -> WirelessFLEnv:
 def main(argv: list[str] | None = None) -> None:
     from stable_baselines3 import PPO
 
-    from fedsimenv.runner import METRIC_KEYS
+    from fedsimenv.experiments.rundir import METRIC_KEYS
 
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,9 @@ import torch
 
 from fedsimenv.cli import main
 from fedsimenv.env import WirelessFLEnv
+from fedsimenv.experiments.session import run_episode
 from fedsimenv.learning.aggregation import buffered_async_update, staleness_weight
 from fedsimenv.learning.trainer import TorchTrainer
-from fedsimenv.runner import run_episode
 from fedsimenv.scenario import load_scenario
 from fedsimenv.seeding import EpisodeStreams
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fedsimenv.cli import main
-from fedsimenv.runner import METRIC_KEYS
+from fedsimenv.experiments.rundir import METRIC_KEYS
 
 
 def test_equal_agent_on_tiny_reaches_90_percent_in_10_rounds(tmp_path: Path) -> None:

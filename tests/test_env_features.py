@@ -242,8 +242,8 @@ def test_gymnasium_vector_envs_step_and_autoreset(vector_cls: Any) -> None:
 def test_sb3_subproc_vec_env_runs_the_fast_env() -> None:
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
+    from fedsimenv.experiments.rl_training import _EnvFactory
     from fedsimenv.scenario import load_scenario
-    from fedsimenv.train import _EnvFactory
 
     config = load_scenario("tiny", {"trainer": "surrogate", "episode.max_rounds": 3})
     venv = SubprocVecEnv([_EnvFactory(config), _EnvFactory(config)])

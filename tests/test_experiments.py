@@ -16,12 +16,14 @@ import pytest
 import torch
 from PIL import Image
 
-from fedsimenv.checkpoint import load_checkpoint
-from fedsimenv.cli import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, main
-from fedsimenv.compare import PLOTS
-from fedsimenv.runner import run_episode
+from fedsimenv.cli import main
+from fedsimenv.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
+from fedsimenv.experiments.compare import PLOTS
+from fedsimenv.experiments.rundir import load_checkpoint
+from fedsimenv.experiments.session import run_episode
+from fedsimenv.experiments.summary import summarise_rows
+from fedsimenv.experiments.sweep import grid_cells, parse_grid
 from fedsimenv.scenario import builtin_scenarios, load_scenario
-from fedsimenv.sweep import grid_cells, parse_grid, summarise_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -181,7 +183,7 @@ def test_checkpoint_holds_only_safe_types_and_the_model(tmp_path: Path) -> None:
 @pytest.mark.parametrize("agent", ["optimal", "round-robin", "random"])
 def test_resume_from_every_checkpoint_matches(tmp_path: Path, agent: str) -> None:
     """Stop after round 5 (checkpoints at 2 and 4), resume: identical rows for stateful agents too."""
-    from fedsimenv.checkpoint import resume_run
+    from fedsimenv.experiments.session import resume_run
 
     config = load_scenario("tiny", {"episode.max_rounds": 6, **FAST})
     reference = run_episode(config, agent, 2)

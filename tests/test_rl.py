@@ -12,8 +12,8 @@ import pytest
 from agents import AgentContext, make_agent
 from fedsimenv.cli import main
 from fedsimenv.env import WirelessFLEnv
+from fedsimenv.experiments.rl_training import train_policy
 from fedsimenv.scenario import load_scenario
-from fedsimenv.train import train_policy
 
 
 @pytest.mark.parametrize("algo", ["ppo", "sac"])

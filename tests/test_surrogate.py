@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedsimenv.calibrate import record_run
 from fedsimenv.cli import main
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.env import WirelessFLEnv
+from fedsimenv.experiments.calibrate import record_run
 from fedsimenv.learning.surrogate import CalibrationError, SurrogateTrainer, load_calibration
 from fedsimenv.learning.surrogate_fit import curve_error
 from fedsimenv.learning.trainer import TRAINERS

@@ -13,7 +13,7 @@ into the env's torch trainer in ``Agent.bind(env)``; the trainer calls it for ea
 mask and after each aggregation. The agent still acts through the canonical action (all devices,
 equal bandwidth, the achieved pruning rate of each device's mask), so the simulator times every
 algorithm with the exact FLOPs and bits of the masks it really trains, and every run logs the same
-metrics. ``fedsimenv run SCENARIO --agent NAME`` does all of this (``fedsimenv.runner``).
+metrics. ``fedsimenv run SCENARIO --agent NAME`` does all of this (``fedsimenv.experiments.session``).
 """
 
 from agents.literature import dwnp, fedmp, filter_pruning, heterofl, prunefl

@@ -150,7 +150,7 @@ class StrategyAgent(Agent):
         if not hasattr(self, "strategy"):
             raise RuntimeError(
                 f"{type(self).__name__} runs on the server: call agent.bind(env) before env.reset() "
-                "(fedsimenv.runner.run_episode does)"
+                "(fedsimenv.experiments.session.run_episode does)"
             )
 
     def rates(self) -> NDArray[np.float64]:

@@ -4,7 +4,7 @@ It implements the same :class:`~fedsimenv.learning.trainer.Trainer` interface as
 so the env and every agent run unchanged, at the cost of the simulator alone. It uses only that
 interface, :class:`ModelCost`, :class:`LearningResult` and the data/partition helpers: the real
 trainer's internals (models, pruning) are reached only through a calibration file written by
-``fedsimenv calibrate`` (:mod:`fedsimenv.calibrate`).
+``fedsimenv calibrate`` (:mod:`fedsimenv.experiments.calibrate`).
 
 Model of a round (all devices that *arrived*; w_k = D_k / sum_j D_j is device k's data share):
 

@@ -1,6 +1,6 @@
 """Fitting the surrogate's learning curve to real runs (pure functions over recorded rounds).
 
-:mod:`fedsimenv.calibrate` records real episodes as :class:`RunRecord` s; :func:`fit_curve` fits
+:mod:`fedsimenv.experiments.calibrate` records real episodes as :class:`RunRecord` s; :func:`fit_curve` fits
 :class:`~fedsimenv.learning.surrogate.CurveParams` by bounded nonlinear least squares (scipy), and
 :func:`curve_error` measures a fit on runs it has not seen.
 """

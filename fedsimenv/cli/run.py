@@ -1,19 +1,13 @@
-"""Command line: ``fedsimenv run | compare | sweep | validate | list | calibrate | train``.
-
-Exit codes: 0 success, 2 bad input (scenario, option or agent name), 1 any other failure.
-"""
+"""``fedsimenv run`` (one agent, one episode, resumable), ``validate`` and ``list``."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+from fedsimenv.cli.common import EXIT_OK, add_device_option, add_set_option, scenario_overrides
 
 TABLE_COLUMNS = (
     ("round", "round", "{:>5d}"),
@@ -26,18 +20,6 @@ TABLE_COLUMNS = (
     ("accuracy", "accuracy", "{:>8.4f}"),
     ("loss", "loss", "{:>7.4f}"),
 )
-
-
-def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(
-                f"--set expects KEY=VALUE with a dotted key (e.g. episode.max_rounds=5), got {pair!r}"
-            )
-        overrides[key] = yaml.safe_load(value)
-    return overrides
 
 
 def _format_row(row: Mapping[str, Any]) -> str:
@@ -54,18 +36,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from agents import check_agent_name
-    from fedsimenv.cli_experiments import device_overrides
-    from fedsimenv.runner import run_episode
+    from fedsimenv.experiments.session import run_episode
     from fedsimenv.scenario import load_scenario
 
     if args.resume is not None:
         return _resume(args)
     if args.scenario is None:
         raise ValueError("run needs a SCENARIO (a built-in name or a YAML path), or --resume DIR")
-    overrides = {**_parse_overrides(args.set), **device_overrides(args.device)}
-    if args.rounds is not None:
-        overrides["episode.max_rounds"] = args.rounds
-    config = load_scenario(args.scenario, overrides)
+    config = load_scenario(args.scenario, scenario_overrides(args))
     check_agent_name(args.agent)  # fail on a bad name before any work
     seed = config.seed if args.seed is None else args.seed
     out = Path(args.out) if args.out else None
@@ -113,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from fedsimenv.checkpoint import EpisodeSession
+    from fedsimenv.experiments.session import EpisodeSession
 
     session = EpisodeSession.from_run_dir(Path(args.resume))
     if not args.quiet:
@@ -163,21 +141,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from fedsimenv.cli_experiments import add_device_option, add_experiment_commands
-
-    parser = argparse.ArgumentParser(prog="fedsimenv", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_run_commands(sub: Any) -> None:
+    """Register ``run``, ``validate`` and ``list`` on the CLI's subparsers."""
     run = sub.add_parser("run", help="run an agent on a scenario")
     run.add_argument("scenario", nargs="?", help="built-in scenario name or path to a YAML file")
     run.add_argument("--agent", default="equal", help="agent name (see `fedsimenv list`)")
     run.add_argument("--rounds", type=int, help="number of rounds (overrides episode.max_rounds)")
     run.add_argument("--seed", type=int, help="seed (default: the scenario's)")
     run.add_argument("--out", help="run directory for config.yaml and metrics.jsonl")
-    run.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario field"
-    )
+    add_set_option(run)
     run.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     run.add_argument(
         "--timeline",
@@ -191,7 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_option(run)
     run.add_argument("--quiet", action="store_true", help="print nothing")
     run.set_defaults(func=cmd_run)
-    add_experiment_commands(sub)
 
     validate = sub.add_parser("validate", help="validate scenario files")
     validate.add_argument("files", nargs="+")
@@ -199,29 +170,3 @@ def build_parser() -> argparse.ArgumentParser:
 
     lister = sub.add_parser("list", help="list the registered components")
     lister.set_defaults(func=cmd_list)
-
-    from fedsimenv import calibrate, train  # their own modules: subcommands of the RL workflow
-
-    calibrate.add_parser(sub)
-    train.add_parser(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "rounds", None) is not None and args.rounds < 1:
-        parser.error("--rounds must be >= 1")
-    try:
-        code: int = args.func(args)
-        return code
-    except ValueError as err:  # ScenarioError, RunDirectoryError, unknown registry names, bad --set
-        print(f"fedsimenv: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("fedsimenv: interrupted", file=sys.stderr)
-        return EXIT_FAILURE
-
-
-if __name__ == "__main__":
-    sys.exit(main())

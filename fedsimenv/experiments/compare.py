@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from agents import check_agent_name
 from fedsimenv.atomic import write_text_atomic
 from fedsimenv.config import ScenarioConfig
+from fedsimenv.experiments.errors import RunDirectoryError
+from fedsimenv.experiments.jobs import Engine, Job, run_jobs
+from fedsimenv.experiments.plots import plot_accuracy_curves, plot_distributions
+from fedsimenv.experiments.rundir import METRICS_FILE, TIMELINE_FILE, read_jsonl
+from fedsimenv.experiments.summary import DEFAULT_TARGET_ACCURACY, format_mean_std, mean_std
 from fedsimenv.gantt import plot_gantt_side_by_side
-from fedsimenv.plots import plot_accuracy_curves, plot_distributions
-from fedsimenv.runner import RunDirectoryError
-from fedsimenv.sweep import DEFAULT_TARGET_ACCURACY, Engine, Job, format_mean_std, mean_std, run_jobs
 
 #: (summary key, table title) of the per-agent columns.
 SUMMARY_COLUMNS = (
@@ -87,14 +89,12 @@ def compare_agents(
         ValueError: unknown agent, no agents or seeds, or ``out_dir`` already holds a comparison
             (without ``resume`` / ``overwrite``).
     """
-    from agents import AGENTS
-
     if not agents:
         raise ValueError("--agents needs at least one agent name")
     if len(set(agents)) != len(agents):
         raise ValueError(f"--agents lists an agent twice: {', '.join(agents)}")
     for name in agents:
-        AGENTS.get(name)  # unknown name -> ValueError listing the allowed ones, before any work
+        check_agent_name(name)  # unknown name -> ValueError listing the allowed ones, before any work
     if not seeds:
         raise ValueError("--seeds must be >= 1")
     if (out_dir / "summary.csv").exists() and not (resume or overwrite):
@@ -127,12 +127,6 @@ def run_dir(out_dir: Path, agent: str, seed: int) -> Path:
     return out_dir / "runs" / agent / f"seed-{seed}"
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def write_report(
     out_dir: Path,
     agents: Sequence[str],
@@ -157,8 +151,8 @@ def write_report(
             if (agent, seed) not in ok:
                 continue
             folder = run_dir(out_dir, agent, seed)
-            curves[agent].append(_read_jsonl(folder / "metrics.jsonl"))
-            records = _read_jsonl(folder / "timeline.jsonl")
+            curves[agent].append(read_jsonl(folder / METRICS_FILE))
+            records = read_jsonl(folder / TIMELINE_FILE)
             # A device with a job: its rho and its share of the band in that round.
             rho_values += [r["pruning_rate"] for r in records]
             bandwidth_values += [r["bandwidth_hz"] / 1e6 for r in records]

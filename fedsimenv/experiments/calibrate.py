@@ -1,4 +1,4 @@
-"""``fedsimenv calibrate SCENARIO --runs K --out FILE``: fit the surrogate trainer to real runs.
+"""Fitting the surrogate trainer to real runs: ``fedsimenv calibrate``'s engine.
 
 K episodes run with real (torch) training under varied actions: each run draws its own selection
 probability and mean pruning rate, and every round draws a random selection, pruning rates around
@@ -9,15 +9,12 @@ model costs (FLOPs, upload bits) are measured on the real model at a grid of pru
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fedsimenv.actions import encode_decision
-from fedsimenv.atomic import write_text_atomic
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.seeding import EpisodeStreams
 
@@ -131,52 +128,3 @@ def calibrate(
         costs=measure_costs(config, seed),
         error=error,
     )
-
-
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    from fedsimenv.cli import EXIT_OK, _parse_overrides
-    from fedsimenv.scenario import load_scenario
-
-    overrides = _parse_overrides(args.set)
-    if args.rounds is not None:
-        overrides["episode.max_rounds"] = args.rounds
-    config = load_scenario(args.scenario, overrides)
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"{out} already exists; choose another --out or pass --overwrite")
-    seed = config.seed if args.seed is None else args.seed
-    print(
-        f"fedsimenv calibrate scenario={config.name} runs={args.runs} rounds={config.episode.max_rounds} "
-        f"seed={seed} (real training)"
-    )
-
-    def on_run(i: int, record: RunRecord) -> None:
-        final = record.rounds[-1]
-        print(f"  run {i + 1}/{args.runs}: {len(record.rounds)} rounds, final accuracy {final.accuracy:.4f}")
-
-    calibration = calibrate(config, args.runs, seed, on_run)
-    write_text_atomic(out, calibration.to_json())
-    held, fit = calibration.error["held_out"], calibration.error["fit"]
-    print(
-        f"fit on {calibration.error['runs_fitted']} runs: accuracy MAE {fit['accuracy_mae']:.4f}; "
-        f"held-out ({calibration.error['runs_held_out']} runs, {held['rounds']} rounds): accuracy MAE "
-        f"{held['accuracy_mae']:.4f}, RMSE {held['accuracy_rmse']:.4f}, final-round MAE "
-        f"{held['final_accuracy_mae']:.4f}, loss MAE {held['loss_mae']:.4f}"
-    )
-    print(f"wrote {out} (use it with learning.surrogate.calibration_file: {out})")
-    return EXIT_OK
-
-
-def add_parser(sub: Any) -> None:
-    """Register the ``calibrate`` subcommand on the CLI's subparsers."""
-    parser = sub.add_parser("calibrate", help="fit the surrogate trainer to real runs of a scenario")
-    parser.add_argument("scenario", help="built-in scenario name or path to a YAML file")
-    parser.add_argument("--runs", type=int, default=8, help="real runs K (the last K // 4 are held out)")
-    parser.add_argument("--out", required=True, help="calibration JSON file to write")
-    parser.add_argument("--rounds", type=int, help="rounds per run (overrides episode.max_rounds)")
-    parser.add_argument("--seed", type=int, help="seed of the first run (default: the scenario's)")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario field"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    parser.set_defaults(func=cmd_calibrate)

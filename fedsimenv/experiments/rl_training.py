@@ -1,4 +1,4 @@
-"""``fedsimenv train SCENARIO --algo ppo|sac --timesteps N --out DIR``: an SB3 policy on the env.
+"""Training an RL policy (Stable-Baselines3 PPO / SAC) on the env: ``fedsimenv train``'s engine.
 
 The policy sees :class:`~fedsimenv.wrappers.ScaledFlatObservation` (the Dict observation scaled by its
 bounds into ``Box(-1, 1)``) and acts in the canonical ``Box(-1, 1, (3N,))``. DIR receives:
@@ -13,7 +13,6 @@ Every file is written atomically. Needs the ``rl`` extra (stable-baselines3).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -161,50 +160,3 @@ def _plot_curve(curve: list[dict[str, float]], path: Path, title: str) -> None:
     fig.tight_layout()
     with replacing(path, ".png") as tmp:
         fig.savefig(tmp)
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from fedsimenv.cli import EXIT_OK, _parse_overrides
-    from fedsimenv.scenario import load_scenario
-
-    try:
-        import stable_baselines3  # noqa: F401
-    except ImportError:
-        raise ValueError("fedsimenv train needs stable-baselines3: pip install 'fedsimenv[rl]'") from None
-    overrides = _parse_overrides(args.set)
-    if args.trainer is not None:
-        overrides["trainer"] = args.trainer
-    config = load_scenario(args.scenario, overrides)
-    seed = config.seed if args.seed is None else args.seed
-    out = Path(args.out)
-    print(
-        f"fedsimenv train scenario={config.name} algo={args.algo} timesteps={args.timesteps} "
-        f"trainer={config.trainer} seed={seed} out={out}"
-    )
-    curve = train_policy(
-        config, args.algo, args.timesteps, out, seed, args.n_envs, args.vec_env, overwrite=args.overwrite
-    )
-    tail = [row["return"] for row in curve[-20:]]
-    mean = f"{np.mean(tail):.4f}" if tail else "n/a"
-    print(f"done: {len(curve)} episodes, mean return of the last {len(tail)}: {mean}")
-    print(f"wrote {out}/policy.zip, train.json, config.yaml, learning_curve.csv, learning_curve.png")
-    print(f"replay: fedsimenv run {args.scenario} --agent {args.algo}:{out}/policy.zip")
-    return EXIT_OK
-
-
-def add_parser(sub: Any) -> None:
-    """Register the ``train`` subcommand on the CLI's subparsers."""
-    parser = sub.add_parser("train", help="train a Stable-Baselines3 policy on a scenario")
-    parser.add_argument("scenario", help="built-in scenario name or path to a YAML file")
-    parser.add_argument("--algo", choices=ALGORITHMS, default="ppo")
-    parser.add_argument("--timesteps", type=int, default=20_000, help="environment steps (rounds)")
-    parser.add_argument("--out", required=True, help="directory for the policy and its learning curve")
-    parser.add_argument("--trainer", help="trainer override: surrogate (fast) or torch (real)")
-    parser.add_argument("--seed", type=int, help="seed (default: the scenario's)")
-    parser.add_argument("--n-envs", type=int, default=1, help="parallel environments")
-    parser.add_argument("--vec-env", choices=VEC_ENVS, default="dummy", help="SB3 vector env class")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario field"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing policy in --out")
-    parser.set_defaults(func=cmd_train)

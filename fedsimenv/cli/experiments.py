@@ -8,87 +8,40 @@ the tables list the failure).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILURE = 0, 1
+from fedsimenv.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    add_device_option,
+    add_set_option,
+    job_progress,
+    scenario_overrides,
+    seeds,
+)
 
 DEFAULT_COMPARE_AGENTS = "optimal,equal,uniform-pruning,greedy-channel,proportional-fair"
 
 
-def device_overrides(device: str | None) -> dict[str, Any]:
-    """``--device`` as a scenario override; ``cuda`` is refused where CUDA is not available."""
-    if device is None:
-        return {}
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda: CUDA is not available on this machine; allowed values here: cpu")
-    return {"learning.device": device}
-
-
-def add_device_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device", choices=("cpu", "cuda"), help="torch device for training (overrides learning.device)"
-    )
-
-
-@contextmanager
-def _progress(total: int, title: str, quiet: bool) -> Iterator[Any]:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(quiet=quiet, highlight=False, soft_wrap=True, stderr=True)
-    with Progress(
-        TextColumn(title),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=quiet,
-    ) as progress:
-        task = progress.add_task(title, total=total)
-
-        def advance(row: Mapping[str, Any]) -> None:
-            status = "ok" if row.get("status") == "ok" else f"FAILED: {row.get('error')}"
-            progress.console.print(f"  {row.get('label')} seed {row.get('seed')}: {status}")
-            progress.advance(task)
-
-        yield advance
-
-
-def _seeds(base: int, count: int) -> list[int]:
-    if count < 1:
-        raise ValueError(f"--seeds must be >= 1 (number of seeds), got {count}")
-    return [base + i for i in range(count)]
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
-    from fedsimenv.cli import _parse_overrides
-    from fedsimenv.compare import compare_agents
+    from fedsimenv.experiments.compare import compare_agents
     from fedsimenv.scenario import load_scenario
 
-    overrides = {**_parse_overrides(args.set), **device_overrides(args.device)}
-    if args.rounds is not None:
-        overrides["episode.max_rounds"] = args.rounds
-    config = load_scenario(args.scenario, overrides)
+    config = load_scenario(args.scenario, scenario_overrides(args))
     agents = [a.strip() for a in args.agents.split(",") if a.strip()]
-    seeds = _seeds(config.seed if args.seed is None else args.seed, args.seeds)
+    seed_list = seeds(config.seed if args.seed is None else args.seed, args.seeds)
     out = Path(args.out)
     if not args.quiet:
         print(
-            f"fedsimenv compare scenario={config.name} agents={','.join(agents)} seeds={seeds} "
+            f"fedsimenv compare scenario={config.name} agents={','.join(agents)} seeds={seed_list} "
             f"rounds={config.episode.max_rounds} out={out}"
         )
-    with _progress(len(agents) * len(seeds), "runs", args.quiet) as advance:
+    with job_progress(len(agents) * len(seed_list), "runs", args.quiet) as advance:
         result = compare_agents(
             config,
             agents,
-            seeds,
+            seed_list,
             out,
             target_accuracy=args.target_accuracy,
             engine="local",
@@ -104,27 +57,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from fedsimenv.cli import _parse_overrides
-    from fedsimenv.runner import RunDirectoryError
+    from fedsimenv.experiments.errors import RunDirectoryError
+    from fedsimenv.experiments.jobs import run_jobs
+    from fedsimenv.experiments.sweep import parse_grid, sweep_jobs, write_sweep_tables
     from fedsimenv.scenario import load_scenario
-    from fedsimenv.sweep import parse_grid, run_jobs, sweep_jobs, write_sweep_tables
 
-    overrides = {**_parse_overrides(args.set), **device_overrides(args.device)}
-    if args.rounds is not None:
-        overrides["episode.max_rounds"] = args.rounds
+    overrides = scenario_overrides(args)
     grid = parse_grid(args.grid)
     base = load_scenario(args.scenario, overrides)
     out = Path(args.out)
     if (out / "results.csv").exists() and not args.overwrite:
         raise RunDirectoryError(f"{out} already holds a sweep; choose another --out or pass --overwrite")
-    seeds = _seeds(base.seed if args.seed is None else args.seed, args.seeds)
-    jobs = sweep_jobs(args.scenario, grid, seeds, out, args.agent, overrides, args.target_accuracy)
+    seed_list = seeds(base.seed if args.seed is None else args.seed, args.seeds)
+    jobs = sweep_jobs(args.scenario, grid, seed_list, out, args.agent, overrides, args.target_accuracy)
     if not args.quiet:
         print(
-            f"fedsimenv sweep scenario={base.name} cells={len(jobs) // len(seeds)} seeds={seeds} "
+            f"fedsimenv sweep scenario={base.name} cells={len(jobs) // len(seed_list)} seeds={seed_list} "
             f"engine={args.engine} out={out}"
         )
-    with _progress(len(jobs), "runs", args.quiet) as advance:
+    with job_progress(len(jobs), "runs", args.quiet) as advance:
         results = run_jobs(jobs, engine=args.engine, workers=args.workers, on_done=advance)
     write_sweep_tables(out, results, list(grid))
     failed = [r for r in results if r["status"] != "ok"]
@@ -142,9 +93,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="first seed (default: the scenario's)")
     parser.add_argument("--rounds", type=int, help="rounds per episode (overrides episode.max_rounds)")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario field"
-    )
+    add_set_option(parser)
     parser.add_argument(
         "--target-accuracy",
         type=float,

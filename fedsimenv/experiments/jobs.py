@@ -1,0 +1,178 @@
+"""The job engine: many episodes at once (serial, a local process pool, or Ray).
+
+A :class:`Job` is one agent on one resolved scenario and seed, written to its own run directory; it
+returns a flat summary (:func:`~fedsimenv.experiments.summary.summarise_rows`) or, if it raised, a
+``failed`` row with the error, so one bad cell never stops the others. Results come back in job order
+whatever the engine, and hold only simulated quantities, so the same jobs give byte-identical tables
+on every engine. Worker processes run one torch / BLAS thread each (the workers already share the
+cores between them; on a busy machine spinning extra threads costs several times the CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fedsimenv.config import ScenarioConfig
+from fedsimenv.experiments.rundir import CONFIG_FILE, RUN_FILE
+from fedsimenv.experiments.session import resume_run, run_episode
+from fedsimenv.experiments.summary import SUMMARY_KEYS, summarise_rows
+from fedsimenv.scenario import load_scenario
+
+Engine = Literal["serial", "local", "ray"]
+ENGINES: tuple[Engine, ...] = ("serial", "local", "ray")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One episode: resolved scenario (as JSON-able data), agent, seed, run directory."""
+
+    label: str
+    scenario: dict[str, Any]
+    agent: str
+    seed: int
+    out_dir: str
+    target_accuracy: float | None = None
+    timeline: bool = False
+    checkpoint_every: int | None = 5
+    resume: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Run one job; never raises for a failure of the episode itself (returns a ``failed`` row)."""
+    base: dict[str, Any] = {"label": job.label, **job.params, "agent": job.agent, "seed": job.seed}
+    try:
+        out = Path(job.out_dir)
+        if job.resume and (out / RUN_FILE).is_file():
+            recorded = load_scenario(out / CONFIG_FILE).model_copy(update={"seed": 0})
+            if recorded != ScenarioConfig.model_validate(job.scenario).model_copy(update={"seed": 0}):
+                raise ValueError(
+                    f"{out} holds a run of a different scenario; use --overwrite instead of --resume"
+                )
+            _, rows = resume_run(out)
+        else:
+            config = ScenarioConfig.model_validate(job.scenario)
+            rows = run_episode(
+                config,
+                job.agent,
+                job.seed,
+                out,
+                overwrite=True,
+                timeline=job.timeline,
+                checkpoint_every=job.checkpoint_every,
+            )
+        return {**base, "status": "ok", "error": "", **summarise_rows(rows, job.target_accuracy)}
+    except Exception as err:  # a failed cell is reported, not fatal
+        return {
+            **base,
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}".replace("\n", " "),
+            **dict.fromkeys(SUMMARY_KEYS),
+        }
+
+
+def _init_worker() -> None:
+    # One intra-op thread per worker (torch and the BLAS under numpy/scipy): the workers already
+    # use every core between them.
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    engine: Engine = "local",
+    workers: int | None = None,
+    on_done: Callable[[Mapping[str, Any]], None] | None = None,
+    ray_temp_dir: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``jobs`` on ``engine`` and return their summaries in job order.
+
+    Args:
+        jobs: The jobs.
+        engine: ``serial`` (this process), ``local`` (a process pool; default) or ``ray``.
+        workers: Parallel workers (default: the CPU count, at most the number of jobs).
+        on_done: Called with each summary as it completes (any order).
+        ray_temp_dir: Ray's session directory (default: a short folder under the system temp dir,
+            because Ray's socket paths must stay under ~107 characters).
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; allowed values: {', '.join(ENGINES)}")
+    workers = max(1, min(workers or os.cpu_count() or 1, max(len(jobs), 1)))
+    if engine == "ray":
+        return _run_ray(jobs, workers, on_done, ray_temp_dir)
+    results: list[dict[str, Any] | None] = [None] * len(jobs)
+    if engine == "serial" or workers == 1:
+        for index, job in enumerate(jobs):
+            results[index] = run_job(job)
+            if on_done is not None:
+                on_done(results[index] or {})
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn, not fork: forking a process that already runs torch threads can deadlock.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+            futures = {pool.submit(run_job, job): index for index, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                if on_done is not None:
+                    on_done(results[futures[future]] or {})
+    return [r for r in results if r is not None]
+
+
+def _run_ray(
+    jobs: Sequence[Job],
+    workers: int,
+    on_done: Callable[[Mapping[str, Any]], None] | None,
+    ray_temp_dir: Path | None,
+) -> list[dict[str, Any]]:
+    try:
+        import ray
+    except ImportError:
+        raise ValueError(
+            "engine 'ray' needs Ray: pip install -c constraints.txt 'fedsimenv[ray]' (or use --engine local)"
+        ) from None
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    own_temp = ray_temp_dir is None
+    temp = Path(tempfile.mkdtemp(prefix="fsray-")) if ray_temp_dir is None else ray_temp_dir
+    started = not ray.is_initialized()
+    if started:
+        ray.init(
+            num_cpus=workers,
+            include_dashboard=False,
+            _temp_dir=str(temp),
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    try:
+        remote = ray.remote(num_cpus=1)(_ray_job)
+        pending = {remote.remote(job): index for index, job in enumerate(jobs)}
+        results: list[dict[str, Any] | None] = [None] * len(jobs)
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                index = pending.pop(ref)
+                results[index] = ray.get(ref)
+                if on_done is not None:
+                    on_done(results[index] or {})
+        return [r for r in results if r is not None]
+    finally:
+        if started:
+            ray.shutdown()
+        if own_temp:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def _ray_job(job: Job) -> dict[str, Any]:
+    _init_worker()
+    return run_job(job)

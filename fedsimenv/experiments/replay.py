@@ -1,0 +1,154 @@
+"""Exact resume by deterministic replay: what a checkpoint records and the trainer that plays it back.
+
+Why replay: the SimPy environment (live generator-based processes), the channel and availability
+processes and the agents (their RNGs, counters, solver caches) cannot be serialised safely or
+generically. Only the learning state is both expensive to recompute and easy to save. So a checkpoint
+after round r holds:
+
+* the trainer's state (model weights and the ``torch.Generator`` state; any trainer with
+  ``state_dict()`` / ``load_state_dict()`` is supported), as plain tensors;
+* a replay log of rounds 1..r (:class:`RoundRecord`): the agent's action, the plan the env asked the
+  trainer for (pruning rates and the costs it answered), the devices that arrived, and the learning
+  result.
+
+``--resume DIR`` rebuilds the env and the agent from the seed and re-runs rounds 1..r with the real
+agent, simulator and reward but a :class:`ReplayTrainer` that plays back the recorded plans and
+results instead of training. Every replayed action is compared bit for bit with the recorded one,
+every request, arrival set and metric row with the recorded ones (:class:`ReplayDivergedError` on any
+difference), so the simulator's clock, batteries, availability, channel and RNG streams and the
+agent's state end up exactly where they were. Then the trainer state is loaded and the run continues;
+replay costs the timing plane and the agent only (milliseconds per round), no training. A trainer
+without a state is replayed with real training: still exact, only slower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fedsimenv.env import WirelessFLEnv
+from fedsimenv.experiments.errors import ReplayDivergedError, ResumeError
+from fedsimenv.learning.plan import DeviceJob, LearningResult, ModelCost, RoundPlan
+from fedsimenv.learning.trainer import Trainer
+from fedsimenv.seeding import EpisodeStreams
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """What one round needs to be replayed without training (plain lists and numbers only)."""
+
+    action: list[float]
+    request: list[tuple[int, float]]  # (device, rho) as the env asked the trainer
+    costs: list[tuple[int, float, float, int, int]]  # (device, flops/sample, bits, kept, total)
+    arrived: list[int]
+    accuracy: float
+    loss: float
+    num_trained: int
+
+    def model_costs(self) -> dict[int, ModelCost]:
+        return {
+            device: ModelCost(
+                forward_flops_per_sample=flops, upload_bits=bits, kept_params=kept, total_params=total
+            )
+            for device, flops, bits, kept, total in self.costs
+        }
+
+
+def record_round(env: WirelessFLEnv, action: NDArray[Any]) -> RoundRecord:
+    """The replay record of the round ``env`` just stepped with ``action``."""
+    plan, learning, report = env.last_plan, env.last_learning, env.last_report
+    if plan is None or learning is None or report is None:
+        raise RuntimeError("no round stepped yet")
+    return RoundRecord(
+        action=[float(a) for a in np.asarray(action, dtype=np.float32)],
+        request=[(int(k), float(v)) for k, v in plan.pruning_rates.items()],
+        costs=[
+            (
+                int(k),
+                float(c.forward_flops_per_sample),
+                float(c.upload_bits),
+                int(c.kept_params),
+                int(c.total_params),
+            )
+            for k, c in plan.costs.items()
+        ],
+        arrived=[int(k) for k in np.flatnonzero(report.arrived)],
+        accuracy=float(learning.accuracy),
+        loss=float(learning.loss),
+        num_trained=int(learning.num_trained),
+    )
+
+
+class ReplayTrainer(Trainer):
+    """Plays back recorded rounds instead of training.
+
+    The episode set-up (``reset``: data split, sample counts) and the cost queries of the system view
+    are the real trainer's: they depend on neither the weights nor any random stream, so answering
+    them from the not-yet-restored trainer is exact. Each :meth:`plan_round` must ask for exactly the
+    recorded request and each :meth:`train_round` see the recorded arrivals, else
+    :class:`ReplayDivergedError`.
+    """
+
+    def __init__(self, inner: Trainer, records: Sequence[RoundRecord]) -> None:
+        super().__init__(inner.config, inner.num_devices)
+        self.inner = inner
+        self.records = list(records)
+        self.index = 0
+
+    def reset(self, streams: EpisodeStreams) -> LearningResult:
+        return self.inner.reset(streams)
+
+    @property
+    def num_samples(self) -> NDArray[np.int64]:
+        return self.inner.num_samples
+
+    def download_bits(self) -> float:
+        return self.inner.download_bits()
+
+    def cost_at(self, rho: float) -> ModelCost:
+        return self.inner.cost_at(rho)
+
+    def plan_round(self, pruning_rate: Mapping[int, float], *, spans_rounds: bool = False) -> RoundPlan:
+        if self.index >= len(self.records):
+            raise ReplayDivergedError(
+                f"replay asked for round {self.index + 1}; {len(self.records)} were recorded"
+            )
+        record = self.records[self.index]
+        request = [(int(k), float(v)) for k, v in pruning_rate.items()]
+        if request != [tuple(r) for r in record.request]:
+            raise ReplayDivergedError(
+                f"replay diverged in round {self.index + 1}: the env asked for pruning rates {request}, "
+                f"the interrupted run recorded {record.request}"
+            )
+        costs = record.model_costs()
+        return RoundPlan({k: DeviceJob(k, rho, costs[k]) for k, rho in request})
+
+    def train_round(self, plan: RoundPlan, arrived: Sequence[int]) -> LearningResult:
+        record = self.records[self.index]
+        if [int(k) for k in arrived] != list(record.arrived):
+            raise ReplayDivergedError(
+                f"replay diverged in round {self.index + 1}: devices {list(arrived)} arrived, "
+                f"the interrupted run recorded {record.arrived}"
+            )
+        self.index += 1
+        return LearningResult(accuracy=record.accuracy, loss=record.loss, num_trained=record.num_trained)
+
+
+def trainer_state(trainer: Trainer) -> dict[str, Any] | None:
+    """The trainer's learning state as plain tensors, or None if it cannot be captured."""
+    try:
+        return trainer.state_dict()
+    except NotImplementedError:
+        return None
+
+
+def load_trainer_state(trainer: Trainer, state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`trainer_state`."""
+    try:
+        trainer.load_state_dict(state)
+    except NotImplementedError:
+        raise ResumeError(f"trainer {type(trainer).__name__} has no state to load") from None

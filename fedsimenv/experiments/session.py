@@ -1,0 +1,330 @@
+"""One agent on one scenario and seed: the episode loop, writing (and resuming) a run directory.
+
+:func:`run_episode` runs an episode to its end; :func:`resume_run` continues an interrupted one from
+its latest checkpoint (:mod:`fedsimenv.experiments.replay`). The files of a run directory are
+described in :mod:`fedsimenv.experiments.rundir`.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from gymnasium import spaces
+
+from agents import AgentContext, configure_for_agent, make_agent
+from agents.base import Agent
+from fedsimenv.atomic import write_text_atomic
+from fedsimenv.config import ScenarioConfig
+from fedsimenv.env import WirelessFLEnv
+from fedsimenv.experiments.errors import ReplayDivergedError, RunDirectoryError
+from fedsimenv.experiments.replay import (
+    ReplayTrainer,
+    RoundRecord,
+    load_trainer_state,
+    record_round,
+    trainer_state,
+)
+from fedsimenv.experiments.rundir import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_FORMAT,
+    CONFIG_FILE,
+    METRICS_FILE,
+    TIMELINE_FILE,
+    latest_checkpoint,
+    metric_row,
+    prune_checkpoints,
+    read_jsonl,
+    read_run_meta,
+    save_checkpoint,
+    write_run_files,
+)
+from fedsimenv.gantt import plot_gantt
+from fedsimenv.scenario import load_scenario
+from fedsimenv.seeding import EpisodeStreams
+from fedsimenv.sim.timeline import timeline_records
+
+Observation = dict[str, Any]
+OnRound = Callable[[Mapping[str, Any]], None]
+
+
+class EpisodeSession:
+    """One agent on one scenario and seed, optionally writing (and resuming) a run directory.
+
+    Args:
+        config: The scenario.
+        agent_name: Registered agent name, or ``ALGO:PATH`` for a saved policy.
+        seed: Episode seed (channel, data split, model init, agent stream all derive from it).
+        out_dir: Run directory, or None to keep everything in memory.
+        timeline: Also write ``timeline.jsonl`` and ``gantt.png`` (last round).
+        checkpoint_every: Checkpoint every this many rounds (and at the end); None = never.
+        on_round: Called with each new metric row.
+    """
+
+    def __init__(
+        self,
+        config: ScenarioConfig,
+        agent_name: str,
+        seed: int,
+        out_dir: Path | None = None,
+        *,
+        timeline: bool = False,
+        checkpoint_every: int | None = None,
+        on_round: OnRound | None = None,
+    ) -> None:
+        if timeline and out_dir is None:
+            raise ValueError(
+                "--timeline needs --out (the run directory to write timeline.jsonl and gantt.png to)"
+            )
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 (rounds), got {checkpoint_every}")
+        if checkpoint_every is not None and out_dir is None:
+            raise ValueError("checkpoints need a run directory (--out)")
+        if config.protocol.name == "async" and checkpoint_every is not None:
+            # Async jobs (and their pruned sub-models) span rounds: the replay log does not hold them.
+            warnings.warn(
+                "checkpoints are not supported with protocol 'async'; running without", stacklevel=2
+            )
+            checkpoint_every = None
+        # An agent may need learning settings of its own (e.g. FedMP: l1-filter + r2sp); the run
+        # directory records the configuration that actually ran.
+        self.config = configure_for_agent(config, agent_name)
+        self.agent_name = agent_name
+        self.seed = seed
+        self.out_dir = out_dir
+        self.timeline = timeline
+        self.checkpoint_every = checkpoint_every
+        self.on_round = on_round
+        self.records: list[RoundRecord] = []
+        self.rows: list[dict[str, Any]] = []
+        self.replayed_rounds = 0
+
+    @classmethod
+    def from_run_dir(cls, run_dir: Path, on_round: OnRound | None = None) -> EpisodeSession:
+        """The session recorded in ``run_dir`` (``run.json`` and ``config.yaml``), ready to resume."""
+        meta = read_run_meta(run_dir)
+        config = load_scenario(run_dir / CONFIG_FILE)
+        return cls(
+            config,
+            meta["agent"],
+            int(meta["seed"]),
+            run_dir,
+            timeline=bool(meta["timeline"]),
+            checkpoint_every=meta["checkpoint_every"],
+            on_round=on_round,
+        )
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self, *, resume: bool = False, overwrite: bool = False) -> list[dict[str, Any]]:
+        """Run to the end of the episode (from the latest checkpoint if ``resume``); returns all rows."""
+        env, agent = self._build()
+        observation, info = env.reset(seed=self.seed)
+        agent.reset(info)
+        checkpoint = self._open_run_dir(resume, overwrite)
+        done, timeline_lines = False, list[str]()
+        if checkpoint is not None:
+            observation, info, done, timeline_lines = self._replay(env, agent, checkpoint, observation, info)
+        if resume and self.out_dir is not None:
+            self._rewrite_replayed_files(timeline_lines)
+        self._play(env, agent, observation, info, done, append=resume)
+        if self.timeline and self.out_dir is not None and env.last_report is not None:
+            plot_gantt(env.last_report, self.out_dir / "gantt.png")
+        return self.rows
+
+    def _build(self) -> tuple[WirelessFLEnv, Agent]:
+        env = WirelessFLEnv(self.config)
+        assert isinstance(env.action_space, spaces.Box)
+        agent = make_agent(
+            self.agent_name,
+            AgentContext.from_scenario(env.config, env.action_space, system_view=env.system_view),
+            seed=EpisodeStreams(np.random.SeedSequence(self.seed)).int_seed("agent"),
+        )
+        # Literature algorithms install their server-side strategy in the trainer here.
+        agent.bind(env)
+        if getattr(env.trainer, "strategy", None) is not None and self.checkpoint_every is not None:
+            # The strategy's own state (bandit statistics, hypernetwork, masks) is not in the
+            # replay log, so a resumed run could not reproduce it.
+            warnings.warn(
+                f"checkpoints are not supported with agent {self.agent_name!r} (server-side strategy); "
+                "running without",
+                stacklevel=3,
+            )
+            self.checkpoint_every = None
+        return env, agent
+
+    def _open_run_dir(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+        """The checkpoint to resume from (resume), after checking / preparing the run directory."""
+        out = self.out_dir
+        if out is None:
+            return None
+        if resume:
+            return latest_checkpoint(out)
+        metrics_path = out / METRICS_FILE
+        if metrics_path.exists() and not overwrite:
+            raise RunDirectoryError(
+                f"{metrics_path} already exists; choose another --out, pass --overwrite, or --resume it"
+            )
+        meta = {
+            "agent": self.agent_name,
+            "seed": self.seed,
+            "checkpoint_every": self.checkpoint_every,
+            "timeline": self.timeline,
+        }
+        write_run_files(out, meta, self.config.model_copy(update={"seed": self.seed}))
+        return None
+
+    def _rewrite_replayed_files(self, timeline_lines: list[str]) -> None:
+        """After a replay: the JSONL files hold exactly the replayed rounds (a torn tail is dropped)."""
+        assert self.out_dir is not None
+        recorded = read_jsonl(self.out_dir / METRICS_FILE)[: len(self.rows)]
+        for index, (old, new) in enumerate(zip(recorded, self.rows, strict=False)):
+            if old != json.loads(json.dumps(new)):
+                raise ReplayDivergedError(
+                    f"replay diverged: round {index + 1} of metrics.jsonl differs from the replayed round"
+                )
+        write_text_atomic(self.out_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in self.rows))
+        if self.timeline:
+            write_text_atomic(self.out_dir / TIMELINE_FILE, "".join(timeline_lines))
+
+    def _play(
+        self,
+        env: WirelessFLEnv,
+        agent: Agent,
+        observation: Observation,
+        info: dict[str, Any],
+        done: bool,
+        append: bool,
+    ) -> None:
+        """Step the episode to its end, writing each round as it ends."""
+        out = self.out_dir
+        mode = "a" if append else "w"
+        metrics: IO[str] | None = None
+        timeline: IO[str] | None = None
+        try:
+            if out is not None:
+                metrics = (out / METRICS_FILE).open(mode, encoding="utf-8")
+                if self.timeline:
+                    timeline = (out / TIMELINE_FILE).open(mode, encoding="utf-8")
+            while not done:
+                action = agent.act(observation, info)
+                observation, reward, terminated, truncated, info = env.step(action)
+                if self.checkpoint_every is not None:  # the replay log only serves checkpoints
+                    self.records.append(record_round(env, action))
+                row = metric_row(info, float(reward))
+                self.rows.append(row)
+                _append(metrics, json.dumps(row) + "\n")
+                if timeline is not None:
+                    _append(timeline, _timeline_text(env))
+                done = terminated or truncated
+                every = self.checkpoint_every
+                if every is not None and (done or len(self.rows) % every == 0):
+                    self._checkpoint(env, done)
+                if self.on_round is not None:
+                    self.on_round(row)
+        finally:
+            for handle in (metrics, timeline):
+                if handle is not None:
+                    handle.close()
+
+    def _replay(
+        self,
+        env: WirelessFLEnv,
+        agent: Agent,
+        checkpoint: Mapping[str, Any],
+        observation: Observation,
+        info: dict[str, Any],
+    ) -> tuple[Observation, dict[str, Any], bool, list[str]]:
+        """Re-run the checkpointed rounds without training; return the state after the last of them."""
+        records = [RoundRecord(**r) for r in checkpoint["records"]]
+        state = checkpoint["trainer"]
+        trainer = env.trainer
+        if state is not None:
+            env.trainer = ReplayTrainer(trainer, records)
+        lines: list[str] = []
+        done = False
+        for index, record in enumerate(records):
+            action = np.asarray(agent.act(observation, info), dtype=np.float32)
+            if not np.array_equal(action, np.asarray(record.action, dtype=np.float32)):
+                raise ReplayDivergedError(
+                    f"replay diverged in round {index + 1}: agent {self.agent_name!r} chose a different "
+                    "action than the interrupted run (is the agent deterministic given its seed?)"
+                )
+            observation, reward, terminated, truncated, info = env.step(action)
+            if state is None and record_round(env, action) != record:
+                raise ReplayDivergedError(
+                    f"replay diverged in round {index + 1}: training gave different results"
+                )
+            self.records.append(record)
+            self.rows.append(metric_row(info, float(reward)))
+            if self.timeline:
+                lines.append(_timeline_text(env))
+            done = terminated or truncated
+        env.trainer = trainer
+        if state is not None:
+            load_trainer_state(trainer, state)
+        self.replayed_rounds = len(records)
+        return observation, info, done, lines
+
+    def _checkpoint(self, env: WirelessFLEnv, done: bool) -> None:
+        assert self.out_dir is not None
+        round_index = len(self.rows)
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "round": round_index,
+            "done": done,
+            "trainer": trainer_state(env.trainer),
+            "records": [asdict(r) for r in self.records],
+        }
+        folder = self.out_dir / CHECKPOINT_DIR
+        save_checkpoint(folder / f"round-{round_index:06d}.pt", payload)
+        prune_checkpoints(folder)
+
+
+def _append(handle: IO[str] | None, text: str) -> None:
+    if handle is not None:
+        handle.write(text)
+        handle.flush()
+
+
+def _timeline_text(env: WirelessFLEnv) -> str:
+    assert env.last_report is not None
+    return "".join(json.dumps(record) + "\n" for record in timeline_records(env.last_report))
+
+
+def run_episode(
+    config: ScenarioConfig,
+    agent_name: str,
+    seed: int,
+    out_dir: Path | None = None,
+    overwrite: bool = False,
+    on_round: OnRound | None = None,
+    timeline: bool = False,
+    checkpoint_every: int | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``agent_name`` on ``config`` for ``config.episode.max_rounds`` rounds (or until terminated).
+
+    Returns the metric rows; writes the run directory if ``out_dir`` is given, with a checkpoint every
+    ``checkpoint_every`` rounds (for ``--resume``).
+    """
+    session = EpisodeSession(
+        config,
+        agent_name,
+        seed,
+        out_dir,
+        timeline=timeline,
+        checkpoint_every=checkpoint_every,
+        on_round=on_round,
+    )
+    return session.run(overwrite=overwrite)
+
+
+def resume_run(run_dir: Path, on_round: OnRound | None = None) -> tuple[EpisodeSession, list[dict[str, Any]]]:
+    """Continue the run in ``run_dir`` from its latest checkpoint; returns the session and all rows."""
+    session = EpisodeSession.from_run_dir(run_dir, on_round)
+    return session, session.run(resume=True)
