@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from agents.optimal.closed_form import bandwidth_for_rate
 from agents.optimal.problem import LN2, FloatArray
+from fedsimenv.view import SystemView
+from fedsimenv.wrappers import ALLOCATORS
 
 
 @dataclass(frozen=True)
@@ -90,3 +92,26 @@ def minmax_latency_bandwidth(
     b = needed(hi)
     b = b * (bandwidth_hz / b.sum())  # share the remainder; more bandwidth never raises latency
     return MinMaxResult(round_latency_s=hi, bandwidth_hz=b)
+
+
+@ALLOCATORS.register("min-max-latency")
+def min_max_latency_allocation(
+    view: SystemView,
+    selected: NDArray[np.bool_],
+    compute_latency_s: NDArray[np.float64],
+    upload_bits: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """Shares minimising the slowest selected device's latency: the discrete env's ``min-max-latency``
+    allocator (:class:`fedsimenv.wrappers.MultiDiscreteDecoder`)."""
+    idx = np.flatnonzero(selected)
+    result = minmax_latency_bandwidth(
+        np.maximum(view.snr_bandwidth_hz[idx], 1e-300),
+        compute_latency_s[idx],
+        upload_bits[idx],
+        view.bandwidth_hz,
+        0.0,
+        float(view.downlink_time_s[idx].max()),
+    )
+    shares = np.ones(view.num_devices)
+    shares[idx] = np.maximum(result.bandwidth_hz, 1e-12 * view.bandwidth_hz)
+    return shares

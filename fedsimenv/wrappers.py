@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from fedsimenv.actions import encode_decision
 from fedsimenv.env import WirelessFLEnv
 from fedsimenv.observations import Observation
+from fedsimenv.registry import Registry
 from fedsimenv.view import SystemView
 
 #: An allocator: ``(view, selected, compute_latency_s, upload_bits) -> bandwidth shares`` where the
@@ -39,31 +40,10 @@ def equal_allocation(
     return np.ones(view.num_devices)
 
 
-def min_max_latency_allocation(
-    view: SystemView,
-    selected: NDArray[np.bool_],
-    compute_latency_s: NDArray[np.float64],
-    upload_bits: NDArray[np.float64],
-) -> NDArray[np.float64]:
-    """Shares minimising the slowest selected device's latency (:mod:`agents.allocation`)."""
-    from agents.allocation import minmax_latency_bandwidth
-
-    idx = np.flatnonzero(selected)
-    result = minmax_latency_bandwidth(
-        np.maximum(view.snr_bandwidth_hz[idx], 1e-300),
-        compute_latency_s[idx],
-        upload_bits[idx],
-        view.bandwidth_hz,
-        0.0,
-        float(view.downlink_time_s[idx].max()),
-    )
-    shares = np.ones(view.num_devices)
-    shares[idx] = np.maximum(result.bandwidth_hz, 1e-12 * view.bandwidth_hz)
-    return shares
-
-
-#: Allocators selectable by name.
-ALLOCATORS: dict[str, Allocator] = {"equal": equal_allocation, "min-max-latency": min_max_latency_allocation}
+#: Allocators selectable by name: ``equal`` here; importing :mod:`agents` adds the optimisers' ones
+#: (``min-max-latency``).
+ALLOCATORS: Registry[Allocator] = Registry("allocator")
+ALLOCATORS.register("equal")(equal_allocation)
 
 
 def _base(env: gym.Env[Any, Any]) -> WirelessFLEnv:
@@ -138,9 +118,7 @@ class MultiDiscreteDecoder:
         if levels < 1:
             raise ValueError(f"levels must be >= 1, got {levels}")
         if isinstance(allocator, str):
-            if allocator not in ALLOCATORS:
-                raise ValueError(f"unknown allocator {allocator!r}; allowed values: {', '.join(ALLOCATORS)}")
-            allocator = ALLOCATORS[allocator]
+            allocator = ALLOCATORS.get(allocator)
         self.allocator = allocator
         self.env = env
         self.levels = levels
@@ -192,7 +170,8 @@ class MultiDiscreteActionWrapper(gym.ActionWrapper[Any, NDArray[np.int64], NDArr
     Args:
         env: A WirelessFLEnv (possibly wrapped).
         levels: L, the number of pruning levels (>= 1).
-        allocator: ``"equal"`` (default), ``"min-max-latency"`` or an :data:`Allocator`.
+        allocator: ``"equal"`` (default), ``"min-max-latency"`` (registered by :mod:`agents`) or an
+            :data:`Allocator`.
     """
 
     def __init__(

@@ -3,21 +3,17 @@
     python scenarios/compare_optimal_rl_heuristics.py --scenario default --seeds 3 --out runs/cmp
     python scenarios/compare_optimal_rl_heuristics.py --policy runs/ppo/policy.zip   # a trained policy
 
-Without ``--policy`` a PPO policy is trained first for ``--rl-timesteps`` rounds (see
-train_rl_policy.py). The policy is registered as agent ``ppo`` for this process, and every agent runs
-through ``fedsimenv.experiments.compare`` (serially, so the registration is visible), which writes summary.md,
-summary.csv and the plots to ``--out``.
+Without ``--policy`` a PPO policy is trained first for ``--rl-timesteps`` rounds with
+``fedsimenv train``'s entry point (:func:`fedsimenv.experiments.rl_training.train_policy`). The policy
+runs as agent ``ppo:PATH`` beside the others through ``fedsimenv.experiments.compare``, which writes
+summary.md, summary.csv and the plots to ``--out``. ``--policy`` takes what ``fedsimenv train`` writes
+(``DIR/policy.zip`` with its ``train.json``).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
-
-import numpy as np
-from numpy.typing import NDArray
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,25 +32,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def register_policy_agent(policy_path: Path) -> None:
-    """Register agent ``ppo``: greedy actions of the SB3 policy at ``policy_path``."""
-    from stable_baselines3 import PPO
-
-    from agents import AGENTS, Agent
-
-    class PolicyAgent(Agent):
-        policy: ClassVar[Any] = PPO.load(policy_path, device="cpu")
-
-        def act(
-            self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]
-        ) -> NDArray[np.float32]:
-            action, _ = self.policy.predict(dict(observation), deterministic=True)
-            return np.asarray(action, dtype=np.float32)
-
-    if "ppo" not in AGENTS.names():
-        AGENTS.register("ppo")(PolicyAgent)
-
-
 def main(argv: list[str] | None = None) -> None:
     from fedsimenv.experiments.compare import compare_agents
     from fedsimenv.scenario import load_scenario
@@ -65,27 +42,12 @@ def main(argv: list[str] | None = None) -> None:
 
     policy = args.policy
     if policy is None:
-        from scenarios.train_rl_policy import main as train_policy
+        from fedsimenv.experiments.rl_training import train_policy
 
-        rl_out = args.out / "ppo"
-        rounds = str(config.episode.max_rounds)
-        steps = str(args.rl_timesteps)
-        train_policy(
-            [
-                "--scenario",
-                args.scenario,
-                "--rounds",
-                rounds,
-                "--total-timesteps",
-                steps,
-                "--out",
-                str(rl_out),
-            ]
-        )
-        policy = rl_out / "policy.zip"
-    register_policy_agent(policy)
+        train_policy(config, "ppo", args.rl_timesteps, args.out / "ppo", seed=config.seed, overwrite=True)
+        policy = args.out / "ppo" / "policy.zip"
 
-    agents = ["optimal", "ppo", *(a for a in args.baselines.split(",") if a)]
+    agents = ["optimal", f"ppo:{policy}", *(a for a in args.baselines.split(",") if a)]
     seeds = [config.seed + i for i in range(args.seeds)]
     result = compare_agents(config, agents, seeds, args.out / "compare", engine="serial", overwrite=True)
     print((args.out / "compare" / "summary.md").read_text(encoding="utf-8"))

@@ -1,10 +1,13 @@
-"""Train an RL pruning / selection / bandwidth policy with PPO (Stable-Baselines3) and evaluate it.
+"""Train an RL pruning / selection / bandwidth policy and evaluate it on a held-out seed.
 
     python scenarios/train_rl_policy.py --scenario tiny --total-timesteps 2000 --out runs/ppo-tiny
 
-Each env step is one federated round; with the real torch trainer that is real training, so long
-runs are slow on a CPU. The surrogate trainer (``--trainer``, once registered) makes them cheap.
-Writes ``policy.zip`` (SB3 format) and ``eval.jsonl`` (one greedy evaluation episode).
+The script is ``fedsimenv train`` (:func:`fedsimenv.experiments.rl_training.train_policy`: the one RL
+training entry point) followed by one greedy evaluation episode through the same agent that
+``fedsimenv run --agent ppo:DIR/policy.zip`` uses. Each env step is one federated round; with the real
+torch trainer that is real training, so long runs are slow on a CPU: ``--trainer surrogate`` makes
+them cheap. Writes what ``fedsimenv train`` writes (``policy.zip``, ``train.json``, ``config.yaml``,
+the learning curve) and ``eval.jsonl`` (the evaluation episode's metric rows).
 """
 
 from __future__ import annotations
@@ -13,67 +16,42 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
-from fedsimenv.env import WirelessFLEnv
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--scenario", default="tiny", help="built-in scenario name or YAML path")
+    parser.add_argument("--algo", default="ppo", choices=("ppo", "sac"))
     parser.add_argument("--rounds", type=int, default=10, help="rounds per training episode")
     parser.add_argument("--total-timesteps", type=int, default=2000, help="env steps (rounds) to train")
-    parser.add_argument("--n-steps", type=int, default=64, help="PPO rollout length")
-    parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--trainer", default=None, help="trainer name (default: the scenario's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/ppo"))
     return parser.parse_args(argv)
 
 
-def make_env(scenario: str, rounds: int, trainer: str | None) -> WirelessFLEnv:
-    return WirelessFLEnv(scenario, trainer=trainer, overrides={"episode.max_rounds": rounds})
-
-
 def main(argv: list[str] | None = None) -> None:
-    from stable_baselines3 import PPO
-
-    from fedsimenv.experiments.rundir import METRIC_KEYS
+    from fedsimenv.experiments.rl_training import train_policy
+    from fedsimenv.experiments.session import run_episode
+    from fedsimenv.scenario import load_scenario
 
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    env = make_env(args.scenario, args.rounds, args.trainer)
+    overrides: dict[str, object] = {"episode.max_rounds": args.rounds}
+    if args.trainer is not None:
+        overrides["trainer"] = args.trainer
+    config = load_scenario(args.scenario, overrides)
 
-    # 1. Train: Dict observation -> MultiInputPolicy; the Box(-1, 1, 3N) action is decoded by the env.
-    n_steps = max(2, min(args.n_steps, args.total_timesteps))
-    model = PPO(
-        "MultiInputPolicy",
-        env,
-        n_steps=n_steps,
-        batch_size=n_steps,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        device="cpu",
-        verbose=0,
-    )
-    model.learn(total_timesteps=args.total_timesteps)
-    model.save(args.out / "policy.zip")
+    # 1. Train (the policy file and train.json with the observation scaling the agent needs).
+    train_policy(config, args.algo, args.total_timesteps, args.out, seed=args.seed, overwrite=True)
 
-    # 2. Evaluate greedily on a fresh episode with a held-out seed.
-    eval_env = make_env(args.scenario, args.rounds, args.trainer)
-    observation, info = eval_env.reset(seed=args.seed + 1000)
-    rows, done = [], False
-    while not done:
-        action, _ = model.predict(observation, deterministic=True)
-        observation, reward, terminated, truncated, info = eval_env.step(np.asarray(action))
-        rows.append({key: info[key] for key in METRIC_KEYS if key in info} | {"reward": float(reward)})
-        done = terminated or truncated
+    # 2. Evaluate greedily on a held-out seed, as `fedsimenv run --agent ppo:DIR/policy.zip` would.
+    rows = run_episode(config, f"{args.algo}:{args.out / 'policy.zip'}", seed=args.seed + 1000)
     (args.out / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     print(
-        f"trained PPO for {args.total_timesteps} rounds; evaluation: {len(rows)} rounds, final accuracy "
-        f"{rows[-1]['accuracy']:.4f}, simulated {rows[-1]['sim_time_s']:.2f} s; wrote {args.out}/policy.zip"
+        f"trained {args.algo.upper()} for {args.total_timesteps} rounds; evaluation: {len(rows)} rounds, "
+        f"final accuracy {rows[-1]['accuracy']:.4f}, simulated {rows[-1]['sim_time_s']:.2f} s; "
+        f"wrote {args.out}/policy.zip"
     )
 
 

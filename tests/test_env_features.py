@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+import agents  # noqa: F401 - registers the min-max-latency allocator
 import fedsimenv
 from fedsimenv.actions import decode_action
 from fedsimenv.env import WirelessFLEnv

@@ -53,7 +53,15 @@ def test_train_rl_policy_script(tmp_path: Path, fast_tiny: str) -> None:
     pytest.importorskip("stable_baselines3")
     out = tmp_path / "ppo"
     stdout = _script(
-        "train_rl_policy", "--rounds", "2", "--total-timesteps", "4", "--n-steps", "4", "--out", str(out)
+        "train_rl_policy",
+        "--scenario",
+        fast_tiny,
+        "--rounds",
+        "2",
+        "--total-timesteps",
+        "4",
+        "--out",
+        str(out),
     )
     assert "trained PPO" in stdout
     assert (out / "policy.zip").stat().st_size > 0
@@ -80,6 +88,6 @@ def test_compare_optimal_rl_heuristics_script(tmp_path: Path, fast_tiny: str) ->
             str(out),
         ),
     )
-    for agent in ("optimal", "ppo", "equal"):
+    for agent in ("optimal", f"ppo:{out / 'ppo' / 'policy.zip'}", "equal"):
         assert f"| {agent} | 1/1 |" in stdout
     assert (out / "compare" / "summary.csv").exists()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,7 +125,9 @@ def compare_agents(
 
 
 def run_dir(out_dir: Path, agent: str, seed: int) -> Path:
-    return out_dir / "runs" / agent / f"seed-{seed}"
+    """``out_dir/runs/AGENT/seed-S``; a saved policy ``ppo:PATH`` gets a folder name without separators."""
+    folder = re.sub(r"[^A-Za-z0-9._-]+", "_", agent).strip("_") or "agent"
+    return out_dir / "runs" / folder / f"seed-{seed}"
 
 
 def write_report(
