@@ -30,11 +30,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         f"seed={seed} (real training)"
     )
 
-    def on_run(i: int, record: Any) -> None:
-        final = record.rounds[-1]
-        print(f"  run {i + 1}/{args.runs}: {len(record.rounds)} rounds, final accuracy {final.accuracy:.4f}")
+    done = 0
 
-    calibration = calibrate(config, args.runs, seed, on_run)
+    def on_run(record: Any) -> None:
+        nonlocal done
+        done += 1
+        final = record.rounds[-1]
+        print(f"  run {done}/{args.runs}: {len(record.rounds)} rounds, final accuracy {final.accuracy:.4f}")
+
+    calibration = calibrate(config, args.runs, seed, on_run, workers=args.workers)
     write_text_atomic(out, calibration.to_json())
     held, fit = calibration.error["held_out"], calibration.error["fit"]
     print(
@@ -55,6 +59,9 @@ def add_calibrate_command(sub: Any) -> None:
     parser.add_argument("--out", required=True, help="calibration JSON file to write")
     parser.add_argument("--rounds", type=int, help="rounds per run (overrides episode.max_rounds)")
     parser.add_argument("--seed", type=int, help="seed of the first run (default: the scenario's)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="parallel real runs (processes of one thread each)"
+    )
     add_set_option(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.set_defaults(func=cmd_calibrate)

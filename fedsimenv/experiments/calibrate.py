@@ -90,26 +90,30 @@ def record_run(config: ScenarioConfig, seed: int) -> RunRecord:
     return RunRecord(float(info["accuracy"]), float(info["loss"]), tuple(rounds))
 
 
+def _record_run(task: tuple[ScenarioConfig, int]) -> RunRecord:
+    return record_run(*task)
+
+
 def calibrate(
     config: ScenarioConfig,
     runs: int,
     seed: int = 0,
-    on_run: Callable[[int, RunRecord], None] | None = None,
+    on_run: Callable[[RunRecord], None] | None = None,
+    workers: int = 1,
 ) -> Calibration:
-    """Record ``runs`` real episodes (seeds ``seed``, ``seed + 1``, ...), fit on all but the held-out
-    last ``max(1, runs // 4)``, and return the calibration with its held-out error."""
+    """Record ``runs`` real episodes (seeds ``seed``, ``seed + 1``, ...) in ``workers`` processes
+    (one torch / BLAS thread each), fit on all but the held-out last ``max(1, runs // 4)``, and
+    return the calibration with its held-out error. The result does not depend on ``workers``."""
+    from fedsimenv.experiments.jobs import map_in_workers
     from fedsimenv.learning.surrogate import Calibration, learning_fingerprint
     from fedsimenv.learning.surrogate_fit import curve_error, fit_curve
 
     if runs < 2:
         raise ValueError(f"--runs must be >= 2 (at least one run to fit and one held out), got {runs}")
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
     config = config.model_copy(update={"trainer": "torch"})
-    records = []
-    for i in range(runs):
-        record = record_run(config, seed + i)
-        records.append(record)
-        if on_run is not None:
-            on_run(i, record)
+    records = map_in_workers(_record_run, [(config, seed + i) for i in range(runs)], workers, on_run)
     held_out = max(1, runs // 4)
     fit_runs, test_runs = records[:-held_out], records[-held_out:]
     curve = fit_curve(fit_runs)

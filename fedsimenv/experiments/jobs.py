@@ -16,13 +16,16 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.experiments.rundir import CONFIG_FILE, RUN_FILE
 from fedsimenv.experiments.session import resume_run, run_episode
 from fedsimenv.experiments.summary import SUMMARY_KEYS, summarise_rows
 from fedsimenv.scenario import load_scenario
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 Engine = Literal["serial", "local", "ray"]
 ENGINES: tuple[Engine, ...] = ("serial", "local", "ray")
@@ -87,6 +90,38 @@ def _init_worker() -> None:
     threadpool_limits(1)
 
 
+def map_in_workers(
+    function: Callable[[T], R],
+    items: Sequence[T],
+    workers: int,
+    on_done: Callable[[R], None] | None = None,
+) -> list[R]:
+    """``[function(item) for item in items]`` in ``workers`` spawned processes of one thread each
+    (in this process when ``workers == 1``); results in item order, ``on_done`` as each completes.
+
+    ``function`` and the items must be picklable (a module-level function, plain data).
+    """
+    results: dict[int, R] = {}
+    if workers <= 1 or len(items) <= 1:
+        for index, item in enumerate(items):
+            results[index] = function(item)
+            if on_done is not None:
+                on_done(results[index])
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn, not fork: forking a process that already runs torch threads can deadlock.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+            futures = {pool.submit(function, item): index for index, item in enumerate(items)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                if on_done is not None:
+                    on_done(results[futures[future]])
+    return [results[index] for index in range(len(items))]
+
+
 def run_jobs(
     jobs: Sequence[Job],
     engine: Engine = "local",
@@ -109,25 +144,9 @@ def run_jobs(
     workers = max(1, min(workers or os.cpu_count() or 1, max(len(jobs), 1)))
     if engine == "ray":
         return _run_ray(jobs, workers, on_done, ray_temp_dir)
-    results: list[dict[str, Any] | None] = [None] * len(jobs)
-    if engine == "serial" or workers == 1:
-        for index, job in enumerate(jobs):
-            results[index] = run_job(job)
-            if on_done is not None:
-                on_done(results[index] or {})
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        # spawn, not fork: forking a process that already runs torch threads can deadlock.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-            futures = {pool.submit(run_job, job): index for index, job in enumerate(jobs)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                if on_done is not None:
-                    on_done(results[futures[future]] or {})
-    return [r for r in results if r is not None]
+    if engine == "serial":
+        workers = 1
+    return map_in_workers(run_job, jobs, workers, on_done)
 
 
 def _run_ray(
