@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,7 +36,7 @@ def test_same_seed_gives_identical_metrics_and_other_seed_differs(tmp_path: Path
         assert_identical(first, other)
 
 
-def _rollout(trainer: str, rounds: int, seed: int) -> tuple[list[object], dict[str, object] | None]:
+def _rollout(trainer: str, rounds: int, seed: int) -> tuple[list[object], dict[str, Any] | None]:
     """Observations, rewards, flags and infos of ``rounds`` steps under fixed actions, and the
     trainer's final learning state (model weights and generator) where it has one."""
     env = WirelessFLEnv("tiny", trainer=trainer, overrides={"episode.max_rounds": rounds})
