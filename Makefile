@@ -12,7 +12,7 @@ AGENTS ?= optimal,equal,uniform-pruning,greedy-channel,proportional-fair
 SEEDS ?= 3
 OUT ?= runs/compare-$(SCENARIO)
 
-.PHONY: run test lint venv clean bench-env
+.PHONY: run test test-slow lint venv clean bench-env
 
 venv: $(STAMP)
 
@@ -32,6 +32,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The long learning-quality tests that `make test` deselects (marked slow in tests/).
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
 
 # The benchmark's own environment for the Flower peer (bench/fedavg_round.py): flwr[simulation] and Ray,
 # never installed into .venv. The constraints file keeps torch the pinned CPU wheel here too.

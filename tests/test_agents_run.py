@@ -29,7 +29,9 @@ NEW_AGENTS = [
 @pytest.mark.parametrize("name", NEW_AGENTS)
 def test_cli_runs_every_new_agent_on_tiny(name: str, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert main(["run", "tiny", "--agent", name, "--rounds", "2", "--out", str(out), "--quiet"]) == 0
+    # The agents do not depend on the model: a small MLP and one local epoch keep this fast.
+    fast = ["--set", "learning.model=mlp", "--set", "learning.local_epochs=1"]
+    assert main(["run", "tiny", "--agent", name, "--rounds", "2", *fast, "--out", str(out), "--quiet"]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [1, 2]
     assert all(1 <= r["num_selected"] <= 10 for r in rows)

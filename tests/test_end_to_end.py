@@ -11,14 +11,23 @@ from fedsimenv.cli import main
 from fedsimenv.experiments.rundir import METRIC_KEYS
 
 
-def test_equal_agent_on_tiny_reaches_90_percent_in_10_rounds(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("rounds", "min_accuracy"),
+    [
+        # 3 rounds reach ~0.91 on CPU (chance is 0.1): 0.7 leaves room and still needs real learning.
+        (3, 0.70),
+        pytest.param(10, 0.90, marks=pytest.mark.slow),
+    ],
+)
+def test_equal_agent_on_tiny_learns_the_digits(tmp_path: Path, rounds: int, min_accuracy: float) -> None:
     out = tmp_path / "run"
-    assert main(["run", "tiny", "--agent", "equal", "--rounds", "10", "--out", str(out), "--quiet"]) == 0
+    args = ["run", "tiny", "--agent", "equal", "--rounds", str(rounds), "--out", str(out), "--quiet"]
+    assert main(args) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["round"] for r in rows] == list(range(1, 11))
+    assert [r["round"] for r in rows] == list(range(1, rounds + 1))
     for key in ("round", "sim_time_s", "round_latency_s", "energy_j", "accuracy", "num_selected"):
         assert all(key in r for r in rows), key
-    assert rows[-1]["accuracy"] >= 0.90
+    assert rows[-1]["accuracy"] >= min_accuracy
     assert all(r["num_selected"] == 10 and r["mean_rho"] == 0.0 for r in rows)
     # Cumulative columns are the running sums of the per-round ones.
     assert rows[-1]["sim_time_s"] == pytest.approx(sum(r["round_latency_s"] for r in rows))

@@ -209,7 +209,16 @@ def _train_until_pruned(agent_name: str, **settings: Any) -> tuple[DWNPStrategy,
     return strategy, env.trainer
 
 
-@pytest.mark.parametrize("agent_name", ["dwnp", "dwnp-wireless", "fedilp", "fedosp"])
+@pytest.mark.parametrize(
+    "agent_name",
+    [
+        # One device-wise (per-device budgets) and one shared-sub-network case run by default.
+        "dwnp-wireless",
+        "fedilp",
+        pytest.param("dwnp", marks=pytest.mark.slow),
+        pytest.param("fedosp", marks=pytest.mark.slow),
+    ],
+)
 def test_deployed_subnetworks_meet_their_flops_budgets_after_training(agent_name: str) -> None:
     strategy, trainer = _train_until_pruned(agent_name)
     s = strategy.settings

@@ -65,6 +65,7 @@ def _mean_return(env: WirelessFLEnv, agent_name: str, seeds: range) -> float:
     return float(np.mean(returns))
 
 
+@pytest.mark.slow  # learning quality: 3000 PPO steps; the CLI test above trains and replays a policy fast
 def test_ppo_briefly_trained_on_the_fast_tiny_scenario_beats_random(tmp_path: Path) -> None:
     config = load_scenario("tiny", {"trainer": "surrogate"})
     train_policy(config, "ppo", 3000, tmp_path, seed=0)
