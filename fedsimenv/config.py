@@ -196,18 +196,27 @@ class ProtocolConfig(_Frozen):
     * ``async``: buffered asynchronous aggregation: devices keep training across rounds and a round
       (one aggregation) ends at every ``target_updates``-th arrival; each update's staleness is
       reported.
+
+    ``name`` is a name registered in :data:`fedsimenv.sim.protocols.PROTOCOLS`.
     """
 
-    name: Literal["synchronous", "deadline", "over-commit", "async"] = "synchronous"
+    name: str = "synchronous"
     deadline_s: float | None = Field(None, gt=0)
     target_updates: int | None = Field(None, ge=1)
 
+    @field_validator("name")
+    @classmethod
+    def _known_protocol(cls, value: str) -> str:
+        from fedsimenv.sim.protocols import PROTOCOLS
+
+        PROTOCOLS.get(value)
+        return value
+
     @model_validator(mode="after")
     def _needed_params(self) -> ProtocolConfig:
-        if self.name == "deadline" and self.deadline_s is None:
-            raise ValueError("protocol 'deadline' needs deadline_s (seconds, > 0)")
-        if self.name in ("over-commit", "async") and self.target_updates is None:
-            raise ValueError(f"protocol {self.name!r} needs target_updates (an integer >= 1)")
+        from fedsimenv.sim.protocols import PROTOCOLS
+
+        PROTOCOLS.get(self.name).check_config(self)
         return self
 
 
@@ -336,7 +345,9 @@ class ScenarioConfig(_Frozen):
     network: NetworkConfig = NetworkConfig()
     channel: ChannelConfig = ChannelConfig()
     devices: DevicesConfig = DevicesConfig()
-    protocol: ProtocolConfig = ProtocolConfig()
+    # A factory, not an instance: validating one needs the protocol registry, which imports the
+    # simulator, which imports this module.
+    protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
     learning: LearningConfig = LearningConfig()
     action: ActionConfig = ActionConfig()
     episode: EpisodeConfig = EpisodeConfig()
