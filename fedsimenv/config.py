@@ -221,13 +221,21 @@ class ProtocolConfig(_Frozen):
 
 
 class PartitionConfig(_Frozen):
-    method: Literal["iid", "dirichlet", "shards", "natural"] = "dirichlet"
+    method: str = Field("dirichlet", description="registry name in fedsimenv.learning.partition.PARTITIONS")
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration over labels")
     min_samples_per_device: int = Field(8, ge=1)
     classes_per_device: int = Field(2, ge=1, description="label shards per device (method: shards)")
     per_device_test: bool = Field(
         False, description="also evaluate each device on test data following its label mix (DWNP)"
     )
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        from fedsimenv.learning.partition import PARTITIONS
+
+        PARTITIONS.get(value)
+        return value
 
 
 class SyntheticDataConfig(_Frozen):
@@ -251,7 +259,7 @@ class SurrogateConfig(_Frozen):
 
 
 class LearningConfig(_Frozen):
-    dataset: Literal["digits", "synthetic", "cifar10", "cifar100", "femnist"] = "digits"
+    dataset: str = Field("digits", description="registry name in fedsimenv.learning.datasets.DATASETS")
     data_dir: str | None = Field(None, description="local directory of cifar10/cifar100/femnist files")
     synthetic: SyntheticDataConfig = SyntheticDataConfig()
     norm: Literal["batch", "layer", "group", "none"] | None = Field(
@@ -274,6 +282,14 @@ class LearningConfig(_Frozen):
     bits_per_param: int = Field(32, ge=1, le=64)
     device: Literal["cpu", "cuda"] = "cpu"
     surrogate: SurrogateConfig = SurrogateConfig()
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        from fedsimenv.learning.datasets import DATASETS
+
+        DATASETS.get(value)
+        return value
 
     @field_validator("model")
     @classmethod
@@ -356,7 +372,6 @@ class ScenarioConfig(_Frozen):
     @field_validator("trainer")
     @classmethod
     def _known_trainer(cls, value: str) -> str:
-        import fedsimenv.learning.surrogate  # noqa: F401 - registers the "surrogate" trainer
         from fedsimenv.learning.trainer import TRAINERS
 
         TRAINERS.get(value)

@@ -48,7 +48,9 @@ class RoundProtocol:
         """Raise ``ValueError`` naming each required parameter that ``config`` lacks."""
         for name in cls.required:
             if getattr(config, name) is None:
-                raise ValueError(f"protocol {config.name!r} needs {name} ({PARAMETER_HINTS.get(name, 'set')})")
+                raise ValueError(
+                    f"protocol {config.name!r} needs {name} ({PARAMETER_HINTS.get(name, 'set')})"
+                )
 
     def admit(
         self, sim: RoundSimulator, starting: NDArray[np.bool_], bandwidth_hz: FloatArray, start_s: float
