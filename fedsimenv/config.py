@@ -196,29 +196,46 @@ class ProtocolConfig(_Frozen):
     * ``async``: buffered asynchronous aggregation: devices keep training across rounds and a round
       (one aggregation) ends at every ``target_updates``-th arrival; each update's staleness is
       reported.
+
+    ``name`` is a name registered in :data:`fedsimenv.sim.protocols.PROTOCOLS`.
     """
 
-    name: Literal["synchronous", "deadline", "over-commit", "async"] = "synchronous"
+    name: str = "synchronous"
     deadline_s: float | None = Field(None, gt=0)
     target_updates: int | None = Field(None, ge=1)
 
+    @field_validator("name")
+    @classmethod
+    def _known_protocol(cls, value: str) -> str:
+        from fedsimenv.sim.protocols import PROTOCOLS
+
+        PROTOCOLS.get(value)
+        return value
+
     @model_validator(mode="after")
     def _needed_params(self) -> ProtocolConfig:
-        if self.name == "deadline" and self.deadline_s is None:
-            raise ValueError("protocol 'deadline' needs deadline_s (seconds, > 0)")
-        if self.name in ("over-commit", "async") and self.target_updates is None:
-            raise ValueError(f"protocol {self.name!r} needs target_updates (an integer >= 1)")
+        from fedsimenv.sim.protocols import PROTOCOLS
+
+        PROTOCOLS.get(self.name).check_config(self)
         return self
 
 
 class PartitionConfig(_Frozen):
-    method: Literal["iid", "dirichlet", "shards", "natural"] = "dirichlet"
+    method: str = Field("dirichlet", description="registry name in fedsimenv.learning.partition.PARTITIONS")
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration over labels")
     min_samples_per_device: int = Field(8, ge=1)
     classes_per_device: int = Field(2, ge=1, description="label shards per device (method: shards)")
     per_device_test: bool = Field(
         False, description="also evaluate each device on test data following its label mix (DWNP)"
     )
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        from fedsimenv.learning.partition import PARTITIONS
+
+        PARTITIONS.get(value)
+        return value
 
 
 class SyntheticDataConfig(_Frozen):
@@ -242,7 +259,7 @@ class SurrogateConfig(_Frozen):
 
 
 class LearningConfig(_Frozen):
-    dataset: Literal["digits", "synthetic", "cifar10", "cifar100", "femnist"] = "digits"
+    dataset: str = Field("digits", description="registry name in fedsimenv.learning.datasets.DATASETS")
     data_dir: str | None = Field(None, description="local directory of cifar10/cifar100/femnist files")
     synthetic: SyntheticDataConfig = SyntheticDataConfig()
     norm: Literal["batch", "layer", "group", "none"] | None = Field(
@@ -265,6 +282,14 @@ class LearningConfig(_Frozen):
     bits_per_param: int = Field(32, ge=1, le=64)
     device: Literal["cpu", "cuda"] = "cpu"
     surrogate: SurrogateConfig = SurrogateConfig()
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        from fedsimenv.learning.datasets import DATASETS
+
+        DATASETS.get(value)
+        return value
 
     @field_validator("model")
     @classmethod
@@ -336,7 +361,9 @@ class ScenarioConfig(_Frozen):
     network: NetworkConfig = NetworkConfig()
     channel: ChannelConfig = ChannelConfig()
     devices: DevicesConfig = DevicesConfig()
-    protocol: ProtocolConfig = ProtocolConfig()
+    # A factory, not an instance: validating one needs the protocol registry, which imports the
+    # simulator, which imports this module.
+    protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
     learning: LearningConfig = LearningConfig()
     action: ActionConfig = ActionConfig()
     episode: EpisodeConfig = EpisodeConfig()
@@ -345,7 +372,6 @@ class ScenarioConfig(_Frozen):
     @field_validator("trainer")
     @classmethod
     def _known_trainer(cls, value: str) -> str:
-        import fedsimenv.learning.surrogate  # noqa: F401 - registers the "surrogate" trainer
         from fedsimenv.learning.trainer import TRAINERS
 
         TRAINERS.get(value)

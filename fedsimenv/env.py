@@ -28,6 +28,7 @@ from fedsimenv.scenario import load_scenario
 from fedsimenv.seeding import EpisodeStreams, child_sequence
 from fedsimenv.sim import DeviceWorkload, RoundDecision, RoundReport, RoundSimulator
 from fedsimenv.sim.builder import build_simulator
+from fedsimenv.sim.protocols import PROTOCOLS
 from fedsimenv.view import SystemView
 
 __all__ = ["GAIN_DB_RANGE", "MAX_CPU_FREQ_GHZ", "WirelessFLEnv"]
@@ -190,10 +191,11 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         cfg = self.config
         self.num_devices = cfg.cell.num_devices
         self.trainer = TRAINERS.get(cfg.trainer)(cfg.learning, self.num_devices)
-        if cfg.protocol.name == "async" and not self.trainer.supports_async:
+        if PROTOCOLS.get(cfg.protocol.name).jobs_span_rounds and not self.trainer.supports_async:
+            supported = [name for name in TRAINERS.names() if TRAINERS.get(name).supports_async]
             raise ValueError(
-                f"protocol.name: 'async' needs a trainer that supports it; trainer {cfg.trainer!r} does not "
-                "(allowed with async: torch)"
+                f"protocol.name: {cfg.protocol.name!r} keeps jobs across rounds, which trainer "
+                f"{cfg.trainer!r} does not support; trainers that do: {', '.join(supported)}"
             )
         self.reward_fn = REWARDS.get(cfg.reward.name)(**cfg.reward.params)
         self.target_accuracy = self.reward_fn.episode_target(cfg.episode.target_accuracy)
@@ -256,7 +258,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         """One round from a decoded (and validated) :class:`RoundDecision`; ``step`` decodes first."""
         cfg = self.config
         simulator = self.simulator
-        is_async = cfg.protocol.name == "async"
+        is_async = simulator.rules.jobs_span_rounds
         # In the async protocol a device already working keeps its job; only idle ones start one.
         starting = decision.selected & ~simulator.busy if is_async else decision.selected
         rates = {int(k): float(decision.pruning_rate[k]) for k in np.flatnonzero(starting)}

@@ -8,6 +8,7 @@ unknown name raise a ``ValueError`` that lists the names that do exist.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -34,6 +35,25 @@ class Registry(Generic[T]):
             return obj
 
         return decorator
+
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return what was registered under it (tests' toy plug-ins).
+
+        Raises:
+            ValueError: ``name`` is not registered; the message lists the allowed names.
+        """
+        entry = self.get(name)
+        del self._entries[name]
+        return entry
+
+    @contextmanager
+    def registered(self, name: str, obj: T) -> Iterator[T]:
+        """Register ``obj`` as ``name`` for the duration of a ``with`` block, then remove it."""
+        self.register(name)(obj)
+        try:
+            yield obj
+        finally:
+            self._entries.pop(name, None)
 
     def get(self, name: str) -> T:
         """Return the object registered as ``name``.

@@ -29,7 +29,15 @@ def _write(tmp_path: Path, data: dict[str, object]) -> Path:
         ({"cell": {"num_devices": "ten"}}, ["cell.num_devices", "valid integer", "'ten'"]),
         (
             {"learning": {"partition": {"method": "spectral"}}},
-            ["learning.partition.method", "'iid', 'dirichlet', 'shards' or 'natural'"],
+            ["learning.partition.method", "allowed values: dirichlet, iid, natural, shards"],
+        ),
+        (
+            {"learning": {"dataset": "mnist"}},
+            ["learning.dataset", "unknown dataset 'mnist'", "allowed values: cifar10", "digits"],
+        ),
+        (
+            {"protocol": {"name": "gossip"}},
+            ["protocol.name", "unknown protocol 'gossip'", "allowed values: async, deadline"],
         ),
         (
             {"channel": {"fading": {"model": "rice"}}},

@@ -119,12 +119,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from agents import AGENTS
     from channels import FADING_MODELS, PATH_LOSS_MODELS
+    from fedsimenv.learning.datasets import DATASETS
     from fedsimenv.learning.models import MODELS
+    from fedsimenv.learning.partition import PARTITIONS
     from fedsimenv.learning.pruning import PRUNING_METHODS
-    from fedsimenv.learning.surrogate import SurrogateTrainer  # noqa: F401 - registers "surrogate"
     from fedsimenv.learning.trainer import TRAINERS
     from fedsimenv.rewards import REWARDS
     from fedsimenv.scenario import builtin_scenarios
+    from fedsimenv.sim.protocols import PROTOCOLS
 
     sections = {
         "scenarios": builtin_scenarios(),
@@ -135,6 +137,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         "models": MODELS.names(),
         "rewards": REWARDS.names(),
         "trainers": TRAINERS.names(),
+        "datasets": DATASETS.names(),
+        "partition methods": PARTITIONS.names(),
+        "protocols": PROTOCOLS.names(),
     }
     for title, names in sections.items():
         print(f"{title}: {', '.join(names)}")

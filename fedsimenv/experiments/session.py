@@ -47,6 +47,7 @@ from fedsimenv.experiments.rundir import (
 from fedsimenv.gantt import plot_gantt
 from fedsimenv.scenario import load_scenario
 from fedsimenv.seeding import EpisodeStreams
+from fedsimenv.sim.protocols import PROTOCOLS
 from fedsimenv.sim.timeline import timeline_records
 
 Observation = dict[str, Any]
@@ -85,10 +86,11 @@ class EpisodeSession:
             raise ValueError(f"checkpoint_every must be >= 1 (rounds), got {checkpoint_every}")
         if checkpoint_every is not None and out_dir is None:
             raise ValueError("checkpoints need a run directory (--out)")
-        if config.protocol.name == "async" and checkpoint_every is not None:
+        if PROTOCOLS.get(config.protocol.name).jobs_span_rounds and checkpoint_every is not None:
             # Async jobs (and their pruned sub-models) span rounds: the replay log does not hold them.
             warnings.warn(
-                "checkpoints are not supported with protocol 'async'; running without", stacklevel=2
+                f"checkpoints are not supported with protocol {config.protocol.name!r}; running without",
+                stacklevel=2,
             )
             checkpoint_every = None
         # An agent may need learning settings of its own (e.g. FedMP: l1-filter + r2sp); the run

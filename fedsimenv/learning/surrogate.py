@@ -37,7 +37,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedsimenv.config import LearningConfig
-from fedsimenv.learning.data import dirichlet_partition, iid_partition, load_digits, train_test_split
+from fedsimenv.learning.datasets import Split
+from fedsimenv.learning.partition import client_partition, load_configured_dataset
 from fedsimenv.learning.plan import DeviceJob, LearningResult, ModelCost, RoundPlan
 from fedsimenv.learning.trainer import TRAINERS, Trainer
 from fedsimenv.seeding import EpisodeStreams
@@ -49,8 +50,11 @@ CALIBRATION_VERSION = 1
 #: is null; fitted on ``tiny`` with ``fedsimenv calibrate tiny``.
 DEFAULT_CALIBRATION = "surrogate-digits-small-cnn.json"
 #: Learning fields a calibration is valid for: a curve fitted with other values would mislead.
+#: ``partition`` is the whole sub-config except :data:`FINGERPRINT_IGNORED_PARTITION_FIELDS`.
 FINGERPRINT_FIELDS = (
     "dataset",
+    "test_fraction",
+    "partition",
     "model",
     "pruning",
     "local_epochs",
@@ -59,6 +63,9 @@ FINGERPRINT_FIELDS = (
     "momentum",
     "bits_per_param",
 )
+#: Partition fields that change neither the clients' data nor the global curve (per-device test sets
+#: are drawn after the partition and the surrogate reports no per-device accuracy).
+FINGERPRINT_IGNORED_PARTITION_FIELDS = ("per_device_test",)
 
 
 class CalibrationError(ValueError):
@@ -190,8 +197,12 @@ class Calibration:
 
 
 def learning_fingerprint(config: LearningConfig) -> dict[str, Any]:
-    """The learning fields a calibration must match."""
-    return {name: getattr(config, name) for name in FINGERPRINT_FIELDS}
+    """The learning fields a calibration must match, as JSON values (so a fingerprint read back from a
+    calibration file compares equal to the one computed from the config)."""
+    dumped = config.model_dump(mode="json")
+    for name in FINGERPRINT_IGNORED_PARTITION_FIELDS:
+        dumped["partition"].pop(name)
+    return {name: dumped[name] for name in FINGERPRINT_FIELDS}
 
 
 def load_calibration(name_or_path: str | os.PathLike[str] | None) -> Calibration:
@@ -221,19 +232,13 @@ def label_coverage(counts: NDArray[np.float64], reference: NDArray[np.float64]) 
 
 
 def partition_label_counts(
-    config: LearningConfig, num_devices: int, streams: EpisodeStreams, data: Any = None
+    config: LearningConfig, num_devices: int, streams: EpisodeStreams, data: Split | None = None
 ) -> NDArray[np.float64]:
-    """(N, classes) label histogram of each device's training data, drawn as the torch trainer does
-    (same ``partition`` stream, same split and partition helpers)."""
-    full = load_digits() if data is None else data
-    split_rng = streams.numpy("partition")
-    train, _ = train_test_split(full, config.test_fraction, split_rng)
-    if config.partition.method == "dirichlet":
-        parts = dirichlet_partition(
-            train.y, num_devices, config.partition.alpha, split_rng, config.partition.min_samples_per_device
-        )
-    else:
-        parts = iid_partition(len(train), num_devices, split_rng)
+    """(N, classes) label histogram of each device's training data, drawn as the torch trainer does:
+    the configured dataset (``data``: its ``(full, official test)`` if already loaded), the same
+    ``partition`` stream and :func:`~fedsimenv.learning.partition.client_partition`."""
+    loaded = load_configured_dataset(config) if data is None else data
+    train, _, parts = client_partition(loaded, config, num_devices, streams.numpy("partition"))
     return np.stack([np.bincount(train.y[p], minlength=train.num_classes) for p in parts]).astype(np.float64)
 
 
@@ -268,7 +273,7 @@ class SurrogateTrainer(Trainer):
                 "run `fedsimenv calibrate` for this scenario and set learning.surrogate.calibration_file"
             )
         self.curve = self.calibration.curve
-        self._data = load_digits()
+        self._data = load_configured_dataset(config)
         self._counts: NDArray[np.float64] | None = None
 
     def reset(self, streams: EpisodeStreams) -> LearningResult:

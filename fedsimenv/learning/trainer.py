@@ -37,10 +37,6 @@ from fedsimenv.learning.data import (
     ArrayDataset,
     IntArray,
     device_test_split,
-    dirichlet_partition,
-    iid_partition,
-    natural_partition,
-    shard_partition,
     train_test_split,
 )
 from fedsimenv.learning.datasets import DatasetSpec, load_dataset
@@ -134,19 +130,11 @@ def _resolve_device(requested: str) -> torch.device:
 def partition(
     data: ArrayDataset, num_devices: int, config: LearningConfig, rng: np.random.Generator
 ) -> list[IntArray]:
-    """Split ``data`` over the devices as ``config.partition`` says."""
-    spec = config.partition
-    if spec.method == "dirichlet":
-        return dirichlet_partition(data.y, num_devices, spec.alpha, rng, spec.min_samples_per_device)
-    if spec.method == "shards":
-        return shard_partition(data.y, num_devices, spec.classes_per_device, rng)
-    if spec.method == "natural":
-        if data.groups is None:
-            raise ValueError(
-                f"partition 'natural' needs a dataset with owners (femnist), not {config.dataset}"
-            )
-        return natural_partition(data.groups, num_devices, rng)
-    return iid_partition(len(data), num_devices, rng)
+    """Split ``data`` over the devices as ``config.partition`` says (kept for callers of this name:
+    :func:`fedsimenv.learning.partition.partition_dataset` is the one implementation)."""
+    from fedsimenv.learning.partition import partition_dataset
+
+    return partition_dataset(data, num_devices, config.partition, rng)
 
 
 @TRAINERS.register("torch")

@@ -15,7 +15,8 @@ timeout, so a round costs O(N) events. Failures interrupt a device's process (``
 the device going off (Markov availability), its battery running out, or the server ending the round
 (deadline, over-commit). An interrupted update is lost; the energy spent up to then is counted.
 
-Protocols (``ProtocolConfig``): synchronous, deadline, over-commit and buffered asynchronous.
+Protocols (``ProtocolConfig``): synchronous, deadline, over-commit and buffered asynchronous, each a
+class registered in :data:`fedsimenv.sim.protocols.PROTOCOLS` whose hooks the simulator calls.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from channels import ChannelModel, DynamicChannel, dbm_to_watt, shannon_rate_bps
 from channels.mobility import StaticMobility
 from fedsimenv.config import NetworkConfig, ProtocolConfig
 from fedsimenv.sim.availability import MarkovAvailability
+from fedsimenv.sim.protocols import RoundProtocol, build_protocol
 from fedsimenv.sim.timing import compute_power_w, depletion_time, transfer_finish_times
 from fedsimenv.sim.types import (
     STATUS_ARRIVED,
@@ -112,6 +114,7 @@ class RoundSimulator:
         self.channel: EvolvingChannel = channel
         self.network = network
         self.protocol = protocol or ProtocolConfig()
+        self.rules: RoundProtocol = build_protocol(self.protocol)
         self.coherence_time_s = coherence_time_s
         self.availability = availability
         # Noise figure and inter-cell interference (a PSD, so it scales with each share like noise)
@@ -165,6 +168,21 @@ class RoundSimulator:
     def busy(self) -> NDArray[np.bool_]:
         """Devices with a job in flight (async protocol); they cannot start another one."""
         return self._active.copy()
+
+    @property
+    def job_bandwidth_hz(self) -> FloatArray:
+        """Bandwidth of each device's current/last job (a view: protocols read it, never write)."""
+        return self._job_bandwidth
+
+    @property
+    def arrivals(self) -> list[int]:
+        """Devices whose update arrived in the current round, in arrival order."""
+        return self._arrivals
+
+    @property
+    def round_done(self) -> simpy.Event:
+        """The event that ends the current round."""
+        return self._round_done
 
     @property
     def distance_m(self) -> FloatArray:
@@ -221,26 +239,18 @@ class RoundSimulator:
         # In async mode devices already working keep their job; the others may start one.
         starting = decision.selected & ~self._active
         unavailable = starting & ~powered
-        self._mark(unavailable, STATUS_FAILED, "unavailable", start)
+        self.mark(unavailable, STATUS_FAILED, "unavailable", start)
         starting &= powered
-        bandwidth = decision.bandwidth_hz.copy()
-        if self.protocol.name == "async":
-            # New jobs share the band left free by the jobs in flight, in the decision's proportions.
-            free_hz = self.network.bandwidth_hz - self._job_bandwidth[self._active].sum()
-            bandwidth *= max(free_hz, 0.0) / self.network.bandwidth_hz
-            no_band = starting & (bandwidth <= 0)
-            self._mark(no_band, STATUS_FAILED, "no-free-bandwidth", start)
-            starting &= ~no_band
+        starting, bandwidth = self.rules.admit(self, starting, decision.bandwidth_hz.copy(), start)
         self._start_jobs(starting, bandwidth, decision.pruning_rate, workload, start)
 
         if self._num_active == 0:
             self._round_done.succeed()
-        elif self.protocol.name == "deadline":
-            assert self.protocol.deadline_s is not None
-            self.env.process(self._deadline(self.round_index, self.protocol.deadline_s))
+        else:
+            self.rules.on_round_start(self)
         self.env.run(until=self._round_done)
         end = self.now_s
-        if self.protocol.name == "async":
+        if self.rules.jobs_span_rounds:
             self._status[self._active] = STATUS_IN_FLIGHT
             self.version += 1
         report = self._report(decision, start, end, powered)
@@ -255,7 +265,7 @@ class RoundSimulator:
             self._blocks = {b: g for b, g in self._blocks.items() if b >= current}
         return report
 
-    def _mark(self, mask: NDArray[np.bool_], status: str, reason: str, time_s: float) -> None:
+    def mark(self, mask: NDArray[np.bool_], status: str, reason: str, time_s: float) -> None:
         self._status[mask] = status
         self._reason[mask] = reason
         self._stop_s[mask] = time_s
@@ -357,12 +367,8 @@ class RoundSimulator:
         if self._active[k] and self._job_id[k] == job_id:
             self._processes[k].interrupt((STATUS_FAILED, reason))
 
-    def _deadline(self, round_index: int, deadline_s: float) -> Generator[simpy.Event, Any, None]:
-        yield self.env.timeout(deadline_s)
-        if self.round_index == round_index and not self._round_done.triggered:
-            self._drop_active("deadline")
-
-    def _drop_active(self, reason: str) -> None:
+    def drop_active(self, reason: str) -> None:
+        """Interrupt every job in flight: the server discards it (status dropped, ``reason``)."""
         for k in np.flatnonzero(self._active):
             process = self._processes[int(k)]
             if process.is_alive:
@@ -375,12 +381,10 @@ class RoundSimulator:
         self._status[k], self._reason[k], self._stop_s[k] = status, reason, self.now_s
         if status == STATUS_ARRIVED:
             self._arrivals.append(k)
-        target = self.protocol.target_updates
-        if self.protocol.name == "over-commit" and len(self._arrivals) == target:
-            self._drop_active("over-commit")
+        end_now = self.rules.on_job_end(self)
         if self._round_done.triggered:
             return
-        if self._num_active == 0 or (self.protocol.name == "async" and len(self._arrivals) == target):
+        if self._num_active == 0 or end_now:
             self._round_done.succeed()
 
     # -- report ---------------------------------------------------------------------------------
@@ -430,7 +434,7 @@ class RoundSimulator:
             status=self._status.astype(str),
             reason=self._reason.astype(str),
             staleness=np.where(arrived, self.version - 1 - self._job_version, 0)
-            if self.protocol.name == "async"
+            if self.rules.jobs_span_rounds
             else np.zeros(n, dtype=np.int64),
             battery_j=self.battery_j.copy(),
             stop_s=np.array(self._stop_s, dtype=np.float64),
@@ -438,6 +442,6 @@ class RoundSimulator:
         )
 
     def _job_bandwidth_for_report(self, decision: RoundDecision) -> FloatArray:
-        source = self._job_bandwidth if self.protocol.name == "async" else decision.bandwidth_hz
+        source = self._job_bandwidth if self.rules.jobs_span_rounds else decision.bandwidth_hz
         result: FloatArray = np.array(source, dtype=np.float64)
         return result
