@@ -8,7 +8,8 @@ against that component's own ``Params`` model.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
     BaseModel,
@@ -23,6 +24,35 @@ from pydantic import (
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+#: Validation-context key of the component registries (kind -> registry). The schema sits below the
+#: planes that own those registries, so it cannot import them: :func:`fedsimenv.scenario.load_scenario`
+#: passes them in (``model_validate(data, context={REGISTRIES: ...})``) and every component name is
+#: then checked, with the allowed names in the error. Without the context only types and ranges are
+#: validated; an unknown name then fails where the component is built, with the same message.
+REGISTRIES = "registries"
+
+
+class NameRegistry(Protocol):
+    """What the schema needs of a registry: ``get(name)`` raising ``ValueError`` with the allowed names."""
+
+    def get(self, name: str) -> Any: ...
+
+
+def _registry(info: ValidationInfo, kind: str) -> NameRegistry | None:
+    context = info.context
+    if not isinstance(context, Mapping):
+        return None
+    registries = context.get(REGISTRIES)
+    return registries.get(kind) if isinstance(registries, Mapping) else None
+
+
+def _known_name(value: str, info: ValidationInfo, kind: str) -> str:
+    registry = _registry(info, kind)
+    if registry is not None:
+        registry.get(value)
+    return value
 
 
 class ComponentConfig(_Frozen):
@@ -206,17 +236,14 @@ class ProtocolConfig(_Frozen):
 
     @field_validator("name")
     @classmethod
-    def _known_protocol(cls, value: str) -> str:
-        from fedsimenv.sim.protocols import PROTOCOLS
-
-        PROTOCOLS.get(value)
-        return value
+    def _known_protocol(cls, value: str, info: ValidationInfo) -> str:
+        return _known_name(value, info, "protocol")
 
     @model_validator(mode="after")
-    def _needed_params(self) -> ProtocolConfig:
-        from fedsimenv.sim.protocols import PROTOCOLS
-
-        PROTOCOLS.get(self.name).check_config(self)
+    def _needed_params(self, info: ValidationInfo) -> ProtocolConfig:
+        protocols = _registry(info, "protocol")
+        if protocols is not None:
+            protocols.get(self.name).check_config(self)
         return self
 
 
@@ -231,11 +258,8 @@ class PartitionConfig(_Frozen):
 
     @field_validator("method")
     @classmethod
-    def _known_method(cls, value: str) -> str:
-        from fedsimenv.learning.partition import PARTITIONS
-
-        PARTITIONS.get(value)
-        return value
+    def _known_method(cls, value: str, info: ValidationInfo) -> str:
+        return _known_name(value, info, "partition")
 
 
 class SyntheticDataConfig(_Frozen):
@@ -285,35 +309,23 @@ class LearningConfig(_Frozen):
 
     @field_validator("dataset")
     @classmethod
-    def _known_dataset(cls, value: str) -> str:
-        from fedsimenv.learning.datasets import DATASETS
-
-        DATASETS.get(value)
-        return value
+    def _known_dataset(cls, value: str, info: ValidationInfo) -> str:
+        return _known_name(value, info, "dataset")
 
     @field_validator("model")
     @classmethod
-    def _known_model(cls, value: str) -> str:
-        from fedsimenv.learning.models import MODELS
-
-        MODELS.get(value)
-        return value
+    def _known_model(cls, value: str, info: ValidationInfo) -> str:
+        return _known_name(value, info, "model")
 
     @field_validator("pruning")
     @classmethod
-    def _known_pruning(cls, value: str) -> str:
-        from fedsimenv.learning.pruning import PRUNING_METHODS
-
-        PRUNING_METHODS.get(value)
-        return value
+    def _known_pruning(cls, value: str, info: ValidationInfo) -> str:
+        return _known_name(value, info, "pruning")
 
     @field_validator("aggregation")
     @classmethod
-    def _known_aggregation(cls, value: str) -> str:
-        from fedsimenv.learning.aggregation import AGGREGATORS
-
-        AGGREGATORS.get(value)
-        return value
+    def _known_aggregation(cls, value: str, info: ValidationInfo) -> str:
+        return _known_name(value, info, "aggregation")
 
 
 class ActionConfig(_Frozen):
@@ -340,11 +352,12 @@ class RewardConfig(_Frozen):
     params: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _known_reward(self) -> RewardConfig:
-        from fedsimenv.rewards import REWARDS
-
+    def _known_reward(self, info: ValidationInfo) -> RewardConfig:
+        rewards = _registry(info, "reward")
+        if rewards is None:
+            return self
         try:
-            REWARDS.get(self.name)(**self.params)
+            rewards.get(self.name)(**self.params)
         except TypeError as err:
             raise ValueError(f"invalid params for reward {self.name!r}: {err}") from None
         return self
@@ -361,9 +374,7 @@ class ScenarioConfig(_Frozen):
     network: NetworkConfig = NetworkConfig()
     channel: ChannelConfig = ChannelConfig()
     devices: DevicesConfig = DevicesConfig()
-    # A factory, not an instance: validating one needs the protocol registry, which imports the
-    # simulator, which imports this module.
-    protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
+    protocol: ProtocolConfig = ProtocolConfig()
     learning: LearningConfig = LearningConfig()
     action: ActionConfig = ActionConfig()
     episode: EpisodeConfig = EpisodeConfig()
@@ -371,8 +382,5 @@ class ScenarioConfig(_Frozen):
 
     @field_validator("trainer")
     @classmethod
-    def _known_trainer(cls, value: str) -> str:
-        from fedsimenv.learning.trainer import TRAINERS
-
-        TRAINERS.get(value)
-        return value
+    def _known_trainer(cls, value: str, info: ValidationInfo) -> str:
+        return _known_name(value, info, "trainer")

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from fedsimenv.config import ScenarioConfig
+from fedsimenv.config import REGISTRIES, ScenarioConfig
 
 
 class ScenarioError(ValueError):
@@ -90,9 +90,33 @@ def load_scenario(
     if overrides:
         data = apply_overrides(data, overrides)
     try:
-        return ScenarioConfig.model_validate(data)
+        return ScenarioConfig.model_validate(data, context={REGISTRIES: component_registries()})
     except ValidationError as err:
         raise ScenarioError(f"{source} is invalid:\n{format_validation_error(err)}") from None
+
+
+def component_registries() -> dict[str, Any]:
+    """The registries a scenario's component names are checked against, by kind (the planes own
+    them; they fill on import of their packages)."""
+    from fedsimenv.learning.aggregation import AGGREGATORS
+    from fedsimenv.learning.datasets import DATASETS
+    from fedsimenv.learning.models import MODELS
+    from fedsimenv.learning.partition import PARTITIONS
+    from fedsimenv.learning.pruning import PRUNING_METHODS
+    from fedsimenv.learning.trainer import TRAINERS
+    from fedsimenv.rewards import REWARDS
+    from fedsimenv.sim.protocols import PROTOCOLS
+
+    return {
+        "aggregation": AGGREGATORS,
+        "dataset": DATASETS,
+        "model": MODELS,
+        "partition": PARTITIONS,
+        "pruning": PRUNING_METHODS,
+        "protocol": PROTOCOLS,
+        "reward": REWARDS,
+        "trainer": TRAINERS,
+    }
 
 
 def format_validation_error(err: ValidationError) -> str:

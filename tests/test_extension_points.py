@@ -13,7 +13,7 @@ import pytest
 from numpy.typing import NDArray
 from sim_helpers import make_simulator, select, workload
 
-from fedsimenv.config import LearningConfig, PartitionConfig, ProtocolConfig, ScenarioConfig
+from fedsimenv.config import LearningConfig, PartitionConfig, ProtocolConfig
 from fedsimenv.env import WirelessFLEnv
 from fedsimenv.learning.data import ArrayDataset, IntArray
 from fedsimenv.learning.datasets import DATASETS, DatasetSpec, Split
@@ -93,7 +93,7 @@ def test_toy_partition_is_selectable_by_name_and_runs() -> None:
         # digits: 1797 samples, 20% stratified test -> 1438 training samples.
         assert env.trainer.num_samples.tolist() == [1435, 1, 1, 1]
     with pytest.raises(ValueError, match="unknown partition method 'lopsided'; allowed values: dirichlet"):
-        PartitionConfig(method="lopsided")
+        load_scenario("tiny", {"learning.partition.method": "lopsided"})
 
 
 class _ConstantTrainer(Trainer):
@@ -130,7 +130,7 @@ def test_toy_trainer_is_selectable_by_name_in_a_scenario() -> None:
         assert isinstance(env.trainer, _ConstantTrainer)
         assert info["accuracy"] == pytest.approx(1.0)  # all 4 devices selected, synchronous: all arrive
     with pytest.raises(ValueError, match="unknown trainer 'constant'; allowed values: surrogate, torch"):
-        ScenarioConfig(trainer="constant")
+        load_scenario("tiny", {"trainer": "constant"})
 
 
 class _FirstArrivalOnly(RoundProtocol):
@@ -152,7 +152,7 @@ def test_toy_protocol_is_selectable_by_name_and_runs_a_round() -> None:
         assert list(report.reason) == ["first-only", "", "first-only"]
         assert report.protocol == "first-only"
     with pytest.raises(ValueError, match="unknown protocol 'first-only'; allowed values: async, deadline"):
-        ProtocolConfig(name="first-only")
+        load_scenario("tiny", {"protocol.name": "first-only"})
 
 
 def test_only_the_async_protocol_keeps_jobs_across_rounds() -> None:
