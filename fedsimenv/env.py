@@ -10,7 +10,6 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
-from channels import shannon_rate_bps
 from fedsimenv.actions import decode_action
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.learning.plan import DeviceJob, LearningResult, RoundPlan
@@ -29,7 +28,7 @@ from fedsimenv.seeding import EpisodeStreams, child_sequence
 from fedsimenv.sim import DeviceWorkload, RoundDecision, RoundReport, RoundSimulator
 from fedsimenv.sim.builder import build_simulator
 from fedsimenv.sim.protocols import PROTOCOLS
-from fedsimenv.view import SystemView
+from fedsimenv.view import SystemView, build_system_view
 
 __all__ = ["GAIN_DB_RANGE", "MAX_CPU_FREQ_GHZ", "WirelessFLEnv"]
 
@@ -353,32 +352,15 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         sim = self.simulator
         if self._view_cache is not None and self._view_cache[0] == sim.round_index:
             return self._view_cache[1]
-        cfg = self.config
         # The unpruned cost is the same for every device (one global architecture).
         unpruned = self.trainer.cost_at(0.0)
-        n = self.num_devices
-        num_samples = self.trainer.num_samples.astype(np.float64)
-        cycles = cfg.learning.local_epochs * num_samples * 3.0 * unpruned.forward_flops_per_sample
-        cycles = cycles / self.fleet.flops_per_cycle
-        gain = sim.channel_gain_linear
-        downlink_rate = shannon_rate_bps(
-            cfg.network.downlink_bandwidth_hz, sim.bs_tx_power_w, gain, sim.noise_psd_w_per_hz
-        )
-        view = SystemView(
-            round_index=sim.round_index,
-            channel_gain_linear=gain,
-            tx_power_w=self.fleet.tx_power_w,
-            noise_psd_w_per_hz=sim.noise_psd_w_per_hz,
-            bandwidth_hz=cfg.network.bandwidth_hz,
-            compute_latency_s=cycles / self.fleet.cpu_freq_hz,
-            compute_cycles=cycles,
-            cpu_freq_hz=self.fleet.cpu_freq_hz,
-            kappa=self.fleet.kappa,
-            upload_bits=np.full(n, unpruned.upload_bits),
-            download_bits=self.trainer.download_bits(),
-            downlink_time_s=self.trainer.download_bits() / downlink_rate,
-            num_samples=num_samples,
-            rho_max=cfg.action.rho_max,
+        view = build_system_view(
+            self.config,
+            sim,
+            self.trainer.num_samples,
+            unpruned.forward_flops_per_sample,
+            unpruned.upload_bits,
+            self.trainer.download_bits(),
         )
         self._view_cache = (sim.round_index, view)
         return view

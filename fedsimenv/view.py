@@ -10,9 +10,16 @@ agent cannot change the simulation through it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
+
+from channels import shannon_rate_bps
+from fedsimenv.config import ScenarioConfig
+
+if TYPE_CHECKING:
+    from fedsimenv.sim import RoundSimulator
 
 FloatArray = NDArray[np.float64]
 
@@ -81,3 +88,42 @@ class SystemView:
     def snr_bandwidth_hz(self) -> FloatArray:
         """(N,) ``a_k = p_k g_k / N0`` in Hz: the rate is ``b log2(1 + a_k / b)``."""
         return np.asarray(self.tx_power_w * self.channel_gain_linear / self.noise_psd_w_per_hz)
+
+
+def build_system_view(
+    config: ScenarioConfig,
+    sim: RoundSimulator,
+    num_samples: NDArray[np.int64],
+    unpruned_forward_flops_per_sample: float,
+    unpruned_upload_bits: float,
+    download_bits: float,
+) -> SystemView:
+    """The :class:`SystemView` of ``sim``'s coming round (a pure function of its arguments).
+
+    Unpruned compute latency ``A_k = E D_k 3 F_fwd / (f_k phi_k)`` (backward ~ 2x forward) and the
+    downlink time at device k's own rate; the round's downlink is the maximum over the selected.
+    """
+    fleet = sim.fleet
+    samples = num_samples.astype(np.float64)
+    cycles = config.learning.local_epochs * samples * 3.0 * unpruned_forward_flops_per_sample
+    cycles = cycles / fleet.flops_per_cycle
+    gain = sim.channel_gain_linear
+    downlink_rate = shannon_rate_bps(
+        config.network.downlink_bandwidth_hz, sim.bs_tx_power_w, gain, sim.noise_psd_w_per_hz
+    )
+    return SystemView(
+        round_index=sim.round_index,
+        channel_gain_linear=gain,
+        tx_power_w=fleet.tx_power_w,
+        noise_psd_w_per_hz=sim.noise_psd_w_per_hz,
+        bandwidth_hz=config.network.bandwidth_hz,
+        compute_latency_s=cycles / fleet.cpu_freq_hz,
+        compute_cycles=cycles,
+        cpu_freq_hz=fleet.cpu_freq_hz,
+        kappa=fleet.kappa,
+        upload_bits=np.full(len(gain), unpruned_upload_bits),
+        download_bits=download_bits,
+        downlink_time_s=download_bits / downlink_rate,
+        num_samples=samples,
+        rho_max=config.action.rho_max,
+    )

@@ -40,7 +40,7 @@ def _script(name: str, *args: str) -> str:
 def test_run_scenario_script_writes_and_resumes(tmp_path: Path, fast_tiny: str) -> None:
     out = tmp_path / "run"
     stdout = _script(
-        "run_scenario", "--scenario", "tiny", "--agent", "equal", "--rounds", "2", "--out", str(out)
+        "run_scenario", "--scenario", fast_tiny, "--agent", "equal", "--rounds", "2", "--out", str(out)
     )
     assert "final accuracy" in stdout
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -11,6 +11,7 @@ import pytest
 from sim_helpers import make_simulator, select, unit_gain, workload
 
 from fedsimenv.config import ProtocolConfig
+from fedsimenv.scenario import load_scenario
 from fedsimenv.sim.availability import MarkovAvailability
 from fedsimenv.sim.timing import depletion_time, transfer_finish_times
 
@@ -150,5 +151,5 @@ def test_markov_availability_matches_the_stationary_on_probability() -> None:
     [({"name": "deadline"}, "deadline_s"), ({"name": "over-commit"}, "target_updates")],
 )
 def test_protocol_parameters_are_required(protocol: dict[str, str], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        ProtocolConfig.model_validate(protocol)
+    with pytest.raises(ValueError, match=rf"protocol: .*needs {message}"):
+        load_scenario("tiny", {"protocol": protocol})

@@ -8,7 +8,7 @@ An agent that needs one builds it and installs it with :meth:`TorchTrainer.use_s
 then calls its hooks at fixed points of every round:
 
 * :meth:`TrainingStrategy.reset` at the end of ``trainer.reset`` (data split and model exist);
-* :meth:`TrainingStrategy.masks` in ``prepare_round`` for each selected device with ``rho > 0``, in
+* :meth:`TrainingStrategy.masks` in ``plan_round`` for each device starting a job with ``rho > 0``, in
   place of the scenario's pruning method (return ``None`` to fall back to it). ``rho = 0`` always
   means the unpruned model, so an agent whose strategy prunes sends the achieved rate (> 0);
 * :meth:`TrainingStrategy.after_round` in ``train_round`` after aggregation, before evaluation.
