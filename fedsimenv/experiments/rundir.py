@@ -18,6 +18,8 @@ Files of a run directory (every file but the two append-only JSONL files is writ
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +29,7 @@ import torch
 
 from fedsimenv.atomic import replacing, write_text_atomic
 from fedsimenv.config import ScenarioConfig
-from fedsimenv.experiments.errors import ResumeError, RunDirectoryError
+from fedsimenv.experiments.errors import NonFiniteResultError, ResumeError, RunDirectoryError
 from fedsimenv.scenario import dump_scenario
 
 #: Keys of each ``metrics.jsonl`` row, in order (``mean_pruning_rate`` is written as ``mean_rho``).
@@ -57,11 +59,26 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 def metric_row(info: Mapping[str, Any], reward: float) -> dict[str, Any]:
-    """One ``metrics.jsonl`` row from a step's info (the keys of :data:`METRIC_KEYS`)."""
+    """One ``metrics.jsonl`` row from a step's info (the keys of :data:`METRIC_KEYS`).
+
+    Raises:
+        NonFiniteResultError: a quantity of the round is NaN or infinite (it never reaches a file).
+    """
     row = {key: info[key] for key in METRIC_KEYS if key != "reward"}
     row["mean_rho"] = row.pop("mean_pruning_rate")
     row["reward"] = float(reward)
+    for key, value in row.items():
+        if isinstance(value, numbers.Real) and not math.isfinite(value):
+            raise NonFiniteResultError(
+                f"round {row.get('round')}: {key} is {value} (not finite); the run was stopped "
+                "(metrics.jsonl holds the rounds before it)"
+            )
     return row
+
+
+def metric_line(row: Mapping[str, Any]) -> str:
+    """A ``metrics.jsonl`` line: strict JSON (``NaN``/``Infinity`` refused)."""
+    return json.dumps(dict(row), allow_nan=False) + "\n"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ from fedsimenv.experiments.rundir import (
     METRICS_FILE,
     TIMELINE_FILE,
     latest_checkpoint,
+    metric_line,
     metric_row,
     prune_checkpoints,
     read_jsonl,
@@ -190,7 +191,7 @@ class EpisodeSession:
                 raise ReplayDivergedError(
                     f"replay diverged: round {index + 1} of metrics.jsonl differs from the replayed round"
                 )
-        write_text_atomic(self.out_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in self.rows))
+        write_text_atomic(self.out_dir / METRICS_FILE, "".join(metric_line(r) for r in self.rows))
         if self.timeline:
             write_text_atomic(self.out_dir / TIMELINE_FILE, "".join(timeline_lines))
 
@@ -220,7 +221,7 @@ class EpisodeSession:
                     self.records.append(record_round(env, action))
                 row = metric_row(info, float(reward))
                 self.rows.append(row)
-                _append(metrics, json.dumps(row) + "\n")
+                _append(metrics, metric_line(row))
                 if timeline is not None:
                     _append(timeline, _timeline_text(env))
                 done = terminated or truncated
