@@ -7,6 +7,7 @@ described in :mod:`fedsimenv.experiments.rundir`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from collections.abc import Callable, Mapping
@@ -42,6 +43,7 @@ from fedsimenv.experiments.rundir import (
     prune_checkpoints,
     read_jsonl,
     read_run_meta,
+    run_dir_lock,
     save_checkpoint,
     write_run_files,
 )
@@ -129,6 +131,19 @@ class EpisodeSession:
         env, agent = self._build()
         observation, info = env.reset(seed=self.seed)
         agent.reset(info)
+        lock = run_dir_lock(self.out_dir) if self.out_dir is not None else contextlib.nullcontext()
+        with lock:  # one writer per run directory
+            return self._run_locked(env, agent, observation, info, resume, overwrite)
+
+    def _run_locked(
+        self,
+        env: WirelessFLEnv,
+        agent: Agent,
+        observation: Observation,
+        info: dict[str, Any],
+        resume: bool,
+        overwrite: bool,
+    ) -> list[dict[str, Any]]:
         checkpoint = self._open_run_dir(resume, overwrite)
         done, timeline_lines = False, list[str]()
         if checkpoint is not None:
