@@ -23,7 +23,14 @@ from pydantic import (
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """Base of every scenario model: immutable, unknown keys refused, numbers finite and strict.
+
+    ``allow_inf_nan=False`` refuses ``.inf``/``.nan`` in every float field (nested models included);
+    ``strict=True`` refuses a boolean or a string where a number is expected and a number where a
+    boolean or a string is expected (an integer is still accepted for a float field).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 #: Validation-context key of the component registries (kind -> registry). The schema sits below the
@@ -32,6 +39,9 @@ class _Frozen(BaseModel):
 #: then checked, with the allowed names in the error. Without the context only types and ranges are
 #: validated; an unknown name then fails where the component is built, with the same message.
 REGISTRIES = "registries"
+
+#: Largest seed a scenario may give (what every random generator in use accepts).
+MAX_SEED = 2**32 - 1
 
 
 class NameRegistry(Protocol):
@@ -64,8 +74,10 @@ class ComponentConfig(_Frozen):
 
 class CellConfig(_Frozen):
     num_devices: int = Field(10, ge=1, le=100_000)
-    radius_m: float = Field(500.0, gt=0)
-    min_distance_m: float = Field(10.0, ge=0, description="devices are placed no closer than this")
+    radius_m: float = Field(500.0, gt=0, le=1e5, description="cell radius, at most 100 km")
+    min_distance_m: float = Field(
+        10.0, ge=0, le=1e5, description="devices are placed no closer than this (at most 100 km)"
+    )
 
     @model_validator(mode="after")
     def _min_below_radius(self) -> CellConfig:
@@ -77,14 +89,14 @@ class CellConfig(_Frozen):
 
 
 class NetworkConfig(_Frozen):
-    bandwidth_hz: float = Field(20e6, gt=0, description="shared uplink bandwidth B")
+    bandwidth_hz: float = Field(20e6, gt=0, le=1e11, description="shared uplink bandwidth B (<= 100 GHz)")
     noise_psd_dbm_per_hz: float = Field(-174.0, ge=-250, le=0)
     noise_figure_db: float = Field(0.0, ge=0, le=30, description="receiver noise figure F")
     interference_psd_dbm_per_hz: float | None = Field(
         None, ge=-250, le=0, description="inter-cell interference PSD I0 on every band; null = none"
     )
     tx_power_dbm: float = Field(10.0, ge=-50, le=50, description="device uplink transmit power")
-    downlink_bandwidth_hz: float = Field(20e6, gt=0)
+    downlink_bandwidth_hz: float = Field(20e6, gt=0, le=1e11, description="downlink bandwidth (<= 100 GHz)")
     bs_tx_power_dbm: float = Field(33.0, ge=-50, le=70, description="base-station downlink power")
 
 
@@ -95,8 +107,9 @@ class ChannelConfig(_Frozen):
     coherence_time_s: float | None = Field(
         None,
         gt=0,
+        le=1e6,
         description="how often the simulator advances the channel (mobility, shadowing, fading), in "
-        "seconds of simulated time; null = once per round",
+        "seconds of simulated time (at most 1e6 s); null = once per round",
     )
     shadowing: ComponentConfig | None = Field(
         None, description="shadowing model (e.g. gudmundson); replaces shadowing_std_db when given"
@@ -152,7 +165,7 @@ class LogNormal(_Frozen):
 
     distribution: Literal["lognormal"]
     median: float = Field(gt=0)
-    sigma: float = Field(ge=0, description="standard deviation of the natural logarithm")
+    sigma: float = Field(ge=0, le=5, description="standard deviation of the natural logarithm (<= 5)")
 
 
 class FixedValues(_Frozen):
@@ -160,6 +173,10 @@ class FixedValues(_Frozen):
 
     distribution: Literal["list"]
     values: list[float] = Field(min_length=1)
+
+
+def _list_to_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _number_to_constant(value: Any) -> Any:
@@ -179,19 +196,29 @@ DeviceQuantity = Annotated[
 class AvailabilityConfig(_Frozen):
     """Two-state Markov on/off availability per device (exponential holding times)."""
 
-    on_to_off_rate_per_s: float = Field(ge=0, description="1 / mean time on")
-    off_to_on_rate_per_s: float = Field(ge=0, description="1 / mean time off")
+    on_to_off_rate_per_s: float = Field(ge=0, le=1e6, description="1 / mean time on (<= 1e6 /s)")
+    off_to_on_rate_per_s: float = Field(ge=0, le=1e6, description="1 / mean time off (<= 1e6 /s)")
 
 
 class DevicesConfig(_Frozen):
-    cpu_freq_hz: DeviceQuantity = UniformRange(low=0.5e9, high=2e9)
-    flops_per_cycle: DeviceQuantity = Field(Constant(value=4.0), description="FLOPs per CPU cycle (phi)")
-    tx_power_dbm: DeviceQuantity | None = Field(
-        None, description="per-device override of network.tx_power_dbm"
+    cpu_freq_hz: DeviceQuantity = Field(
+        UniformRange(low=0.5e9, high=2e9), description="CPU frequency, in (0, 1e11] Hz"
     )
-    battery_capacity_j: DeviceQuantity | None = Field(None, description="null = unlimited battery")
-    idle_power_w: float = Field(0.0, ge=0, description="power drawn while on but not computing/sending")
-    kappa: float = Field(1e-28, ge=0, description="effective switched capacitance (J/cycle/Hz^2)")
+    flops_per_cycle: DeviceQuantity = Field(
+        Constant(value=4.0), description="FLOPs per CPU cycle (phi), in (0, 1e4]"
+    )
+    tx_power_dbm: DeviceQuantity | None = Field(
+        None, description="per-device override of network.tx_power_dbm, in [-50, 50] dBm"
+    )
+    battery_capacity_j: DeviceQuantity | None = Field(
+        None, description="in (0, 1e9] J; null = unlimited battery"
+    )
+    idle_power_w: float = Field(
+        0.0, ge=0, le=1e4, description="power drawn while on but not computing/sending (<= 10 kW)"
+    )
+    kappa: float = Field(
+        1e-28, ge=0, le=1e-20, description="effective switched capacitance (J/cycle/Hz^2, <= 1e-20)"
+    )
     availability: AvailabilityConfig | None = Field(None, description="null = always available")
     trace_csv: str | None = Field(
         None,
@@ -199,22 +226,35 @@ class DevicesConfig(_Frozen):
         "tx_power_dbm, battery_capacity_j; its columns override the fields above",
     )
 
-    @field_validator("cpu_freq_hz", "flops_per_cycle", "battery_capacity_j")
+    @field_validator("cpu_freq_hz", "flops_per_cycle", "battery_capacity_j", "tx_power_dbm")
     @classmethod
-    def _positive(cls, value: Any) -> Any:
+    def _in_range(cls, value: Any, info: ValidationInfo) -> Any:
+        # Ranges of the per-device quantities (a log-normal's median stands for its values).
         if isinstance(value, Constant):
-            smallest = value.value
+            smallest = largest = value.value
         elif isinstance(value, UniformRange):
-            smallest = value.low
+            smallest, largest = value.low, value.high
         elif isinstance(value, LogNormal):
-            smallest = value.median
+            smallest = largest = value.median
         elif isinstance(value, FixedValues):
-            smallest = min(value.values)
+            smallest, largest = min(value.values), max(value.values)
         else:
             return value
-        if smallest <= 0:
+        low, high, positive = _DEVICE_RANGES[str(info.field_name)]
+        if positive and smallest <= 0:
             raise ValueError("every device's value must be > 0")
+        if smallest < low or largest > high:
+            raise ValueError(f"every device's value must be in [{low:g}, {high:g}]")
         return value
+
+
+#: field -> (lowest, highest, must be > 0) of the per-device quantities.
+_DEVICE_RANGES: dict[str, tuple[float, float, bool]] = {
+    "cpu_freq_hz": (0.0, 1e11, True),
+    "flops_per_cycle": (0.0, 1e4, True),
+    "battery_capacity_j": (0.0, 1e9, True),
+    "tx_power_dbm": (-50.0, 50.0, False),
+}
 
 
 class ProtocolConfig(_Frozen):
@@ -231,8 +271,8 @@ class ProtocolConfig(_Frozen):
     """
 
     name: str = "synchronous"
-    deadline_s: float | None = Field(None, gt=0)
-    target_updates: int | None = Field(None, ge=1)
+    deadline_s: float | None = Field(None, gt=0, le=1e9, description="round deadline (<= 1e9 s)")
+    target_updates: int | None = Field(None, ge=1, le=100_000)
 
     @field_validator("name")
     @classmethod
@@ -249,9 +289,11 @@ class ProtocolConfig(_Frozen):
 
 class PartitionConfig(_Frozen):
     method: str = Field("dirichlet", description="registry name in fedsimenv.learning.partition.PARTITIONS")
-    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration over labels")
-    min_samples_per_device: int = Field(8, ge=1)
-    classes_per_device: int = Field(2, ge=1, description="label shards per device (method: shards)")
+    alpha: float = Field(0.5, gt=0, le=1e6, description="Dirichlet concentration over labels (<= 1e6)")
+    min_samples_per_device: int = Field(8, ge=1, le=1_000_000)
+    classes_per_device: int = Field(
+        2, ge=1, le=100_000, description="label shards per device (method: shards)"
+    )
     per_device_test: bool = Field(
         False, description="also evaluate each device on test data following its label mix (DWNP)"
     )
@@ -265,11 +307,20 @@ class PartitionConfig(_Frozen):
 class SyntheticDataConfig(_Frozen):
     """The synthetic task (dataset: synthetic): Gaussian noise around one random prototype per class."""
 
-    num_samples: int = Field(2000, ge=10)
-    num_classes: int = Field(10, ge=2)
-    input_shape: tuple[int, int, int] = (1, 8, 8)
-    noise_std: float = Field(1.0, ge=0)
-    seed: int = Field(0, ge=0)
+    num_samples: int = Field(2000, ge=10, le=10_000_000)
+    num_classes: int = Field(10, ge=2, le=100_000)
+    input_shape: Annotated[tuple[int, int, int], BeforeValidator(_list_to_tuple)] = Field(
+        (1, 8, 8), description="(channels, height, width), each in [1, 4096]"
+    )
+    noise_std: float = Field(1.0, ge=0, le=1e6)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+
+    @field_validator("input_shape")
+    @classmethod
+    def _shape_in_range(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if not all(1 <= n <= 4096 for n in value):
+            raise ValueError("every dimension must be in [1, 4096]")
+        return value
 
 
 class SurrogateConfig(_Frozen):
@@ -300,8 +351,8 @@ class LearningConfig(_Frozen):
     model: str = "small-cnn"
     pruning: str = "magnitude"
     local_epochs: int = Field(1, ge=1, le=1000)
-    batch_size: int = Field(16, ge=1)
-    learning_rate: float = Field(0.05, gt=0)
+    batch_size: int = Field(16, ge=1, le=1_000_000)
+    learning_rate: float = Field(0.05, gt=0, le=10, description="SGD step size, in (0, 10]")
     momentum: float = Field(0.0, ge=0, lt=1)
     bits_per_param: int = Field(32, ge=1, le=64)
     device: Literal["cpu", "cuda"] = "cpu"
@@ -332,24 +383,43 @@ class ActionConfig(_Frozen):
     rho_max: float = Field(0.9, ge=0, lt=1, description="largest pruning rate an action can ask for")
     selection_threshold: float = Field(0.0, ge=-1, le=1)
     bandwidth_logit_scale: float = Field(
-        5.0, gt=0, description="softmax temperature: shares can differ by up to exp(2 * scale)"
+        5.0,
+        gt=0,
+        le=50,
+        description="softmax temperature: shares can differ by up to exp(2 * scale); at most 50",
     )
 
 
 class EpisodeConfig(_Frozen):
-    max_rounds: int = Field(20, ge=1)
+    max_rounds: int = Field(20, ge=1, le=1_000_000)
     target_accuracy: float | None = Field(None, gt=0, le=1)
     time_budget_s: float | None = Field(
-        None, gt=0, description="simulated-time budget; the episode is truncated once it is spent"
+        None,
+        gt=0,
+        le=1e12,
+        description="simulated-time budget (<= 1e12 s); the episode is truncated once it is spent",
     )
     energy_budget_j: float | None = Field(
-        None, gt=0, description="device-energy budget (all devices); truncated once it is spent"
+        None,
+        gt=0,
+        le=1e12,
+        description="device-energy budget (all devices, <= 1e12 J); truncated once it is spent",
     )
 
 
 class RewardConfig(_Frozen):
     name: str = "accuracy-gain-per-second"
-    params: dict[str, float] = Field(default_factory=dict)
+    params: dict[str, float] = Field(
+        default_factory=dict, description="the reward's keyword arguments, finite, |value| <= 1e9"
+    )
+
+    @field_validator("params")
+    @classmethod
+    def _params_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, number in value.items():
+            if abs(number) > 1e9:
+                raise ValueError(f"{key} must be in [-1e9, 1e9]")
+        return value
 
     @model_validator(mode="after")
     def _known_reward(self, info: ValidationInfo) -> RewardConfig:
@@ -368,7 +438,7 @@ class ScenarioConfig(_Frozen):
 
     name: str = "unnamed"
     description: str = ""
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     trainer: str = "torch"
     cell: CellConfig = CellConfig()
     network: NetworkConfig = NetworkConfig()

@@ -7,6 +7,7 @@ shipped inside the wheel as package data of the ``scenarios`` package) or by a p
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,68 @@ from fedsimenv.config import REGISTRIES, ScenarioConfig
 
 class ScenarioError(ValueError):
     """A scenario could not be found, parsed or validated; the message says where and why."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """A safe YAML loader without YAML 1.1's surprises.
+
+    * a key given twice in one mapping is an error naming the key and its line (not "last wins");
+    * only ``true``/``false`` (any case) are booleans: ``on``, ``off``, ``yes``, ``no`` stay strings;
+    * no sexagesimal numbers (``12:30:00`` stays a string, not 45000) and no ``0``-prefixed octal;
+    * YAML 1.2 floats such as ``5e6`` are numbers (YAML 1.1 wants ``5.0e+6``).
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # unhashable: the base constructor reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r} (line {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+_YAML_BOOL = "tag:yaml.org,2002:bool"
+_YAML_INT = "tag:yaml.org,2002:int"
+_YAML_FLOAT = "tag:yaml.org,2002:float"
+StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_YAML_BOOL, _YAML_INT, _YAML_FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+StrictLoader.add_implicit_resolver(_YAML_BOOL, re.compile(r"^(?:true|false)$", re.IGNORECASE), list("tTfF"))
+StrictLoader.add_implicit_resolver(
+    _YAML_INT,
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+StrictLoader.add_implicit_resolver(
+    _YAML_FLOAT,
+    re.compile(
+        r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def strict_yaml_load(text: str) -> Any:
+    """Parse YAML with :class:`StrictLoader` (raises ``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=StrictLoader)
 
 
 def builtin_scenarios() -> list[str]:
@@ -78,7 +141,7 @@ def load_scenario(
     else:
         source, text = read_scenario_text(name_or_path)
         try:
-            data = yaml.safe_load(text)
+            data = strict_yaml_load(text)
         except yaml.YAMLError as err:
             raise ScenarioError(f"{source}: not valid YAML: {err}") from None
         if data is None:

@@ -1,7 +1,8 @@
 """Command line: ``fedsimenv run | compare | sweep | validate | list | calibrate | train``.
 
 Exit codes (:mod:`fedsimenv.cli.common`): 0 success, 2 bad input (scenario, option, agent name or
-file; nothing was run), 1 any other failure (a replay that diverged, an interrupted run).
+file; nothing was run), 1 any other failure (a replay that diverged, a round whose result is NaN or
+infinite, an interrupted run).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fedsimenv.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE
 from fedsimenv.cli.experiments import add_experiment_commands
 from fedsimenv.cli.rl import add_calibrate_command, add_train_command
 from fedsimenv.cli.run import add_run_commands
-from fedsimenv.experiments.errors import ReplayDivergedError
+from fedsimenv.experiments.errors import NonFiniteResultError, ReplayDivergedError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:  # ScenarioError, RunDirectoryError, unknown registry names, bad --set
         print(f"fedsimenv: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except ReplayDivergedError as err:
+    except (ReplayDivergedError, NonFiniteResultError) as err:
         print(f"fedsimenv: error: {err}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

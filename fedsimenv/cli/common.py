@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import yaml
+from fedsimenv.scenario import strict_yaml_load
 
 #: Exit codes of every subcommand: success, a failure while running, bad input (nothing was run).
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -26,7 +26,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
             raise ValueError(
                 f"--set expects KEY=VALUE with a dotted key (e.g. episode.max_rounds=5), got {pair!r}"
             )
-        overrides[key] = yaml.safe_load(value)
+        overrides[key] = strict_yaml_load(value)
     return overrides
 
 

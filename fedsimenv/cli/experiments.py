@@ -59,6 +59,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from fedsimenv.experiments.errors import RunDirectoryError
     from fedsimenv.experiments.jobs import run_jobs
+    from fedsimenv.experiments.rundir import run_dir_lock
     from fedsimenv.experiments.sweep import parse_grid, sweep_jobs, write_sweep_tables
     from fedsimenv.scenario import load_scenario
 
@@ -66,25 +67,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid)
     base = load_scenario(args.scenario, overrides)
     out = Path(args.out)
-    if (out / "results.csv").exists() and not args.overwrite:
-        raise RunDirectoryError(f"{out} already holds a sweep; choose another --out or pass --overwrite")
-    seed_list = seeds(base.seed if args.seed is None else args.seed, args.seeds)
-    jobs = sweep_jobs(args.scenario, grid, seed_list, out, args.agent, overrides, args.target_accuracy)
-    if not args.quiet:
-        print(
-            f"fedsimenv sweep scenario={base.name} cells={len(jobs) // len(seed_list)} seeds={seed_list} "
-            f"engine={args.engine} out={out}"
-        )
-    with job_progress(len(jobs), "runs", args.quiet) as advance:
-        results = run_jobs(jobs, engine=args.engine, workers=args.workers, on_done=advance)
-    write_sweep_tables(out, results, list(grid))
-    failed = [r for r in results if r["status"] != "ok"]
-    if not args.quiet:
-        print((out / "results.md").read_text(encoding="utf-8"))
-        print(
-            f"wrote {out / 'results.csv'}, {out / 'results.md'}; {len(failed)} of {len(results)} runs failed"
-        )
-    return EXIT_FAILURE if failed else EXIT_OK
+    with run_dir_lock(out):  # one sweep per output directory
+        if (out / "results.csv").exists() and not args.overwrite:
+            raise RunDirectoryError(f"{out} already holds a sweep; choose another --out or pass --overwrite")
+        seed_list = seeds(base.seed if args.seed is None else args.seed, args.seeds)
+        jobs = sweep_jobs(args.scenario, grid, seed_list, out, args.agent, overrides, args.target_accuracy)
+        if not args.quiet:
+            print(
+                f"fedsimenv sweep scenario={base.name} cells={len(jobs) // len(seed_list)} seeds={seed_list} "
+                f"engine={args.engine} out={out}"
+            )
+        with job_progress(len(jobs), "runs", args.quiet) as advance:
+            results = run_jobs(jobs, engine=args.engine, workers=args.workers, on_done=advance)
+        write_sweep_tables(out, results, list(grid))
+        failed = [r for r in results if r["status"] != "ok"]
+        if not args.quiet:
+            print((out / "results.md").read_text(encoding="utf-8"))
+            tables = f"{out / 'results.csv'}, {out / 'results.md'}"
+            print(f"wrote {tables}; {len(failed)} of {len(results)} runs failed")
+        return EXIT_FAILURE if failed else EXIT_OK
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

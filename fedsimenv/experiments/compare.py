@@ -32,7 +32,7 @@ from fedsimenv.config import ScenarioConfig
 from fedsimenv.experiments.errors import RunDirectoryError
 from fedsimenv.experiments.jobs import Engine, Job, run_jobs
 from fedsimenv.experiments.plots import plot_accuracy_curves, plot_distributions
-from fedsimenv.experiments.rundir import METRICS_FILE, TIMELINE_FILE, read_jsonl
+from fedsimenv.experiments.rundir import METRICS_FILE, TIMELINE_FILE, read_jsonl, run_dir_lock
 from fedsimenv.experiments.summary import DEFAULT_TARGET_ACCURACY, format_mean_std, mean_std
 from fedsimenv.gantt import plot_gantt_side_by_side
 
@@ -98,30 +98,31 @@ def compare_agents(
         check_agent_name(name)  # unknown name -> ValueError listing the allowed ones, before any work
     if not seeds:
         raise ValueError("--seeds must be >= 1")
-    if (out_dir / "summary.csv").exists() and not (resume or overwrite):
-        raise RunDirectoryError(
-            f"{out_dir} already holds a comparison; choose another --out, or pass --resume or --overwrite"
-        )
-    target = target_accuracy or config.episode.target_accuracy or DEFAULT_TARGET_ACCURACY
-    scenario = config.model_dump(mode="json")
-    jobs = [
-        Job(
-            label=agent,
-            scenario=scenario,
-            agent=agent,
-            seed=seed,
-            out_dir=str(run_dir(out_dir, agent, seed)),
-            target_accuracy=target,
-            timeline=True,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-        )
-        for agent in agents
-        for seed in seeds
-    ]
-    runs = run_jobs(jobs, engine=engine, workers=workers, on_done=on_done)
-    files = write_report(out_dir, agents, seeds, runs, target)
-    return CompareResult(runs=runs, target_accuracy=target, files=files)
+    with run_dir_lock(out_dir):  # one compare per output directory
+        if (out_dir / "summary.csv").exists() and not (resume or overwrite):
+            raise RunDirectoryError(
+                f"{out_dir} already holds a comparison; choose another --out, or pass --resume or --overwrite"
+            )
+        target = target_accuracy or config.episode.target_accuracy or DEFAULT_TARGET_ACCURACY
+        scenario = config.model_dump(mode="json")
+        jobs = [
+            Job(
+                label=agent,
+                scenario=scenario,
+                agent=agent,
+                seed=seed,
+                out_dir=str(run_dir(out_dir, agent, seed)),
+                target_accuracy=target,
+                timeline=True,
+                checkpoint_every=checkpoint_every,
+                resume=resume,
+            )
+            for agent in agents
+            for seed in seeds
+        ]
+        runs = run_jobs(jobs, engine=engine, workers=workers, on_done=on_done)
+        files = write_report(out_dir, agents, seeds, runs, target)
+        return CompareResult(runs=runs, target_accuracy=target, files=files)
 
 
 def run_dir(out_dir: Path, agent: str, seed: int) -> Path:

@@ -11,5 +11,9 @@ class ResumeError(ValueError):
     """A directory cannot be resumed (not a run directory, unknown checkpoint format): bad input."""
 
 
+class NonFiniteResultError(RuntimeError):
+    """A round produced a NaN or infinite quantity (a failure of the run, not bad input)."""
+
+
 class ReplayDivergedError(RuntimeError):
     """Replaying the checkpointed rounds did not reproduce what was recorded (a failure, not bad input)."""

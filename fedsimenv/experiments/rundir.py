@@ -12,14 +12,22 @@ Files of a run directory (every file but the two append-only JSONL files is writ
 * ``checkpoints/round-NNNNNN.pt``: ``torch.save`` of tensors, lists and numbers only, read back with
   ``torch.load(weights_only=True)``; the last :data:`KEEP_CHECKPOINTS` are kept; the final round is
   always checkpointed (``done``), so resuming a finished run returns at once
-  (:mod:`fedsimenv.experiments.replay` says what a checkpoint holds).
+  (:mod:`fedsimenv.experiments.replay` says what a checkpoint holds);
+* ``.lock`` while a process writes the directory (:func:`run_dir_lock`; a second writer is refused).
+
+``metrics.jsonl`` is strict JSON: a round with a NaN or infinite quantity stops the run
+(:class:`~fedsimenv.experiments.errors.NonFiniteResultError`) before its row is written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import math
+import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +35,7 @@ import torch
 
 from fedsimenv.atomic import replacing, write_text_atomic
 from fedsimenv.config import ScenarioConfig
-from fedsimenv.experiments.errors import ResumeError, RunDirectoryError
+from fedsimenv.experiments.errors import NonFiniteResultError, ResumeError, RunDirectoryError
 from fedsimenv.scenario import dump_scenario
 
 #: Keys of each ``metrics.jsonl`` row, in order (``mean_pruning_rate`` is written as ``mean_rho``).
@@ -54,14 +62,80 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 TIMELINE_FILE = "timeline.jsonl"
 CHECKPOINT_DIR = "checkpoints"
+#: Advisory lock file held (``flock``) by the one process writing a run / compare / sweep directory.
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def run_dir_lock(path: Path) -> Iterator[None]:
+    """Hold the advisory write lock of directory ``path`` (created if missing) for the block.
+
+    The lock is ``fcntl.flock`` on ``path/.lock`` (holding the owner's pid), taken without waiting;
+    the file is removed when the block ends. It is released by the kernel if the process dies.
+
+    Raises:
+        RunDirectoryError: another process holds the lock, or ``path`` cannot be used as a directory.
+    """
+    lock_path = path / LOCK_FILE
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                raise RunDirectoryError(
+                    f"{path} is being written by another process (pid {owner}); wait for it to "
+                    "finish or choose another --out"
+                ) from None
+            # The previous holder may have removed the file between our open and flock: retry on
+            # the file now at lock_path, or two processes would each hold a lock on a different file.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+    except OSError as err:
+        raise RunDirectoryError(f"cannot write to {path}: {err.strerror or err}") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock_path.unlink()
+        os.close(fd)
+        if created:  # a command that wrote nothing leaves nothing behind
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 def metric_row(info: Mapping[str, Any], reward: float) -> dict[str, Any]:
-    """One ``metrics.jsonl`` row from a step's info (the keys of :data:`METRIC_KEYS`)."""
+    """One ``metrics.jsonl`` row from a step's info (the keys of :data:`METRIC_KEYS`).
+
+    Raises:
+        NonFiniteResultError: a quantity of the round is NaN or infinite (it never reaches a file).
+    """
     row = {key: info[key] for key in METRIC_KEYS if key != "reward"}
     row["mean_rho"] = row.pop("mean_pruning_rate")
     row["reward"] = float(reward)
+    for key, value in row.items():
+        if isinstance(value, numbers.Real) and not math.isfinite(value):
+            raise NonFiniteResultError(
+                f"round {row.get('round')}: {key} is {value} (not finite); the run was stopped "
+                "(metrics.jsonl holds the rounds before it)"
+            )
     return row
+
+
+def metric_line(row: Mapping[str, Any]) -> str:
+    """A ``metrics.jsonl`` line: strict JSON (``NaN``/``Infinity`` refused)."""
+    return json.dumps(dict(row), allow_nan=False) + "\n"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ described in :mod:`fedsimenv.experiments.rundir`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from collections.abc import Callable, Mapping
@@ -37,10 +38,12 @@ from fedsimenv.experiments.rundir import (
     METRICS_FILE,
     TIMELINE_FILE,
     latest_checkpoint,
+    metric_line,
     metric_row,
     prune_checkpoints,
     read_jsonl,
     read_run_meta,
+    run_dir_lock,
     save_checkpoint,
     write_run_files,
 )
@@ -128,6 +131,19 @@ class EpisodeSession:
         env, agent = self._build()
         observation, info = env.reset(seed=self.seed)
         agent.reset(info)
+        lock = run_dir_lock(self.out_dir) if self.out_dir is not None else contextlib.nullcontext()
+        with lock:  # one writer per run directory
+            return self._run_locked(env, agent, observation, info, resume, overwrite)
+
+    def _run_locked(
+        self,
+        env: WirelessFLEnv,
+        agent: Agent,
+        observation: Observation,
+        info: dict[str, Any],
+        resume: bool,
+        overwrite: bool,
+    ) -> list[dict[str, Any]]:
         checkpoint = self._open_run_dir(resume, overwrite)
         done, timeline_lines = False, list[str]()
         if checkpoint is not None:
@@ -190,7 +206,7 @@ class EpisodeSession:
                 raise ReplayDivergedError(
                     f"replay diverged: round {index + 1} of metrics.jsonl differs from the replayed round"
                 )
-        write_text_atomic(self.out_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in self.rows))
+        write_text_atomic(self.out_dir / METRICS_FILE, "".join(metric_line(r) for r in self.rows))
         if self.timeline:
             write_text_atomic(self.out_dir / TIMELINE_FILE, "".join(timeline_lines))
 
@@ -220,7 +236,7 @@ class EpisodeSession:
                     self.records.append(record_round(env, action))
                 row = metric_row(info, float(reward))
                 self.rows.append(row)
-                _append(metrics, json.dumps(row) + "\n")
+                _append(metrics, metric_line(row))
                 if timeline is not None:
                     _append(timeline, _timeline_text(env))
                 done = terminated or truncated

@@ -15,14 +15,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from agents import check_agent_name
 from fedsimenv.atomic import write_text_atomic
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.experiments.jobs import Job
 from fedsimenv.experiments.summary import DEFAULT_TARGET_ACCURACY, format_mean_std
-from fedsimenv.scenario import ScenarioError, load_scenario
+from fedsimenv.scenario import ScenarioError, load_scenario, strict_yaml_load
 
 
 def parse_grid(pairs: Sequence[str]) -> dict[str, list[Any]]:
@@ -42,7 +40,7 @@ def parse_grid(pairs: Sequence[str]) -> dict[str, list[Any]]:
 
 def _scalar(text: str) -> Any:
     """A YAML scalar, reading ``5e6`` as a number too (YAML 1.1 wants ``5.0e+6``)."""
-    value = yaml.safe_load(text)
+    value = strict_yaml_load(text)
     if isinstance(value, str):
         try:
             return float(value)
