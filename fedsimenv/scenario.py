@@ -81,8 +81,12 @@ StrictLoader.add_implicit_resolver(
 
 
 def strict_yaml_load(text: str) -> Any:
-    """Parse YAML with :class:`StrictLoader` (raises ``yaml.YAMLError``)."""
-    return yaml.load(text, Loader=StrictLoader)
+    """Parse YAML with :class:`StrictLoader`, a ``yaml.SafeLoader`` (raises ``yaml.YAMLError``)."""
+    loader = StrictLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def builtin_scenarios() -> list[str]:

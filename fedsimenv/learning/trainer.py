@@ -15,7 +15,6 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,10 +36,9 @@ from fedsimenv.learning.data import (
     ArrayDataset,
     IntArray,
     device_test_split,
-    train_test_split,
 )
-from fedsimenv.learning.datasets import DatasetSpec, load_dataset
 from fedsimenv.learning.models import build_model
+from fedsimenv.learning.partition import client_partition, load_configured_dataset
 from fedsimenv.learning.plan import DeviceJob, LearningResult, ModelCost, RoundPlan, model_cost
 from fedsimenv.learning.pruning import PRUNING_METHODS, Masks, count_parameters
 from fedsimenv.learning.strategy import TrainingStrategy
@@ -127,16 +125,6 @@ def _resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def partition(
-    data: ArrayDataset, num_devices: int, config: LearningConfig, rng: np.random.Generator
-) -> list[IntArray]:
-    """Split ``data`` over the devices as ``config.partition`` says (kept for callers of this name:
-    :func:`fedsimenv.learning.partition.partition_dataset` is the one implementation)."""
-    from fedsimenv.learning.partition import partition_dataset
-
-    return partition_dataset(data, num_devices, config.partition, rng)
-
-
 @TRAINERS.register("torch")
 class TorchTrainer(Trainer):
     """Real PyTorch training: local SGD on each device's masked model, aggregation, global test.
@@ -156,16 +144,7 @@ class TorchTrainer(Trainer):
         self.device = _resolve_device(config.device)
         self.pruner = PRUNING_METHODS.get(config.pruning)()
         self.aggregate = AGGREGATORS.get(config.aggregation)
-        synthetic = config.synthetic
-        spec = DatasetSpec(
-            data_dir=Path(config.data_dir) if config.data_dir else None,
-            num_samples=synthetic.num_samples,
-            num_classes=synthetic.num_classes,
-            input_shape=synthetic.input_shape,
-            noise_std=synthetic.noise_std,
-            seed=synthetic.seed,
-        )
-        self._full, self._official_test = load_dataset(config.dataset, spec)
+        self._data = load_configured_dataset(config)
         self._model: torch.nn.Module | None = None
         self.strategy: TrainingStrategy | None = None
 
@@ -177,11 +156,8 @@ class TorchTrainer(Trainer):
     def reset(self, streams: EpisodeStreams) -> LearningResult:
         cfg = self.config
         split_rng = streams.numpy("partition")
-        if self._official_test is None:
-            train, self.test = train_test_split(self._full, cfg.test_fraction, split_rng)
-        else:
-            train, self.test = self._full, self._official_test
-        parts = partition(train, self.num_devices, cfg, split_rng)
+        # The same split and partition as the surrogate's (one implementation, one stream order).
+        train, self.test, parts = client_partition(self._data, cfg, self.num_devices, split_rng)
         self.clients: list[ArrayDataset] = [train.subset(p) for p in parts]
         self._num_samples = np.array([len(c) for c in self.clients], dtype=np.int64)
         self._client_x = [torch.from_numpy(c.x).to(self.device) for c in self.clients]
