@@ -358,25 +358,11 @@ class LearningConfig(_Frozen):
     device: Literal["cpu", "cuda"] = "cpu"
     surrogate: SurrogateConfig = SurrogateConfig()
 
-    @field_validator("dataset")
+    @field_validator("dataset", "model", "pruning", "aggregation")
     @classmethod
-    def _known_dataset(cls, value: str, info: ValidationInfo) -> str:
-        return _known_name(value, info, "dataset")
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, value: str, info: ValidationInfo) -> str:
-        return _known_name(value, info, "model")
-
-    @field_validator("pruning")
-    @classmethod
-    def _known_pruning(cls, value: str, info: ValidationInfo) -> str:
-        return _known_name(value, info, "pruning")
-
-    @field_validator("aggregation")
-    @classmethod
-    def _known_aggregation(cls, value: str, info: ValidationInfo) -> str:
-        return _known_name(value, info, "aggregation")
+    def _known_component(cls, value: str, info: ValidationInfo) -> str:
+        # The field name is the registry kind (see :func:`fedsimenv.scenario.component_registries`).
+        return _known_name(value, info, str(info.field_name))
 
 
 class ActionConfig(_Frozen):
