@@ -1,8 +1,11 @@
 """Trained RL policies as agents: ``--agent ppo:DIR/policy.zip`` (or ``sac:...``).
 
-``fedsimenv train`` writes ``policy.zip`` and, next to it, ``train.json`` with the observation
-scaling the policy was trained with (:class:`fedsimenv.wrappers.ScaledFlatObservation`); the agent
-applies the same scaling and acts deterministically. Needs the ``rl`` extra (stable-baselines3).
+``fedsimenv train`` writes ``policy.zip`` and, next to it, ``train.json`` (algorithm, policy kind,
+network sizes, observation features version). The agent rebuilds the policy from ``train.json`` and
+known classes and reads only the weights (``policy.pth``, ``torch.load(weights_only=True)``): loading
+a policy never executes code from the file (:mod:`agents.rl_policy`). It sees the features of
+:mod:`agents.rl_features` (the observation plus the coming round's system view) and acts
+deterministically. Needs the ``rl`` extra (stable-baselines3).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from agents.base import POLICY_AGENTS, Agent, AgentContext
+from agents.rl_features import FEATURES_VERSION, flat_features
 
 
 class PolicyAgent(Agent):
@@ -27,7 +31,7 @@ class PolicyAgent(Agent):
         path: The saved ``policy.zip``; ``train.json`` must sit beside it.
 
     Raises:
-        ValueError: the file is missing, or the policy was trained for another number of devices.
+        ValueError: the file is missing or refused, or a fixed-size policy was trained for another N.
     """
 
     algorithm: ClassVar[str] = ""
@@ -48,25 +52,30 @@ class PolicyAgent(Agent):
                 f"agent {self.algorithm}:{path}: the policy was trained with {meta.get('algo')!r}; "
                 f"use --agent {meta.get('algo')}:{path}"
             )
-        if meta.get("num_devices") != context.num_devices:
+        if meta.get("features") != FEATURES_VERSION:
+            raise ValueError(
+                f"agent {self.algorithm}:{path}: the policy was trained on observation features "
+                f"{meta.get('features')!r}; this version reads {FEATURES_VERSION!r} (retrain it)"
+            )
+        if meta.get("policy") != "device" and meta.get("num_devices") != context.num_devices:
             raise ValueError(
                 f"agent {self.algorithm}:{path}: trained for {meta.get('num_devices')} devices, "
-                f"the scenario has {context.num_devices}"
+                f"the scenario has {context.num_devices} (only --policy device runs on any N)"
             )
-        self.scaling: dict[str, Any] = meta["observation_scaling"]
+        if context.max_rounds is None:
+            raise ValueError(f"agent {self.algorithm}:{path}: needs the episode length (max_rounds)")
+        self.max_rounds = context.max_rounds
         try:
-            from stable_baselines3 import PPO, SAC
+            from agents.rl_policy import load_policy
         except ImportError:
             raise ValueError("RL policy agents need stable-baselines3: pip install 'fedsimenv[rl]'") from None
-        cls: Any = {"ppo": PPO, "sac": SAC}[self.algorithm]
-        self.model = cls.load(str(policy), device="cpu")
+        self.policy = load_policy(policy, meta, context.num_devices)
 
     def act(
         self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]
     ) -> NDArray[np.float32]:
-        from fedsimenv.wrappers import scale_observation
-
-        action, _ = self.model.predict(scale_observation(observation, self.scaling), deterministic=True)
+        features = flat_features(observation, self.context.view(), self.max_rounds)
+        action, _ = self.policy.predict(features, deterministic=True)
         return np.asarray(action, dtype=np.float32).reshape(self.context.action_space.shape)
 
 

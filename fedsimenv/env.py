@@ -98,7 +98,14 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
     * ``accuracy-gain-per-second`` (default): accuracy gained this round / round latency (s);
     * ``accuracy-latency-energy``: ``w_acc gain - w_lat latency_s - w_energy energy_j``;
     * ``time-to-target``: ``-w_time latency_s`` per round, plus ``bonus`` in the round the target
-      accuracy is reached.
+      accuracy is reached;
+    * ``time-to-target-shaped`` (for RL): time in units of the round's reference latency, a
+      potential-based accuracy-progress term and a bonus at the target (episode ends there);
+    * ``accuracy-under-budget`` (for RL): the accuracy gained (the return is the final accuracy).
+
+    The per-round ``accuracy-gain-per-second`` and ``accuracy-latency-energy`` rate a degenerate
+    policy (one device at rho_max: very short rounds that do not learn) above ``equal``; do not train
+    RL on them (``fedsimenv/rewards.py`` documents each reward's optimum).
 
     ## Starting State
 
@@ -274,6 +281,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
             num_samples=self.trainer.num_samples,
             local_epochs=cfg.learning.local_epochs,
         )
+        reference_s = self.system_view().reference_latency_s() if self.reward_fn.uses_reference else None
         report = simulator.run_round(decision, workload)
         arrived = [int(k) for k in np.flatnonzero(report.arrived)]
         if is_async:
@@ -294,6 +302,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
                 round_latency_s=report.round_latency_s,
                 round_energy_j=report.energy_j,
                 target_accuracy=self.target_accuracy,
+                reference_latency_s=reference_s,
             )
         )
         self._round += 1

@@ -89,6 +89,14 @@ class SystemView:
         """(N,) ``a_k = p_k g_k / N0`` in Hz: the rate is ``b log2(1 + a_k / b)``."""
         return np.asarray(self.tx_power_w * self.channel_gain_linear / self.noise_psd_w_per_hz)
 
+    def reference_latency_s(self) -> float:
+        """Median over devices of the unpruned round latency with an equal share ``B / N`` (downlink +
+        compute + upload), s: the optimisers' default deadline and the time unit of episodic rewards."""
+        share = self.bandwidth_hz / self.num_devices
+        rate = share * np.log1p(self.snr_bandwidth_hz / share) / np.log(2.0)
+        upload = self.upload_bits / np.maximum(rate, 1e-30)
+        return float(np.median(self.downlink_time_s + self.compute_latency_s + upload))
+
 
 def build_system_view(
     config: ScenarioConfig,

@@ -204,8 +204,15 @@ class WirelessFLDiscreteEnv(WirelessFLEnv):
         return super().step(self.decoder.to_canonical(action))
 
 
+#: Keys scaled on a log10 axis (seconds spanning orders of magnitude against a 1e4 s bound): the
+#: value ``t`` is mapped as ``log10(t + LOG_FLOOR_S)`` over ``[log10(LOG_FLOOR_S), log10(high)]``.
+LOG_SCALED_KEYS = ("last_compute_time_s", "last_upload_time_s")
+LOG_FLOOR_S = 1e-3
+
+
 def observation_scaling(space: spaces.Dict) -> dict[str, Any]:
-    """JSON-ready description of :class:`ScaledFlatObservation` for ``space``: keys, lows, highs."""
+    """JSON-ready description of :class:`ScaledFlatObservation` for ``space``: keys, lows, highs and
+    the keys on a log axis (:data:`LOG_SCALED_KEYS`)."""
     keys = list(space.spaces)
     boxes = [space[k] for k in keys]
     for key, box in zip(keys, boxes, strict=True):
@@ -215,15 +222,21 @@ def observation_scaling(space: spaces.Dict) -> dict[str, Any]:
         "keys": keys,
         "low": [np.asarray(b.low, dtype=np.float64).ravel().tolist() for b in boxes],  # type: ignore[attr-defined]
         "high": [np.asarray(b.high, dtype=np.float64).ravel().tolist() for b in boxes],  # type: ignore[attr-defined]
+        "log_keys": [k for k in keys if k in LOG_SCALED_KEYS],
     }
 
 
 def scale_observation(observation: Mapping[str, Any], scaling: Mapping[str, Any]) -> NDArray[np.float32]:
-    """Each key mapped affinely from its [low, high] onto [-1, 1] (clipped), concatenated in order."""
+    """Each key mapped affinely from its [low, high] onto [-1, 1] (clipped; the ``log_keys`` on a
+    log10 axis, so 0.01 s and 1 s stay far apart), concatenated in order."""
     parts = []
+    log_keys = set(scaling.get("log_keys", ()))
     for key, low, high in zip(scaling["keys"], scaling["low"], scaling["high"], strict=True):
         lo, hi = np.asarray(low), np.asarray(high)
         value = np.clip(np.asarray(observation[key], dtype=np.float64).ravel(), lo, hi)
+        if key in log_keys:
+            value = np.log10(np.maximum(value, 0.0) + LOG_FLOOR_S)
+            lo, hi = np.log10(np.maximum(lo, 0.0) + LOG_FLOOR_S), np.log10(np.maximum(hi, 0.0) + LOG_FLOOR_S)
         parts.append(2.0 * (value - lo) / np.maximum(hi - lo, 1e-12) - 1.0)
     return np.concatenate(parts).astype(np.float32)
 

@@ -27,12 +27,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--total-timesteps", type=int, default=2000, help="env steps (rounds) to train")
     parser.add_argument("--trainer", default=None, help="trainer name (default: the scenario's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bc-episodes", type=int, default=40, help="behaviour-cloning episodes from optimal")
     parser.add_argument("--out", type=Path, default=Path("runs/ppo"))
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from fedsimenv.experiments.rl_training import train_policy
+    from fedsimenv.experiments.rl_training import TrainSettings, train_policy
     from fedsimenv.experiments.session import run_episode
     from fedsimenv.scenario import load_scenario
 
@@ -42,8 +43,18 @@ def main(argv: list[str] | None = None) -> None:
         overrides["trainer"] = args.trainer
     config = load_scenario(args.scenario, overrides)
 
-    # 1. Train (the policy file and train.json with the observation scaling the agent needs).
-    train_policy(config, args.algo, args.total_timesteps, args.out, seed=args.seed, overwrite=True)
+    # 1. Train (behaviour cloning from optimal, then RL; real-training evaluation is left to step 2).
+    settings = TrainSettings(
+        algo=args.algo,
+        policy="device" if args.algo == "ppo" else "mlp",
+        timesteps=args.total_timesteps,
+        seed=args.seed,
+        n_steps=min(128, args.total_timesteps),
+        eval_every=0,
+        bc_episodes=args.bc_episodes,
+        checkpoint_every=0,
+    )
+    train_policy(config, settings, args.out, overwrite=True)
 
     # 2. Evaluate greedily on a held-out seed, as `fedsimenv run --agent ppo:DIR/policy.zip` would.
     rows = run_episode(config, f"{args.algo}:{args.out / 'policy.zip'}", seed=args.seed + 1000)

@@ -77,6 +77,8 @@ def test_train_rl_policy_script(tmp_path: Path, fast_tiny: str) -> None:
         "2",
         "--total-timesteps",
         "4",
+        "--bc-episodes",
+        "1",
         "--out",
         str(out),
     )
@@ -99,6 +101,8 @@ def test_compare_optimal_rl_heuristics_script(tmp_path: Path, fast_tiny: str) ->
             "1",
             "--rl-timesteps",
             "4",
+            "--bc-episodes",
+            "1",
             "--baselines",
             "equal",
             "--out",
@@ -108,3 +112,14 @@ def test_compare_optimal_rl_heuristics_script(tmp_path: Path, fast_tiny: str) ->
     for agent in ("optimal", f"ppo:{out / 'ppo' / 'policy.zip'}", "equal"):
         assert f"| {agent} | 1/1 |" in stdout
     assert (out / "compare" / "summary.csv").exists()
+    # --policy takes the directory fedsimenv train wrote; a run that fails makes the exit status 1.
+    module = importlib.import_module("scenarios.compare_optimal_rl_heuristics")
+    common = ["--scenario", fast_tiny, "--rounds", "1", "--seeds", "1", "--baselines", "equal"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert module.main([*common, "--policy", str(out / "ppo"), "--out", str(tmp_path / "a")]) == 0
+        bad = tmp_path / "stale"
+        bad.mkdir()
+        (bad / "policy.zip").write_bytes((out / "ppo" / "policy.zip").read_bytes())
+        meta = json.loads((out / "ppo" / "train.json").read_text())
+        (bad / "train.json").write_text(json.dumps({**meta, "features": "an-older-version"}))
+        assert module.main([*common, "--policy", str(bad), "--out", str(tmp_path / "b")]) == 1

@@ -10,8 +10,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fedsimenv.cli.common import EXIT_OK, add_set_option, parse_overrides, scenario_overrides
 
 
@@ -68,7 +66,7 @@ def add_calibrate_command(sub: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fedsimenv.experiments.rl_training import train_policy
+    from fedsimenv.experiments.rl_training import TrainSettings, train_policy
     from fedsimenv.scenario import load_scenario
 
     try:
@@ -78,37 +76,115 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     if args.trainer is not None:
         overrides["trainer"] = args.trainer
+    if args.calibration is not None:
+        if not Path(args.calibration).is_file():
+            raise ValueError(
+                f"--calibration {args.calibration}: file not found (write it with fedsimenv calibrate)"
+            )
+        overrides["learning.surrogate.calibration_file"] = str(Path(args.calibration).resolve())
     config = load_scenario(args.scenario, overrides)
     seed = config.seed if args.seed is None else args.seed
+    policy = args.policy or ("device" if args.algo == "ppo" else "mlp")
+    settings = TrainSettings(
+        algo=args.algo,
+        policy=policy,
+        timesteps=args.timesteps,
+        seed=seed,
+        num_envs=args.n_envs,
+        vec_env=args.vec_env,
+        reward=None if args.reward == "scenario" else args.reward,
+        learning_rate=args.learning_rate,
+        n_steps=args.n_steps,
+        batch_size=args.batch_size,
+        n_epochs=args.n_epochs,
+        gamma=args.gamma,
+        ent_coef=args.ent_coef,
+        clip_range=args.clip_range,
+        log_std_init=args.log_std_init,
+        hidden=args.hidden,
+        bc_episodes=args.bc_episodes,
+        bc_epochs=args.bc_epochs,
+        teacher=args.teacher,
+        eval_every=args.eval_every,
+        eval_seeds=args.eval_seeds,
+        eval_trainer=args.eval_trainer,
+        reference_agents=tuple(a for a in args.eval_references.split(",") if a),
+        checkpoint_every=args.checkpoint_every,
+        tensorboard=args.tensorboard,
+        verbose=not args.quiet,
+    )
     out = Path(args.out)
     print(
-        f"fedsimenv train scenario={config.name} algo={args.algo} timesteps={args.timesteps} "
-        f"trainer={config.trainer} seed={seed} out={out}"
+        f"fedsimenv train scenario={config.name} algo={args.algo} policy={policy} timesteps={args.timesteps} "
+        f"trainer={config.trainer} reward={settings.reward or config.reward.name} seed={seed} out={out}"
     )
-    curve = train_policy(
-        config, args.algo, args.timesteps, out, seed, args.n_envs, args.vec_env, overwrite=args.overwrite
+    meta = train_policy(config, settings, out, overwrite=args.overwrite)
+    print(
+        f"done in {meta['wall_s']:.0f} s; policy.zip = the model at {meta['best_timesteps']} steps "
+        "(best real-training evaluation)"
     )
-    tail = [row["return"] for row in curve[-20:]]
-    mean = f"{np.mean(tail):.4f}" if tail else "n/a"
-    print(f"done: {len(curve)} episodes, mean return of the last {len(tail)}: {mean}")
-    print(f"wrote {out}/policy.zip, train.json, config.yaml, learning_curve.csv, learning_curve.png")
-    print(f"replay: fedsimenv run {args.scenario} --agent {args.algo}:{out}/policy.zip")
+    print(f"wrote {out}/policy.zip, final_policy.zip, train.json, evaluations.csv, learning_curve.csv/.png")
+    print(
+        f"replay: fedsimenv compare {args.scenario} --agents optimal,{args.algo}:{out}/policy.zip --seeds 5"
+    )
     return EXIT_OK
 
 
 def add_train_command(sub: Any) -> None:
     """Register the ``train`` subcommand on the CLI's subparsers."""
-    from fedsimenv.experiments.rl_training import ALGORITHMS, VEC_ENVS
+    from fedsimenv.experiments.rl_training import ALGORITHMS, VEC_ENVS, TrainSettings
 
+    d = TrainSettings()
     parser = sub.add_parser("train", help="train a Stable-Baselines3 policy on a scenario")
     parser.add_argument("scenario", help="built-in scenario name or path to a YAML file")
     parser.add_argument("--algo", choices=ALGORITHMS, default="ppo")
-    parser.add_argument("--timesteps", type=int, default=20_000, help="environment steps (rounds)")
+    parser.add_argument(
+        "--policy", choices=("device", "mlp"), help="device: permutation-equivariant (PPO default)"
+    )
+    parser.add_argument("--timesteps", type=int, default=d.timesteps, help="environment steps (rounds)")
     parser.add_argument("--out", required=True, help="directory for the policy and its learning curve")
     parser.add_argument("--trainer", help="trainer override: surrogate (fast) or torch (real)")
+    parser.add_argument("--calibration", help="surrogate calibration JSON written by fedsimenv calibrate")
+    parser.add_argument(
+        "--reward",
+        default=d.reward,
+        help=f"training reward (default {d.reward}; 'scenario' = the scenario's)",
+    )
     parser.add_argument("--seed", type=int, help="seed (default: the scenario's)")
     parser.add_argument("--n-envs", type=int, default=1, help="parallel environments")
     parser.add_argument("--vec-env", choices=VEC_ENVS, default="dummy", help="SB3 vector env class")
+    parser.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    parser.add_argument("--n-steps", type=int, default=d.n_steps, help="PPO rollout length per env")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--n-epochs", type=int, default=d.n_epochs, help="PPO epochs per rollout")
+    parser.add_argument("--gamma", type=float, default=d.gamma)
+    parser.add_argument("--ent-coef", type=float, default=d.ent_coef)
+    parser.add_argument("--clip-range", type=float, default=d.clip_range)
+    parser.add_argument(
+        "--log-std-init", type=float, default=d.log_std_init, help="initial exploration log std"
+    )
+    parser.add_argument("--hidden", type=int, default=d.hidden, help="hidden units per layer")
+    parser.add_argument(
+        "--bc-episodes", type=int, default=d.bc_episodes, help="teacher episodes (0 = no warm start)"
+    )
+    parser.add_argument("--bc-epochs", type=int, default=d.bc_epochs)
+    parser.add_argument("--teacher", default=d.teacher, help="agent to clone (default optimal)")
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=d.eval_every,
+        help="steps between real-training evaluations (0 = off)",
+    )
+    parser.add_argument("--eval-seeds", type=int, default=d.eval_seeds, help="held-out seeds per evaluation")
+    parser.add_argument(
+        "--eval-trainer", default=d.eval_trainer, help="trainer of the evaluations (torch = real)"
+    )
+    parser.add_argument(
+        "--eval-references", default=",".join(d.reference_agents), help="agents drawn as reference lines"
+    )
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps (0 = off)")
+    parser.add_argument("--tensorboard", help="TensorBoard log directory (needs the tensorboard package)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
     add_set_option(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing policy in --out")
     parser.set_defaults(func=cmd_train)

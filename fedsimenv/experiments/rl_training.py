@@ -1,14 +1,23 @@
 """Training an RL policy (Stable-Baselines3 PPO / SAC) on the env: ``fedsimenv train``'s engine.
 
-The policy sees :class:`~fedsimenv.wrappers.ScaledFlatObservation` (the Dict observation scaled by its
-bounds into ``Box(-1, 1)``) and acts in the canonical ``Box(-1, 1, (3N,))``. DIR receives:
+The recipe (:class:`TrainSettings` defaults):
 
-* ``policy.zip``: the SB3 model (``fedsimenv run SCENARIO --agent ppo:DIR/policy.zip`` replays it);
-* ``train.json``: algorithm, timesteps, seed, trainer and the observation scaling the agent needs;
-* ``config.yaml``: the fully resolved scenario;
-* ``learning_curve.csv`` / ``learning_curve.png``: return of every finished training episode.
+1. the policy sees :mod:`agents.rl_features` (scale-free per-device features of the coming round;
+   no fitted normalisation to save: the transform is fixed and versioned in ``train.json``) and acts
+   in the canonical ``Box(-1, 1, (3N,))``; ``--policy device`` (default for PPO) is the
+   permutation-equivariant :class:`agents.rl_policy.DeviceSetPolicy`, ``mlp`` SB3's flat MLP;
+2. warm start by behaviour cloning from ``optimal`` (:mod:`fedsimenv.experiments.rl_imitation`);
+3. PPO fine-tuning on the training env (the surrogate, usually) with the episodic
+   ``time-to-target-shaped`` reward;
+4. every ``eval_every`` steps (and before the first), the deterministic policy runs on *real*
+   training (``eval_trainer``) over held-out seeds; the best of these evaluations is ``policy.zip``.
 
-Every file is written atomically. Needs the ``rl`` extra (stable-baselines3).
+DIR receives: ``policy.zip`` (the best model by real-training evaluation; the last one when
+evaluation is off), ``final_policy.zip``, ``checkpoints/step_*.zip``, ``train.json`` (algorithm,
+policy kind and sizes, features version, settings, evaluations), ``config.yaml``,
+``learning_curve.csv`` (surrogate episodes), ``evaluations.csv`` (real-training evaluations),
+``learning_curve.png``, ``sb3_log/progress.csv`` (SB3's logger) and TensorBoard logs when asked.
+Policies load without unpickling (:func:`agents.rl_policy.load_policy`). Needs the ``rl`` extra.
 """
 
 from __future__ import annotations
@@ -16,6 +25,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +36,61 @@ import numpy as np
 
 from fedsimenv.atomic import replacing, write_text_atomic
 from fedsimenv.config import ScenarioConfig
-from fedsimenv.scenario import dump_scenario
+from fedsimenv.scenario import dump_scenario, load_scenario
 
 ALGORITHMS = ("ppo", "sac")
 VEC_ENVS = ("dummy", "subproc")
+#: Seeds used by training-time evaluation and behaviour cloning are offset from the training seed by
+#: these, so that they never meet the training episodes (nor the usual evaluation seeds 0..99).
+EVAL_SEED_OFFSET = 10_000
+BC_SEED_OFFSET = 20_000
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """``fedsimenv train``'s flags (see ``fedsimenv train --help``)."""
+
+    algo: str = "ppo"
+    policy: str = "device"
+    timesteps: int = 20_000
+    seed: int = 0
+    num_envs: int = 1
+    vec_env: str = "dummy"
+    reward: str | None = "time-to-target-shaped"
+    learning_rate: float = 1e-4
+    n_steps: int = 512
+    batch_size: int = 64
+    n_epochs: int = 5
+    gamma: float = 0.99
+    ent_coef: float = 0.0
+    clip_range: float = 0.1
+    log_std_init: float = -1.6
+    hidden: int = 64
+    bc_episodes: int = 40
+    bc_epochs: int = 40
+    teacher: str = "optimal"
+    eval_every: int = 5_000
+    eval_seeds: int = 2
+    eval_trainer: str = "torch"
+    reference_agents: tuple[str, ...] = ("optimal", "equal", "greedy-channel")
+    checkpoint_every: int = 10_000
+    tensorboard: str | None = None
+    verbose: bool = True
+
+
+def training_config(config: ScenarioConfig, settings: TrainSettings) -> ScenarioConfig:
+    """The scenario as the policy trains on it (the training reward applied)."""
+    if settings.reward is None or settings.reward == config.reward.name:
+        return config
+    return load_scenario(config, {"reward.name": settings.reward, "reward.params": {}})
 
 
 def make_rl_env(config: ScenarioConfig) -> gym.Env[Any, Any]:
-    """The env as a policy trains on it: scaled flat observation, canonical action."""
+    """The env as a policy trains on it: per-device features, canonical action."""
+    from agents.rl_features import DeviceFeatureObservation
     from fedsimenv.env import WirelessFLEnv
-    from fedsimenv.wrappers import ScaledFlatObservation
 
-    return ScaledFlatObservation(WirelessFLEnv(config))
+    return DeviceFeatureObservation(WirelessFLEnv(config))
 
 
 class _EnvFactory:
@@ -48,51 +103,143 @@ class _EnvFactory:
         return make_rl_env(self.config)
 
 
-def _algorithm(name: str, env: Any, seed: int, timesteps: int) -> Any:
+def _check(settings: TrainSettings) -> None:
+    from agents.rl_policy import POLICY_KINDS
+
+    if settings.algo not in ALGORITHMS:
+        raise ValueError(f"unknown --algo {settings.algo!r}; allowed values: {', '.join(ALGORITHMS)}")
+    if settings.policy not in POLICY_KINDS[settings.algo]:
+        allowed = ", ".join(POLICY_KINDS[settings.algo])
+        raise ValueError(
+            f"--policy {settings.policy!r} is not available for {settings.algo}; allowed values: {allowed}"
+        )
+    if settings.vec_env not in VEC_ENVS:
+        raise ValueError(f"unknown --vec-env {settings.vec_env!r}; allowed values: {', '.join(VEC_ENVS)}")
+    for name in ("timesteps", "num_envs", "n_steps", "batch_size", "n_epochs", "hidden", "eval_seeds"):
+        if getattr(settings, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(settings, name)}")
+    for name in ("bc_episodes", "bc_epochs", "eval_every", "checkpoint_every"):
+        if getattr(settings, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(settings, name)}")
+    if not 0 < settings.gamma <= 1 or settings.learning_rate <= 0:
+        raise ValueError("--gamma must be in (0, 1] and --learning-rate > 0")
+    if settings.tensorboard is not None:
+        try:
+            import tensorboard  # type: ignore[import-not-found]  # noqa: F401
+        except ImportError:
+            raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+
+
+def _algorithm(settings: TrainSettings, env: Any) -> Any:
     from stable_baselines3 import PPO, SAC
 
-    if name == "ppo":
-        # Short CI-sized runs need several updates: a rollout of ~1/8 of the budget, >= 64 steps.
-        n_steps = 64 * int(np.clip(round(timesteps / (8 * 64 * env.num_envs)), 1, 32))
-        return PPO("MlpPolicy", env, n_steps=n_steps, batch_size=64, seed=seed, device="cpu", verbose=0)
-    if name == "sac":
-        return SAC(
-            "MlpPolicy", env, learning_starts=min(100, timesteps // 4), seed=seed, device="cpu", verbose=0
+    from agents.rl_policy import DeviceSetPolicy
+
+    tb = settings.tensorboard
+    if settings.algo == "ppo":
+        policy_kwargs: dict[str, Any] = {"log_std_init": settings.log_std_init}
+        if settings.policy == "device":
+            policy_kwargs["hidden"] = settings.hidden
+        else:
+            policy_kwargs["net_arch"] = [settings.hidden, settings.hidden]
+        return PPO(
+            DeviceSetPolicy if settings.policy == "device" else "MlpPolicy",
+            env,
+            learning_rate=settings.learning_rate,
+            n_steps=settings.n_steps,
+            batch_size=settings.batch_size,
+            n_epochs=settings.n_epochs,
+            gamma=settings.gamma,
+            ent_coef=settings.ent_coef,
+            clip_range=settings.clip_range,
+            policy_kwargs=policy_kwargs,
+            tensorboard_log=tb,
+            seed=settings.seed,
+            device="cpu",
+            verbose=0,
         )
-    raise ValueError(f"unknown --algo {name!r}; allowed values: {', '.join(ALGORITHMS)}")
+    return SAC(
+        "MlpPolicy",
+        env,
+        learning_rate=settings.learning_rate,
+        gamma=settings.gamma,
+        learning_starts=min(100, settings.timesteps // 4),
+        policy_kwargs={"net_arch": [settings.hidden, settings.hidden]},
+        tensorboard_log=tb,
+        seed=settings.seed,
+        device="cpu",
+        verbose=0,
+    )
 
 
-def train_policy(
+def _policy_kwargs(settings: TrainSettings) -> dict[str, Any]:
+    """What :func:`agents.rl_policy.build_policy` needs to rebuild the policy (plain JSON)."""
+    if settings.algo == "ppo" and settings.policy == "device":
+        return {"hidden": settings.hidden, "log_std_init": settings.log_std_init}
+    kwargs: dict[str, Any] = {"net_arch": [settings.hidden, settings.hidden]}
+    if settings.algo == "ppo":
+        kwargs["log_std_init"] = settings.log_std_init
+    return kwargs
+
+
+def train_policy(  # noqa: C901 - the callbacks are closures over the run state
     config: ScenarioConfig,
-    algo: str,
-    timesteps: int,
+    settings: TrainSettings,
     out_dir: Path,
-    seed: int = 0,
-    num_envs: int = 1,
-    vec_env: str = "dummy",
     overwrite: bool = False,
-) -> list[dict[str, float]]:
-    """Train and write DIR (module docstring); returns the learning curve rows."""
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train and write DIR (module docstring); returns ``train.json``'s content."""
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import configure
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
-    if algo not in ALGORITHMS:
-        raise ValueError(f"unknown --algo {algo!r}; allowed values: {', '.join(ALGORITHMS)}")
-    if vec_env not in VEC_ENVS:
-        raise ValueError(f"unknown --vec-env {vec_env!r}; allowed values: {', '.join(VEC_ENVS)}")
-    if timesteps < 1 or num_envs < 1:
-        raise ValueError("--timesteps and --n-envs must be >= 1")
+    from agents.rl_features import FEATURES_VERSION
+    from fedsimenv.experiments.rl_eval import policy_decider, run_real_episode, summarise
+
+    _check(settings)
+    say = log if settings.verbose else (lambda _: None)
     policy_path = out_dir / "policy.zip"
     if policy_path.exists() and not overwrite:
         raise ValueError(f"{policy_path} already exists; choose another --out or pass --overwrite")
+    train_config = training_config(config, settings)
+    from fedsimenv.rewards import REWARDS
 
-    factories = [_EnvFactory(config) for _ in range(num_envs)]
-    venv = SubprocVecEnv(factories) if vec_env == "subproc" else DummyVecEnv(factories)  # type: ignore[arg-type]
+    if not REWARDS.get(train_config.reward.name).rl_safe:
+        say(
+            f"warning: reward {train_config.reward.name!r} rates degenerate short rounds above learning "
+            "ones (fedsimenv/rewards.py); train on time-to-target-shaped or accuracy-under-budget"
+        )
+    eval_config = load_scenario(train_config, {"trainer": settings.eval_trainer})
+    eval_seeds = [settings.seed + EVAL_SEED_OFFSET + i for i in range(settings.eval_seeds)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    references = _references(eval_config, settings, eval_seeds, say) if settings.eval_every > 0 else {}
+
+    factories = [_EnvFactory(train_config) for _ in range(settings.num_envs)]
+    venv = SubprocVecEnv(factories) if settings.vec_env == "subproc" else DummyVecEnv(factories)  # type: ignore[arg-type]
     env = VecMonitor(venv)
-    env.seed(seed)
+    env.seed(settings.seed)
     curve: list[dict[str, float]] = []
+    evaluations: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"score": -np.inf}
+    bc_info: dict[str, Any] = {}
 
-    class CurveCallback(BaseCallback):
+    def evaluate(model: Any, steps: int) -> None:
+        episodes = [run_real_episode(eval_config, s, policy_decider(model.policy)) for s in eval_seeds]
+        row = {"timesteps": steps, "wall_s": time.perf_counter() - started, **summarise(episodes)}
+        evaluations.append(row)
+        better = row["return"] > best["score"]
+        if better:
+            best["score"] = row["return"]
+            best["timesteps"] = steps
+            with replacing(policy_path, ".zip") as tmp:
+                model.save(tmp)
+        note = " (best so far)" if better else ""
+        say(f"  eval on {settings.eval_trainer} at {steps} steps: {_fmt(row)}{note}")
+
+    class Progress(BaseCallback):
         def _on_step(self) -> bool:
             for info in self.locals.get("infos", []):
                 if "episode" in info:
@@ -104,56 +251,207 @@ def train_policy(
                             "length": float(info["episode"]["l"]),
                         }
                     )
+            steps = self.num_timesteps
+            if settings.checkpoint_every and steps % settings.checkpoint_every < self.training_env.num_envs:
+                (out_dir / "checkpoints").mkdir(exist_ok=True)
+                with replacing(out_dir / "checkpoints" / f"step_{steps}.zip", ".zip") as tmp:
+                    self.model.save(tmp)
+            if settings.eval_every and steps % settings.eval_every < self.training_env.num_envs:
+                recent = [row["return"] for row in curve[-20:]]
+                mean = np.mean(recent) if recent else float("nan")
+                say(
+                    f"step {steps}/{settings.timesteps}: {len(curve)} episodes, surrogate return (last 20) "
+                    f"{mean:.3f}, {time.perf_counter() - started:.0f} s"
+                )
+                evaluate(self.model, steps)
             return True
 
     try:
-        model = _algorithm(algo, env, seed, timesteps)
-        model.learn(total_timesteps=timesteps, callback=CurveCallback())
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with replacing(policy_path, ".zip") as tmp:
+        model = _algorithm(settings, env)
+        formats = ["csv"] + (["tensorboard"] if settings.tensorboard else [])
+        model.set_logger(configure(str(out_dir / "sb3_log"), formats))
+        if settings.bc_episodes > 0 and settings.algo == "ppo":
+            bc_info = _warm_start(model, config, train_config, settings)
+            say(
+                f"behaviour cloning from {settings.teacher}: {bc_info['transitions']} transitions, actor "
+                f"MSE {bc_info['actor_mse']:.4f}, teacher return on the training env "
+                f"{bc_info['teacher_return']:.3f}"
+            )
+        if settings.eval_every > 0:
+            evaluate(model, 0)
+        model.learn(total_timesteps=settings.timesteps, callback=Progress())
+        with replacing(out_dir / "final_policy.zip", ".zip") as tmp:
             model.save(tmp)
+        if settings.eval_every > 0 and (
+            not evaluations or evaluations[-1]["timesteps"] != model.num_timesteps
+        ):
+            evaluate(model, model.num_timesteps)
+        if settings.eval_every == 0:
+            with replacing(policy_path, ".zip") as tmp:
+                model.save(tmp)
     finally:
         env.close()
 
-    probe = make_rl_env(config)
     meta = {
-        "algo": algo,
-        "timesteps": timesteps,
-        "seed": seed,
-        "num_envs": num_envs,
+        "algo": settings.algo,
+        "policy": settings.policy,
+        "policy_kwargs": _policy_kwargs(settings),
+        "features": FEATURES_VERSION,
+        "timesteps": settings.timesteps,
+        "seed": settings.seed,
+        "num_envs": settings.num_envs,
         "scenario": config.name,
-        "trainer": config.trainer,
+        "trainer": train_config.trainer,
+        "reward": train_config.reward.name,
         "num_devices": config.cell.num_devices,
-        "observation_scaling": probe.scaling,  # type: ignore[attr-defined]
+        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
+        "behaviour_cloning": bc_info,
+        "best_timesteps": best.get("timesteps"),
+        "evaluation_seeds": eval_seeds,
+        "evaluations": evaluations,
+        "references": references,
+        "wall_s": time.perf_counter() - started,
     }
+    _write_outputs(out_dir, meta, train_config, settings, curve, evaluations, references)
+    return meta
+
+
+def _write_outputs(
+    out_dir: Path,
+    meta: dict[str, Any],
+    train_config: ScenarioConfig,
+    settings: TrainSettings,
+    curve: list[dict[str, float]],
+    evaluations: list[dict[str, Any]],
+    references: dict[str, dict[str, Any]],
+) -> None:
+    """train.json, config.yaml, the curves' CSV files and the learning-curve plot (atomically)."""
+    config = train_config
     write_text_atomic(out_dir / "train.json", json.dumps(meta, indent=1) + "\n")
-    write_text_atomic(out_dir / "config.yaml", dump_scenario(config.model_copy(update={"seed": seed})))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=["episode", "timesteps", "return", "length"], lineterminator="\n"
+    write_text_atomic(
+        out_dir / "config.yaml", dump_scenario(train_config.model_copy(update={"seed": settings.seed}))
     )
+    write_text_atomic(
+        out_dir / "learning_curve.csv", _csv(curve, ["episode", "timesteps", "return", "length"])
+    )
+    eval_fields = [
+        "timesteps",
+        "wall_s",
+        "return",
+        "final_accuracy",
+        "reached",
+        "episodes",
+        "time_to_target_s",
+    ]
+    write_text_atomic(
+        out_dir / "evaluations.csv", _csv(evaluations, [*eval_fields, "mean_selected", "mean_rho"])
+    )
+    title = f"{settings.algo.upper()}/{settings.policy} on {config.name}: reward {train_config.reward.name}"
+    _plot_curve(
+        curve,
+        evaluations,
+        references,
+        out_dir / "learning_curve.png",
+        title,
+        train_config.trainer,
+        settings.eval_trainer,
+    )
+
+
+def _references(
+    eval_config: ScenarioConfig, settings: TrainSettings, seeds: list[int], say: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """The reference agents evaluated like the policy (same trainer and seeds)."""
+    from fedsimenv.experiments.rl_eval import agent_decider, run_real_episode, summarise
+
+    references = {}
+    for name in settings.reference_agents:
+        episodes = [run_real_episode(eval_config, s, agent_decider(name), factory=True) for s in seeds]
+        references[name] = summarise(episodes)
+        say(f"  reference {name} on {settings.eval_trainer} (seeds {seeds}): {_fmt(references[name])}")
+    return references
+
+
+def _warm_start(
+    model: Any, config: ScenarioConfig, train_config: ScenarioConfig, settings: TrainSettings
+) -> dict[str, Any]:
+    """Behaviour cloning from the teacher (:mod:`fedsimenv.experiments.rl_imitation`)."""
+    from fedsimenv.experiments.rl_imitation import behaviour_clone, collect_demonstrations, merge
+
+    # Episodes of the training reward (they end at its target: actor and critic targets) and half as
+    # many of the scenario's own length (the states after the target: actor only).
+    bc_seed = settings.seed + BC_SEED_OFFSET
+    episodic = collect_demonstrations(
+        train_config, settings.teacher, settings.bc_episodes, bc_seed, settings.gamma
+    )
+    full_length = collect_demonstrations(
+        load_scenario(config, {"trainer": train_config.trainer}),
+        settings.teacher,
+        settings.bc_episodes // 2,
+        bc_seed + settings.bc_episodes,
+        settings.gamma,
+        value_targets=False,
+    )
+    data = merge([episodic, full_length])
+    losses = behaviour_clone(model.policy, data, settings.bc_epochs, settings.seed)
+    return {
+        "transitions": len(data.features),
+        "teacher_return": float(np.mean(episodic.episode_returns)),
+        **losses,
+    }
+
+
+def _fmt(row: dict[str, Any]) -> str:
+    time_s = row.get("time_to_target_s")
+    return (
+        f"return {row['return']:.3f}, final accuracy {row['final_accuracy']:.4f}, target reached "
+        f"{row['reached']}/{row['episodes']}, time to target "
+        f"{'never' if time_s is None else f'{time_s:.3f} s'}, mean selected {row['mean_selected']:.1f}, "
+        f"mean rho {row['mean_rho']:.2f}"
+    )
+
+
+def _csv(rows: list[dict[str, Any]], fields: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(curve)
-    write_text_atomic(out_dir / "learning_curve.csv", buffer.getvalue())
-    _plot_curve(curve, out_dir / "learning_curve.png", f"{algo.upper()} on {config.name} ({config.trainer})")
-    return curve
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
-def _plot_curve(curve: list[dict[str, float]], path: Path, title: str) -> None:
+def _plot_curve(
+    curve: list[dict[str, float]],
+    evaluations: list[dict[str, Any]],
+    references: dict[str, dict[str, Any]],
+    path: Path,
+    title: str,
+    trainer: str,
+    eval_trainer: str,
+) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4), dpi=100)
+    fig = Figure(figsize=(8, 4.5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     if curve:
         steps = np.array([row["timesteps"] for row in curve])
         returns = np.array([row["return"] for row in curve])
-        ax.plot(steps, returns, ".", alpha=0.3, label="episode return")
+        ax.plot(steps, returns, ".", alpha=0.15, color="tab:blue", label=f"episode return ({trainer})")
         window = max(1, len(returns) // 20)
         smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1 :], smooth, label=f"mean of {window}")
-        ax.legend(fontsize=8)
+        ax.plot(steps[window - 1 :], smooth, color="tab:blue", label=f"mean of {window} ({trainer})")
+    if evaluations:
+        ax.plot(
+            [e["timesteps"] for e in evaluations],
+            [e["return"] for e in evaluations],
+            "o-",
+            color="tab:red",
+            label=f"policy evaluated on {eval_trainer} training",
+        )
+    for i, (name, ref) in enumerate(references.items()):
+        ax.axhline(ref["return"], ls="--", lw=1, color=f"C{i + 2}", label=f"{name} ({eval_trainer})")
+    ax.legend(fontsize=7, loc="lower right")
     ax.set_xlabel("timesteps (rounds)")
     ax.set_ylabel("episode return")
     ax.set_title(title, fontsize=10)
