@@ -103,3 +103,21 @@ def test_loading_a_policy_never_executes_code_from_the_zip(tmp_path: Path) -> No
     (tmp_path / "not.zip").write_text("hello")
     with pytest.raises(ValueError, match="not a zip"):
         read_policy_weights(tmp_path / "not.zip")
+
+
+def test_scaled_observation_keeps_phase_times_visible() -> None:
+    from fedsimenv.wrappers import ScaledFlatObservation, scale_observation
+
+    env = ScaledFlatObservation(WirelessFLEnv("tiny", trainer="surrogate"))
+    obs, _ = env.reset(seed=0)
+    raw = {k: np.asarray(v) for k, v in env.unwrapped._observation().items()}  # type: ignore[attr-defined]
+    size = raw["last_upload_time_s"].size
+    offset = sum(raw[k].size for k in env.scaling["keys"][: env.scaling["keys"].index("last_upload_time_s")])
+    fast = scale_observation({**raw, "last_upload_time_s": np.full(size, 0.05)}, env.scaling)
+    slow = scale_observation({**raw, "last_upload_time_s": np.full(size, 0.5)}, env.scaling)
+    # Mapped on log10(t + 1e-3) over [log10(1e-3), log10(1e4 + 1e-3)] (about 7 decades) onto [-1, 1].
+    expected = 2 * (np.log10(0.501) - np.log10(0.051)) / (np.log10(1e4 + 1e-3) - np.log10(1e-3))
+    np.testing.assert_allclose(
+        slow[offset : offset + size] - fast[offset : offset + size], expected, atol=1e-5
+    )
+    assert expected > 0.28  # against ~9e-5 on the old linear [0, 1e4] scale
