@@ -3,9 +3,9 @@
 Per scenario and training budget: ``fedsimenv train``'s recipe (behaviour cloning from ``optimal``,
 PPO on the surrogate with the ``time-to-target-shaped`` reward, best-of real-training evaluations),
 then ``fedsimenv compare`` of the policy against ``optimal`` and the heuristics on *real* training
-over unseen seeds, plus the surrogate's prediction for the policy's own rounds (same actions replayed
-on the surrogate). Comparisons resume in ``--out``, so reference runs are shared between budgets and
-reruns. Writes ``OUT/rl.md`` and ``OUT/rl.json``.
+over unseen seeds, plus the surrogate's prediction for the policy's own rounds (the same actions,
+read from the runs' replay logs, replayed on the surrogate). Comparisons resume in ``--out``, so
+reference runs are shared between budgets and reruns. Writes ``OUT/rl-SCENARIOS.md`` and ``.json``.
 
     python -m bench.rl --scenarios tiny,default --timesteps 4096 --seeds 5 --out runs/bench-rl
 """
@@ -39,8 +39,8 @@ def _row(scenario: str, agent: str, runs: list[dict[str, Any]], extra: dict[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fedsimenv.experiments.compare import compare_agents
-    from fedsimenv.experiments.rl_eval import run_real_episode, surrogate_gap
+    from fedsimenv.experiments.compare import compare_agents, run_dir
+    from fedsimenv.experiments.rl_eval import surrogate_gap_of_run
     from fedsimenv.experiments.rl_training import TrainSettings, train_policy
     from fedsimenv.scenario import load_scenario
 
@@ -74,33 +74,19 @@ def main(argv: list[str] | None = None) -> int:
             )
             policies.append((f"ppo:{out / 'policy.zip'}", budget, wall))
         agents = [p[0] for p in policies] + list(REFERENCES)
-        result = compare_agents(
-            config,
-            agents,
-            seeds,
-            args.out / f"compare-{scenario}",
-            workers=args.workers,
-            resume=True,
-            overwrite=True,
-        )
+        out_cmp = args.out / f"compare-{scenario}"
+        result = compare_agents(config, agents, seeds, out_cmp, workers=args.workers, resume=True)
         failed += len(result.failed)
         for name, budget, wall in policies:
-            from agents.rl_policy import load_policy
-            from fedsimenv.experiments.rl_eval import policy_decider
-
-            meta = json.loads((Path(name.split(":", 1)[1]).parent / "train.json").read_text())
-            policy = load_policy(Path(name.split(":", 1)[1]), meta, config.cell.num_devices)
-            gaps = [
-                surrogate_gap(config, run_real_episode(config, s, policy_decider(policy))) for s in seeds[:2]
-            ]
+            # The surrogate's prediction for the policy's own rounds (actions from the replay logs).
+            gaps = [surrogate_gap_of_run(run_dir(out_cmp, name, s)) for s in seeds]
             gap = {
                 "surrogate_mean_abs_gap": round(sum(g["mean_abs_gap"] for g in gaps) / len(gaps), 4),
                 "surrogate_final_predicted": round(sum(g["final_predicted"] for g in gaps) / len(gaps), 4),
                 "real_final": round(sum(g["final_real"] for g in gaps) / len(gaps), 4),
             }
-            rows.append(
-                _row(scenario, name, result.runs, {"timesteps": budget, "train_wall_s": round(wall), **gap})
-            )
+            extra = {"timesteps": budget, "train_wall_s": round(wall), **gap}
+            rows.append(_row(scenario, name, result.runs, extra))
         rows.extend(_row(scenario, a, result.runs, {}) for a in REFERENCES)
     header = (
         "| scenario | agent | timesteps | train wall (s) | final accuracy | time to 0.9 (s) | reached "
@@ -127,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "rl.md").write_text(text, encoding="utf-8")
-    (args.out / "rl.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    stem = "rl-" + args.scenarios.replace(",", "_")
+    (args.out / f"{stem}.md").write_text(text, encoding="utf-8")
+    (args.out / f"{stem}.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     print(text)
     return 1 if failed else 0
 

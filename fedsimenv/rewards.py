@@ -110,7 +110,10 @@ class AccuracyLatencyEnergy(Reward):
 class TimeToTarget(Reward):
     """``-time_weight_per_s * latency_s``, plus ``bonus`` in the round the target accuracy is reached.
 
-    Maximising it minimises the simulated time to reach the target. The target is
+    Maximising it minimises the simulated time to reach the target, but an episode that misses the
+    target pays only for its (short) time: where reaching the target takes longer than ``bonus /
+    time_weight_per_s`` seconds, a degenerate policy that never learns scores higher (not RL-safe;
+    use ``time-to-target-shaped``). The target is
     ``target_accuracy`` if > 0, else the scenario's ``episode.target_accuracy`` (one must be set).
 
     Args:

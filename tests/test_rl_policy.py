@@ -109,7 +109,7 @@ def test_scaled_observation_keeps_phase_times_visible() -> None:
     from fedsimenv.wrappers import ScaledFlatObservation, scale_observation
 
     env = ScaledFlatObservation(WirelessFLEnv("tiny", trainer="surrogate"))
-    obs, _ = env.reset(seed=0)
+    env.reset(seed=0)
     raw = {k: np.asarray(v) for k, v in env.unwrapped._observation().items()}  # type: ignore[attr-defined]
     size = raw["last_upload_time_s"].size
     offset = sum(raw[k].size for k in env.scaling["keys"][: env.scaling["keys"].index("last_upload_time_s")])

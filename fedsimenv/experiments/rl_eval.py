@@ -11,6 +11,7 @@ real one, round by round: the fidelity of the surrogate on the policy's own roun
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -129,3 +130,21 @@ def summarise(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "mean_selected": float(np.mean([e["mean_selected"] for e in episodes])),
         "mean_rho": float(np.mean([e["mean_rho"] for e in episodes])),
     }
+
+
+def surrogate_gap_of_run(run_dir: Path) -> dict[str, float]:
+    """:func:`surrogate_gap` for a finished run directory (its scenario, seed, actions and accuracy
+    from the replay log of the newest checkpoint and ``metrics.jsonl``)."""
+    from fedsimenv.experiments.rundir import latest_checkpoint, read_jsonl, read_run_meta
+    from fedsimenv.scenario import load_scenario
+
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise ValueError(f"{run_dir}: no checkpoint with a replay log")
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    episode = {
+        "seed": int(read_run_meta(run_dir)["seed"]),
+        "actions": [r["action"] for r in checkpoint["records"]],
+        "accuracy": [float(r["accuracy"]) for r in rows][: len(checkpoint["records"])],
+    }
+    return surrogate_gap(load_scenario(run_dir / "config.yaml"), episode)
