@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=config.seed,
             eval_every=0,
             n_steps=min(128, args.rl_timesteps),
+            batch_size=min(64, args.rl_timesteps),
             bc_episodes=args.bc_episodes,
             checkpoint_every=0,
         )

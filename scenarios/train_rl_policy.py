@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         timesteps=args.total_timesteps,
         seed=args.seed,
         n_steps=min(128, args.total_timesteps),
+        batch_size=min(64, args.total_timesteps),
         eval_every=0,
         bc_episodes=args.bc_episodes,
         checkpoint_every=0,

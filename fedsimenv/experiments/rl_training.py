@@ -379,7 +379,7 @@ def _warm_start(
     from fedsimenv.experiments.rl_imitation import behaviour_clone, collect_demonstrations, merge
 
     # Episodes of the training reward (they end at its target: actor and critic targets) and half as
-    # many of the scenario's own length (the states after the target: actor only).
+    # many (at least one) of the scenario's own length (the states after the target: actor only).
     bc_seed = settings.seed + BC_SEED_OFFSET
     episodic = collect_demonstrations(
         train_config, settings.teacher, settings.bc_episodes, bc_seed, settings.gamma
@@ -387,7 +387,7 @@ def _warm_start(
     full_length = collect_demonstrations(
         load_scenario(config, {"trainer": train_config.trainer}),
         settings.teacher,
-        settings.bc_episodes // 2,
+        max(1, settings.bc_episodes // 2),
         bc_seed + settings.bc_episodes,
         settings.gamma,
         value_targets=False,
