@@ -253,7 +253,7 @@ def test_sb3_subproc_vec_env_runs_the_fast_env() -> None:
         obs = venv.reset()
         for _ in range(4):
             obs, rewards, dones, _ = venv.step(np.zeros((2, 30), dtype=np.float32))
-        assert isinstance(obs, np.ndarray) and obs.shape == (2, 10 * 10 + 5)  # 10 per-device keys, 5 scalars
+        assert isinstance(obs, np.ndarray) and obs.shape == (2, 10 * 9 + 5)  # 9 per-device features, 5 global
         assert rewards.shape == (2,) and dones.tolist() == [False, False]  # 4 steps: an episode of 3, + 1
     finally:
         venv.close()
