@@ -294,7 +294,11 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
                 # Server-side computation (e.g. FedDUAP's server update) ends the round later: the
                 # simulated clock runs on through it (no device works meanwhile).
                 simulator.env.run(until=simulator.now_s + learning.server_time_s)
-        covering = covering_index([job.masks for job in jobs], jobs[0].cost.total_params if jobs else 0)
+        covering = covering_index(
+            [job.masks for job in jobs],
+            jobs[0].cost.total_params if jobs else 0,
+            None if is_async else [job.masks for job in plan.jobs.values()],
+        )
         self.last_plan = plan
         self.last_learning = learning
 

@@ -52,3 +52,17 @@ def test_metrics_jsonl_logs_the_covering_index(tmp_path: Path) -> None:
         # Magnitude masks differ per device: some parameters are kept by fewer than all arrived.
         assert 0 <= row["min_covering"] <= row["mean_covering"] <= row["num_arrived"]
         assert row["min_covering"] < row["num_arrived"]
+
+
+def test_parameters_no_started_device_keeps_are_left_out() -> None:
+    # Three devices started with a shared pruned entry w[2]; device 3 did not arrive.
+    planned = [{"w": _t(1, 1, 0, 1)}, {"w": _t(1, 0, 0, 1)}, {"w": _t(0, 1, 0, 0)}]
+    arrived = planned[:2]
+    # Over w[0], w[1], w[3] (w[2] is out of the model) and 2 unmasked parameters:
+    # counts 2, 1, 2 and 2, 2 -> min 1, mean 9 / 5.
+    assert covering_index(arrived, total_params=6, planned=planned) == (1, pytest.approx(9 / 5))
+    # Without the planned masks w[2] counts as covered by nobody.
+    assert covering_index(arrived, total_params=6) == (0, pytest.approx(9 / 6))
+    # An entry kept only by the device that did not arrive counts 0.
+    first, second = {"w": _t(1, 0, 0, 0)}, {"w": _t(0, 1, 0, 0)}
+    assert covering_index([first], 4, planned=[first, second]) == (0, pytest.approx(1 / 2))

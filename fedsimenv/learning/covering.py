@@ -12,7 +12,10 @@ devices whose updates *arrived* (those aggregated):
 * ``mean_covering``: the same count averaged over all parameters.
 
 A parameter no mask mentions counts as kept by every arrived device, so an unpruned round has
-``min_covering = mean_covering = num_arrived``, and a round where nobody arrived has both 0.
+``min_covering = mean_covering = num_arrived``, and a round where nobody arrived has both 0. A
+parameter that no device *starting* the round keeps (removed from the model for good, e.g. by a
+mask every device shares) is not part of that round's model and is left out; one kept by a device
+that did not arrive in time counts with the devices that did.
 """
 
 from __future__ import annotations
@@ -45,23 +48,40 @@ def covering_counts(masks: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, to
     return counts
 
 
-def covering_index(masks: Sequence[Mapping[str, torch.Tensor]], total_params: int) -> tuple[int, float]:
+def covering_index(
+    masks: Sequence[Mapping[str, torch.Tensor]],
+    total_params: int,
+    planned: Sequence[Mapping[str, torch.Tensor]] | None = None,
+) -> tuple[int, float]:
     """``(min_covering, mean_covering)`` of the arrived devices' ``masks`` over a model of
     ``total_params`` parameters (see the module docstring).
+
+    ``planned``: the masks of every device that started the round (arrived or not). Parameters none
+    of them keeps (removed from the model for good, e.g. by a shared server-side mask) are not part
+    of the round's model and are left out of both figures; a parameter some planned device keeps but
+    no arrived one does counts 0. ``None``: every parameter counts.
 
     Raises:
         ValueError: the masks cover more entries than ``total_params``, or shapes disagree.
     """
     num = len(masks)
-    if num == 0:
+    if num == 0 or total_params == 0:
         return 0, 0.0
     counts = covering_counts(masks)
+    live = {key: torch.ones_like(c, dtype=torch.bool) for key, c in counts.items()}
+    if planned is not None:
+        for key, planned_count in covering_counts(planned).items():
+            live[key] = planned_count > 0
+            counts.setdefault(key, torch.full_like(planned_count, num))
     masked = sum(c.numel() for c in counts.values())
     if masked > total_params:
         raise ValueError(f"masks cover {masked} entries but the model has only {total_params} parameters")
     unmasked = total_params - masked
-    minimum = min((int(c.min()) for c in counts.values() if c.numel()), default=num)
+    considered = unmasked + sum(int(m.sum()) for m in live.values())
+    if considered == 0:
+        return 0, 0.0
+    minimum = min((int(c[live[k]].min()) for k, c in counts.items() if bool(live[k].any())), default=num)
     if unmasked > 0:
         minimum = min(minimum, num)
-    covered = sum(int(c.sum()) for c in counts.values()) + num * unmasked
-    return minimum, covered / total_params if total_params else 0.0
+    covered = sum(int(c[live[k]].sum()) for k, c in counts.items()) + num * unmasked
+    return minimum, covered / considered

@@ -202,6 +202,16 @@ class TorchTrainer(Trainer):
         """Device ``device``'s local training inputs and labels (on the model's device)."""
         return self._client_x[device], self._client_y[device]
 
+    def exclude_labels(self, labels: Sequence[int]) -> None:
+        """Remove every local training sample with a label in ``labels`` from the devices' data for
+        the rest of the episode (federated unlearning of a class); ``num_samples`` follows."""
+        drop = torch.tensor(sorted(int(c) for c in labels), dtype=torch.long)
+        for k in range(self.num_devices):
+            y = self._client_y[k]
+            keep = ~torch.isin(y, drop.to(y.device))
+            self._client_x[k], self._client_y[k] = self._client_x[k][keep], y[keep]
+            self._num_samples[k] = int(keep.sum())
+
     def download_bits(self) -> float:
         return float(self.total_params * self.config.bits_per_param)
 
