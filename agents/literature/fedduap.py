@@ -251,4 +251,3 @@ class FedDUAPAgent(StrategyAgent):
             self.rank_samples,
             self.server_flops_per_s,
         )
-

@@ -41,7 +41,9 @@ from fedsimenv.learning.pruning import Masks
 from fedsimenv.learning.trainer import TorchTrainer
 
 
-def nisp_scores(matrices: Sequence[torch.Tensor], final_scores: torch.Tensor | None = None) -> list[torch.Tensor]:
+def nisp_scores(
+    matrices: Sequence[torch.Tensor], final_scores: torch.Tensor | None = None
+) -> list[torch.Tensor]:
     """NISP scores of the hidden neurons of a chain of layers.
 
     Args:

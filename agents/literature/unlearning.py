@@ -93,9 +93,7 @@ def class_activation_sums(
     return sums, onehot.sum(dim=0)
 
 
-def activation_pass_cost(
-    view: SystemView, local_epochs: int, table_bits: float
-) -> tuple[float, float]:
+def activation_pass_cost(view: SystemView, local_epochs: int, table_bits: float) -> tuple[float, float]:
     """``(time_s, energy_j)`` of the activation pass: every device receives the model, runs one
     forward pass over its data (a third of one epoch of training's FLOPs) and uploads ``table_bits``
     on an equal share of the uplink; the time is the slowest device's, the energy the sum."""
