@@ -60,9 +60,9 @@ def test_parameters_no_started_device_keeps_are_left_out() -> None:
     arrived = planned[:2]
     # Over w[0], w[1], w[3] (w[2] is out of the model) and 2 unmasked parameters:
     # counts 2, 1, 2 and 2, 2 -> min 1, mean 9 / 5.
-    assert covering_index(arrived, total_params=6, planned=planned) == (1, pytest.approx(9 / 5))
+    assert covering_index(arrived, total_params=6, planned=planned) == pytest.approx((1, 9 / 5))
     # Without the planned masks w[2] counts as covered by nobody.
-    assert covering_index(arrived, total_params=6) == (0, pytest.approx(9 / 6))
+    assert covering_index(arrived, total_params=6) == pytest.approx((0, 9 / 6))
     # An entry kept only by the device that did not arrive counts 0.
     first, second = {"w": _t(1, 0, 0, 0)}, {"w": _t(0, 1, 0, 0)}
-    assert covering_index([first], 4, planned=[first, second]) == (0, pytest.approx(1 / 2))
+    assert covering_index([first], 4, planned=[first, second]) == pytest.approx((0, 1 / 2))

@@ -47,20 +47,24 @@ def test_channel_step_keeps_at_least_one() -> None:
 # -- FedSparse / NISP -----------------------------------------------------------------------------
 
 
+W1 = torch.tensor([[1.0, 0, 0, 0], [0, 2, 0, 0], [0, 0, 1, -1]])
+W2 = torch.tensor([[1.0, -2.0, 0.0], [0.5, 0.0, 3.0]])
+W3 = torch.tensor([[1.0, -1.0], [2.0, 0.0]])
+
+
 def _mlp() -> nn.Sequential:
-    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 2))
+    layers = [nn.Linear(4, 3), nn.Linear(3, 2), nn.Linear(2, 2)]
     with torch.no_grad():
-        net[1].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 2, 0, 0], [0, 0, 1, -1]]))
-        net[3].weight.copy_(torch.tensor([[1.0, -2.0, 0.0], [0.5, 0.0, 3.0]]))
-        net[5].weight.copy_(torch.tensor([[1.0, -1.0], [2.0, 0.0]]))
-    return net
+        for layer, weight in zip(layers, (W1, W2, W3), strict=True):
+            layer.weight.copy_(weight)
+    return nn.Sequential(nn.Flatten(), layers[0], nn.ReLU(), layers[1], nn.ReLU(), layers[2])
 
 
 def test_nisp_scores_on_a_three_layer_mlp_by_hand() -> None:
     net = _mlp()
     # s_2 = |W3|^T 1 = [1 + 2, 1 + 0] = [3, 1];
     # s_1 = |W2|^T s_2 = [1*3 + 0.5*1, 2*3 + 0, 0 + 3*1] = [3.5, 6, 3].
-    s1, s2 = nisp_scores([net[1].weight, net[3].weight, net[5].weight])
+    s1, s2 = nisp_scores([W1, W2, W3])
     assert s2.tolist() == [3.0, 1.0]
     assert s1.tolist() == [3.5, 6.0, 3.0]
     layout = ChannelLayout(net, torch.zeros(1, 1, 2, 2))
@@ -97,9 +101,10 @@ def test_layer_adaptive_rates_and_feature_map_rank() -> None:
     assert layer_adaptive_rates([0.5, 0.9, 0.7], 0.3) == pytest.approx([0.5, 0.1, 0.3])
     assert layer_adaptive_rates([1.0, 1.0], 0.3) == [0.3, 0.3]
     # A 1x1 conv copying channel 0 of the input, and channel 0 + 0 * channel 1 (rank 1 input).
-    conv = nn.Sequential(nn.Conv2d(2, 2, kernel_size=1, bias=False))
+    layer = nn.Conv2d(2, 2, kernel_size=1, bias=False)
     with torch.no_grad():
-        conv[0].weight.copy_(torch.tensor([[[[1.0]], [[0.0]]], [[[0.0]], [[1.0]]]]))
+        layer.weight.copy_(torch.tensor([[[[1.0]], [[0.0]]], [[[0.0]], [[1.0]]]]))
+    conv = nn.Sequential(layer)
     full = torch.eye(4)  # rank 4 on a 4x4 map
     rank1 = torch.ones(4, 4)
     x = torch.stack([full, rank1]).unsqueeze(0)

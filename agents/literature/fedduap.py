@@ -108,7 +108,8 @@ def feature_map_ranks(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Te
         model.train(was_training)
     maps = captured[0].float().cpu()  # (B, C, H, W)
     ranks = torch.linalg.matrix_rank(maps).float()  # (B, C)
-    return ranks.mean(dim=0) / min(maps.shape[-2:])
+    result: torch.Tensor = ranks.mean(dim=0) / min(maps.shape[-2:])
+    return result
 
 
 class FedDUAPStrategy(ScheduledStrategy):

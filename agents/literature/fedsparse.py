@@ -72,7 +72,9 @@ def nisp_scores(
 
 def _neuron_matrix(module: nn.Module, in_channels: int) -> torch.Tensor:
     """``module``'s weight reduced to (out neurons, in channels) of absolute values."""
-    weight = module.weight.detach().abs().cpu()  # type: ignore[union-attr]
+    if not isinstance(module, nn.Conv2d | nn.Linear):
+        raise ValueError(f"NISP reads conv and linear layers, not {type(module).__name__}")
+    weight = module.weight.detach().abs().cpu()
     if isinstance(module, nn.Conv2d):
         if module.groups != 1:
             raise ValueError("NISP here needs ordinary convolutions (no grouped/depthwise ones)")
@@ -94,8 +96,10 @@ def model_nisp_scores(model: nn.Module, layout: ChannelLayout) -> dict[int, torc
     matrices: list[torch.Tensor] = []
     for k, layer in enumerate(layers):
         module = modules[layer.name]
+        assert isinstance(module, nn.Conv2d | nn.Linear)
         if k == 0:
-            in_channels = module.weight.shape[1]  # type: ignore[union-attr]
+            # The input's channels (a conv) or features (a linear layer on the flattened input).
+            in_channels = module.in_channels if isinstance(module, nn.Conv2d) else module.in_features
         else:
             previous = layers[k - 1].out_group
             if previous is None or layer.in_group != previous:
