@@ -167,3 +167,29 @@ def test_cli_runs_every_seed_algorithm_on_tiny(name: str, small: bool, tmp_path:
     assert rows[-1]["mean_rho"] > 0  # every one of them has pruned by round 3
     if name == "unlearning":
         assert rows[-1]["forget_accuracy"] < rows[0]["retained_accuracy"]
+
+
+# -- DWNP table: physically pruned model ------------------------------------------------------------
+
+
+def test_physically_pruned_model_equals_the_soft_masked_one_without_norms() -> None:
+    import copy
+
+    from agents.literature.physical import physically_pruned
+    from fedsimenv.learning.models import build_model
+    from fedsimenv.learning.pruning import apply_masks, count_parameters
+
+    model = build_model("small-cnn", (1, 8, 8), 10, torch.Generator().manual_seed(0), torch.device("cpu"))
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    layout = ChannelLayout(model, x[:1])
+    gates = [torch.ones(size) for size in layout.sizes]
+    gates[0][:5] = 0.0
+    gates[1][3:9] = 0.0
+    masks = layout.masks(gates)
+    soft = copy.deepcopy(model)
+    apply_masks(soft, masks)
+    hard = physically_pruned(model, masks, x)
+    assert count_parameters(hard) == sum(int(m.sum()) for m in masks.values()) + sum(
+        p.numel() for name, p in model.named_parameters() if name not in masks
+    )
+    torch.testing.assert_close(hard(x), soft(x), rtol=1e-5, atol=1e-6)

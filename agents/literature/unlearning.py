@@ -12,7 +12,8 @@ that class and the devices fine-tune the pruned model:
    ``TF * IDF`` (:func:`tfidf_relevance`). A channel firing strongly for the forget class and for few
    others scores high.
 3. **Pruning**: in every convolution, the ``prune_ratio`` channels with the highest relevance to the
-   forget class are removed from the global model for good (structured masks).
+   forget class are removed from the global model for good (structured masks). A model without
+   convolutions (the MLP) has its hidden units pruned the same way.
 4. **Fine-tuning**: FedAvg of the pruned model on the devices' remaining data (the forget class's
    samples are removed from every device, :meth:`TorchTrainer.exclude_labels`).
 
@@ -44,7 +45,7 @@ from torch import nn
 from agents.base import AGENTS
 from agents.literature.channel_layout import ChannelLayout
 from agents.literature.common import ScheduledStrategy, StrategyAgent, schedule_rounds
-from agents.literature.conv_groups import conv_producers, full_gates
+from agents.literature.conv_groups import conv_producers, full_gates, linear_producers
 from channels import shannon_rate_bps
 from fedsimenv.learning.pruning import Masks
 from fedsimenv.learning.trainer import TorchTrainer
@@ -74,11 +75,13 @@ def class_activation_sums(
     activation per channel, and the per-class sample counts."""
     modules = dict(model.named_modules())
     captured: dict[str, torch.Tensor] = {}
+
+    def keep(name: str, output: torch.Tensor) -> None:
+        relu = output.detach().clamp_min(0)
+        captured[name] = relu.flatten(2).mean(dim=2) if relu.dim() > 2 else relu
+
     handles = [
-        modules[name].register_forward_hook(
-            lambda m, i, o, name=name: captured.__setitem__(name, o.detach().clamp_min(0).mean(dim=(2, 3)))
-        )
-        for name in layers
+        modules[name].register_forward_hook(lambda m, i, o, name=name: keep(name, o)) for name in layers
     ]
     was_training = model.training
     model.eval()
@@ -126,6 +129,8 @@ class UnlearningStrategy(ScheduledStrategy):
         classes = int(trainer.test.num_classes)
         if not 0 <= self.forget_class < classes:
             raise ValueError(f"forget_class must be in [0, {classes - 1}], got {self.forget_class}")
+        if not 0.0 < self.prune_ratio < 1.0:
+            raise ValueError(f"unlearning prune_ratio must be in (0, 1), got {self.prune_ratio}")
         self.table_values = 0
         self.pruned_accuracy = (math.nan, math.nan)
         self.base_class_accuracy = (math.nan, math.nan)
@@ -144,7 +149,7 @@ class UnlearningStrategy(ScheduledStrategy):
         model = trainer.model
         self.base_class_accuracy = self.class_accuracy(trainer)
         layout = ChannelLayout(model, trainer.client_data(0)[0][:1])
-        groups = conv_producers(layout, model)
+        groups = conv_producers(layout, model) or linear_producers(layout, model)
         layers = [producers[0] for producers in groups.values()]
         classes = int(trainer.test.num_classes)
         sums = [torch.zeros(classes, layout.sizes[g], dtype=torch.float64) for g in groups]
