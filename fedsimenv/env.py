@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 from fedsimenv.actions import decode_action
 from fedsimenv.config import ScenarioConfig
+from fedsimenv.learning.covering import covering_index
 from fedsimenv.learning.plan import DeviceJob, LearningResult, RoundPlan
 from fedsimenv.learning.trainer import TRAINERS
 from fedsimenv.observations import (
@@ -127,8 +128,12 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
     ``round_energy_j``, ``accuracy``, ``loss``, ``num_selected``, ``num_arrived``, ``num_dropped``
     (deadline, over-commit), ``num_failed`` (unavailable, went offline, battery), ``max_staleness``,
     ``mean_pruning_rate``, ``upload_bits`` (of the arrived updates), ``downlink_time_s``,
-    ``reward_terms`` and ``episode_end``. The full :class:`~fedsimenv.sim.RoundReport` of the last
-    round (per-device phase times, status and reason, energy, battery) is
+    ``min_covering`` and ``mean_covering`` (the covering index of the aggregated masks,
+    :mod:`fedsimenv.learning.covering`), ``server_time_s`` (server computation of a training
+    strategy, included in ``round_latency_s``), ``extra_metrics`` (an algorithm's own, e.g.
+    personalised accuracy), ``reward_terms`` and ``episode_end``. The full
+    :class:`~fedsimenv.sim.RoundReport` of the last round (per-device phase times, status and reason,
+    energy, battery) is
     ``env.unwrapped.last_report``.
 
     ## Protocols
@@ -291,7 +296,17 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
                 del self._in_flight[k]
             learning = self.trainer.train_async(jobs, [int(report.staleness[k]) for k in arrived])
         else:
+            jobs = plan.jobs_of(arrived)
             learning = self.trainer.train_round(plan, arrived)
+            if learning.server_time_s > 0:
+                # Server-side computation (e.g. FedDUAP's server update) ends the round later: the
+                # simulated clock runs on through it (no device works meanwhile).
+                simulator.env.run(until=simulator.now_s + learning.server_time_s)
+        covering = covering_index(
+            [job.masks for job in jobs],
+            jobs[0].cost.total_params if jobs else 0,
+            None if is_async else [job.masks for job in plan.jobs.values()],
+        )
         self.last_plan = plan
         self.last_learning = learning
 
@@ -299,7 +314,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
             RoundOutcome(
                 accuracy=learning.accuracy,
                 previous_accuracy=self._learning.accuracy,
-                round_latency_s=report.round_latency_s,
+                round_latency_s=report.round_latency_s + learning.server_time_s,
                 round_energy_j=report.energy_j,
                 target_accuracy=self.target_accuracy,
                 reference_latency_s=reference_s,
@@ -325,6 +340,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         truncated = ended["time_budget"] or ended["energy_budget"] or ended["max_rounds"]
         end_reason = next((name for name in END_REASONS if ended[name]), "")
         info = self._info(report, learning, terms)
+        info["min_covering"], info["mean_covering"] = covering
         info["episode_end"] = end_reason
         return self._observation(), float(reward), terminated, truncated, info
 
@@ -387,7 +403,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         )
 
     def _info(self, report: RoundReport, learning: LearningResult, terms: dict[str, float]) -> dict[str, Any]:
-        return {
+        info = {
             "round": self._round,
             "sim_time_s": self.simulator.now_s,
             "energy_j": self._energy_j,
@@ -395,4 +411,9 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
             "loss": learning.loss,
             **report.summary(),
             "reward_terms": terms,
+            "server_time_s": learning.server_time_s,
+            "extra_metrics": dict(learning.extra),
         }
+        if learning.server_time_s > 0:
+            info["round_latency_s"] += learning.server_time_s
+        return info

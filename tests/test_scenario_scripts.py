@@ -27,7 +27,7 @@ def fast_tiny(tmp_path: Path) -> str:
     return str(path)
 
 
-SCRIPTS = ("run_scenario", "train_rl_policy", "compare_optimal_rl_heuristics", "dwnp_table")
+SCRIPTS = ("run_scenario", "train_rl_policy", "compare_optimal_rl_heuristics", "dwnp_table", "unlearning")
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -123,3 +123,9 @@ def test_compare_optimal_rl_heuristics_script(tmp_path: Path, fast_tiny: str) ->
         meta = json.loads((out / "ppo" / "train.json").read_text())
         (bad / "train.json").write_text(json.dumps({**meta, "features": "an-older-version"}))
         assert module.main([*common, "--policy", str(bad), "--out", str(tmp_path / "b")]) == 1
+
+
+def test_unlearning_script_reports_both_accuracies_and_the_cost(fast_tiny: str) -> None:
+    stdout = _script("unlearning", "--scenario", fast_tiny, "--rounds", "2", "--prune-ratio", "0.2")
+    assert "| after fine-tuning |" in stdout and "retained-class acc" in stdout
+    assert "unlearning cost: activation pass" in stdout

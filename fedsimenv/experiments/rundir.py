@@ -4,8 +4,9 @@ Files of a run directory (every file but the two append-only JSONL files is writ
 
 * ``run.json``: agent, seed, checkpoint interval, timeline flag;
 * ``config.yaml``: the resolved scenario (every default written out, ``seed`` set);
-* ``metrics.jsonl``: one row per round (:data:`METRIC_KEYS`, simulated quantities only, so the same
-  seed gives a byte-identical file), appended and flushed as each round ends; ``timeline.jsonl``
+* ``metrics.jsonl``: one row per round (:data:`METRIC_KEYS`, then an algorithm's own metrics, e.g.
+  ``personal_accuracy``; simulated quantities only, so the same seed gives a byte-identical file),
+  appended and flushed as each round ends; ``timeline.jsonl``
   (with ``--timeline``): one record per device and round; on resume both are rewritten atomically up
   to the checkpoint and appended to again, so a half-written last line left by ``kill -9`` disappears;
 * ``gantt.png`` (with ``--timeline``): the last round as a Gantt chart;
@@ -51,6 +52,8 @@ METRIC_KEYS = (
     "num_arrived",
     "mean_pruning_rate",
     "upload_bits",
+    "min_covering",
+    "mean_covering",
     "reward",
 )
 #: Version of the checkpoint payload layout.
@@ -124,6 +127,8 @@ def metric_row(info: Mapping[str, Any], reward: float) -> dict[str, Any]:
     row = {key: info[key] for key in METRIC_KEYS if key != "reward"}
     row["mean_rho"] = row.pop("mean_pruning_rate")
     row["reward"] = float(reward)
+    # An algorithm's own per-round metrics (e.g. Sub-FedAvg's personalised accuracy), after the rest.
+    row.update({str(k): float(v) for k, v in info.get("extra_metrics", {}).items()})
     for key, value in row.items():
         if isinstance(value, numbers.Real) and not math.isfinite(value):
             raise NonFiniteResultError(

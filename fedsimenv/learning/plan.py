@@ -48,6 +48,12 @@ class LearningResult:
     num_trained: int
     #: Per-device accuracy on test data following each device's label mix (when configured).
     device_accuracy: tuple[float, ...] = field(default=())
+    #: Seconds of server-side computation this round (a strategy's server training, e.g. FedDUAP);
+    #: the env adds it to the round's latency.
+    server_time_s: float = 0.0
+    #: Algorithm-specific per-round metrics (e.g. Sub-FedAvg's personalised accuracy), logged as
+    #: extra ``metrics.jsonl`` columns.
+    extra: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ then calls its hooks at fixed points of every round:
 * :meth:`TrainingStrategy.masks` in ``plan_round`` for each device starting a job with ``rho > 0``, in
   place of the scenario's pruning method (return ``None`` to fall back to it). ``rho = 0`` always
   means the unpruned model, so an agent whose strategy prunes sends the achieved rate (> 0);
-* :meth:`TrainingStrategy.after_round` in ``train_round`` after aggregation, before evaluation.
+* :meth:`TrainingStrategy.after_round` in ``train_round`` after aggregation, before evaluation;
+* :meth:`TrainingStrategy.server_time_s` and :meth:`TrainingStrategy.metrics` when the round's
+  :class:`~fedsimenv.learning.plan.LearningResult` is built (server compute time, extra metrics).
 
 The strategy lives in the learning plane's terms (a model, masks, the clients' data); it never sees
 the wireless simulation. What it needs from the timing plane (e.g. PruneFL's per-parameter times) the
@@ -54,3 +56,13 @@ class TrainingStrategy:
         self, trainer: TorchTrainer, arrived: Sequence[int], previous: Mapping[str, torch.Tensor]
     ) -> None:
         """Called after aggregation; ``previous`` is the global state before it (a copy)."""
+
+    def server_time_s(self) -> float:
+        """Seconds the server computed for the round just aggregated (its own training or pruning);
+        the env adds them to the round (0 by default)."""
+        return 0.0
+
+    def metrics(self, trainer: TorchTrainer) -> dict[str, float]:
+        """Extra per-round metrics of the algorithm (finite floats), logged beside the standard ones
+        (e.g. Sub-FedAvg's personalised accuracy). Called after each round's evaluation."""
+        return {}

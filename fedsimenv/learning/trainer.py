@@ -202,6 +202,16 @@ class TorchTrainer(Trainer):
         """Device ``device``'s local training inputs and labels (on the model's device)."""
         return self._client_x[device], self._client_y[device]
 
+    def exclude_labels(self, labels: Sequence[int]) -> None:
+        """Remove every local training sample with a label in ``labels`` from the devices' data for
+        the rest of the episode (federated unlearning of a class); ``num_samples`` follows."""
+        drop = torch.tensor(sorted(int(c) for c in labels), dtype=torch.long)
+        for k in range(self.num_devices):
+            y = self._client_y[k]
+            keep = ~torch.isin(y, drop.to(y.device))
+            self._client_x[k], self._client_y[k] = self._client_x[k][keep], y[keep]
+            self._num_samples[k] = int(keep.sum())
+
     def download_bits(self) -> float:
         return float(self.total_params * self.config.bits_per_param)
 
@@ -252,9 +262,11 @@ class TorchTrainer(Trainer):
             self.model.load_state_dict(
                 self.aggregate(global_state, states, [job.masks for job in jobs], weights)
             )
+        server_time_s = 0.0
         if self.strategy is not None:
             self.strategy.after_round(self, [job.device for job in jobs], previous)
-        return self._result(len(jobs))
+            server_time_s = self.strategy.server_time_s()
+        return self._result(len(jobs), server_time_s)
 
     def train_async(self, jobs: Sequence[DeviceJob], staleness: Sequence[int]) -> LearningResult:
         unstarted = [job.device for job in jobs if job.start_state is None]
@@ -321,10 +333,11 @@ class TorchTrainer(Trainer):
         )
         return (train_batched if batched else train_sequential)(model, jobs, sgd)
 
-    def _result(self, num_trained: int) -> LearningResult:
+    def _result(self, num_trained: int, server_time_s: float = 0.0) -> LearningResult:
         accuracy, loss = self.evaluate()
         device_accuracy = tuple(self.evaluate_device(k) for k in range(len(self.device_tests)))
-        return LearningResult(accuracy, loss, num_trained, device_accuracy)
+        extra = self.strategy.metrics(self) if self.strategy is not None else {}
+        return LearningResult(accuracy, loss, num_trained, device_accuracy, server_time_s, extra)
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
