@@ -23,6 +23,68 @@ if TYPE_CHECKING:
 
 FloatArray = NDArray[np.float64]
 
+#: Pruning rates at which the env asks the trainer for the exact cost of the coming round's model
+#: (evenly spaced over ``[0, rho_max]``; see :class:`CostCurve`).
+COST_CURVE_POINTS = 21
+
+
+@dataclass(frozen=True)
+class CostCurve:
+    """Exact cost of the coming round's global model pruned by the scenario's method, on a grid of rho.
+
+    What the simulator charges a device pruning at ``pruning_rate[i]`` (``Trainer.cost_at``): forward
+    FLOPs per sample and upload bits, including what pruning does not remove (an unstructured mask's
+    bit per prunable weight, unprunable layers). Entry 0 is the unpruned model (rho = 0, no mask);
+    entry 1 is the pruned model at the smallest positive rate (rho -> 0+, mask included), so the
+    curve is non-increasing from entry 1 on for every pruning method here. Planners bound the cost
+    between two grid points by the value at the left one (:mod:`agents.planning`).
+
+    Attributes:
+        pruning_rate: (K,) increasing, from 0 to rho_max; entries 0 and 1 are 0 and 0+ (see above).
+        forward_flops_per_sample: (K,) FLOPs of one forward pass of the pruned model.
+        upload_bits: (K,) size of the pruned model's upload, bits.
+    """
+
+    pruning_rate: FloatArray
+    forward_flops_per_sample: FloatArray
+    upload_bits: FloatArray
+
+    def __post_init__(self) -> None:
+        for name in ("pruning_rate", "forward_flops_per_sample", "upload_bits"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        k = len(self.pruning_rate)
+        if k < 2 or self.forward_flops_per_sample.shape != (k,) or self.upload_bits.shape != (k,):
+            raise ValueError("CostCurve arrays must all have the same length K >= 2")
+        if not (np.all(np.isfinite(self.forward_flops_per_sample)) and np.all(self.upload_bits > 0)):
+            raise ValueError("CostCurve costs must be finite, upload_bits > 0")
+
+    @property
+    def flops_ratio(self) -> FloatArray:
+        """(K,) forward FLOPs relative to the unpruned model."""
+        return np.asarray(self.forward_flops_per_sample / self.forward_flops_per_sample[0])
+
+    @property
+    def bits_ratio(self) -> FloatArray:
+        """(K,) upload bits relative to the unpruned model."""
+        return np.asarray(self.upload_bits / self.upload_bits[0])
+
+
+def linear_cost_curve(rho_max: float, points: int = COST_CURVE_POINTS) -> CostCurve:
+    """The linear cost model ``(1 - rho)`` x unpruned (unit unpruned costs): what planners assume
+    where a view carries no exact curve."""
+    rho = np.concatenate([[0.0], np.linspace(0.0, rho_max, points - 1)])
+    return CostCurve(rho, 1.0 - rho, 1.0 - rho)
+
+
+def cost_curve_grid(rho_max: float, points: int = COST_CURVE_POINTS) -> FloatArray:
+    """The pruning rates a :class:`CostCurve` is evaluated at: 0, 0+, then evenly up to rho_max.
+
+    0+ is the least rate a float32 action carries (2^-20, far below any pruned parameter): it prices
+    the mask of a pruned upload at the smallest pruning.
+    """
+    tiny = 2.0**-20
+    return np.concatenate([[0.0, tiny], np.linspace(0.0, rho_max, points - 1)[1:]])
+
 
 def _frozen(values: NDArray[np.float64] | NDArray[np.int64]) -> NDArray[np.float64]:
     out = np.array(values, dtype=np.float64, copy=True)
@@ -50,6 +112,15 @@ class SystemView:
             round's downlink time is the maximum over the selected devices.
         num_samples: (N,) local training samples D_k.
         rho_max: Largest pruning rate an action can encode.
+        cost_curve: Exact costs of the coming round's model as a function of rho (what the
+            simulator will charge); ``None``: the linear model ``(1 - rho)`` x unpruned.
+        planning_gain_linear: (N,) the gain a device can plan its round on: the snapshot
+            ``channel_gain_linear`` where the channel is static within a round; where fading is
+            redrawn within the round (a coherence time), the large-scale gain times the fading's
+            geometric mean ``exp(E ln |h|^2)``, whose rate is a lower bound on the ergodic rate
+            (Jensen). ``None``: the snapshot.
+        planning_downlink_time_s: (N,) broadcast time at ``planning_gain_linear``; ``None``:
+            ``downlink_time_s``.
     """
 
     round_index: int
@@ -66,8 +137,14 @@ class SystemView:
     downlink_time_s: FloatArray
     num_samples: FloatArray
     rho_max: float
+    cost_curve: CostCurve | None = None
+    planning_gain_linear: FloatArray | None = None
+    planning_downlink_time_s: FloatArray | None = None
 
     def __post_init__(self) -> None:
+        for name in ("planning_gain_linear", "planning_downlink_time_s"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _frozen(getattr(self, name)))
         for name in (
             "channel_gain_linear",
             "tx_power_w",
@@ -89,6 +166,19 @@ class SystemView:
         """(N,) ``a_k = p_k g_k / N0`` in Hz: the rate is ``b log2(1 + a_k / b)``."""
         return np.asarray(self.tx_power_w * self.channel_gain_linear / self.noise_psd_w_per_hz)
 
+    @property
+    def planning_snr_bandwidth_hz(self) -> FloatArray:
+        """(N,) ``a_k`` at :attr:`planning_gain_linear`: what planners should decide on."""
+        gain = self.channel_gain_linear if self.planning_gain_linear is None else self.planning_gain_linear
+        return np.asarray(self.tx_power_w * gain / self.noise_psd_w_per_hz)
+
+    @property
+    def planning_downlink(self) -> FloatArray:
+        """(N,) :attr:`downlink_time_s` at :attr:`planning_gain_linear`, s."""
+        return (
+            self.downlink_time_s if self.planning_downlink_time_s is None else self.planning_downlink_time_s
+        )
+
 
 def build_system_view(
     config: ScenarioConfig,
@@ -97,11 +187,14 @@ def build_system_view(
     unpruned_forward_flops_per_sample: float,
     unpruned_upload_bits: float,
     download_bits: float,
+    cost_curve: CostCurve | None = None,
 ) -> SystemView:
     """The :class:`SystemView` of ``sim``'s coming round (a pure function of its arguments).
 
     Unpruned compute latency ``A_k = E D_k 3 F_fwd / (f_k phi_k)`` (backward ~ 2x forward) and the
     downlink time at device k's own rate; the round's downlink is the maximum over the selected.
+    Where the scenario has a coherence time (fading redrawn within a round) the planning gain is the
+    large-scale gain times the fading's geometric mean (see :attr:`SystemView.planning_gain_linear`).
     """
     fleet = sim.fleet
     samples = num_samples.astype(np.float64)
@@ -111,6 +204,14 @@ def build_system_view(
     downlink_rate = shannon_rate_bps(
         config.network.downlink_bandwidth_hz, sim.bs_tx_power_w, gain, sim.noise_psd_w_per_hz
     )
+    planning_gain = planning_downlink = None
+    typical = getattr(sim.channel, "typical_gain_linear", None)
+    if sim.coherence_time_s is not None and typical is not None:
+        planning_gain = np.asarray(typical(), dtype=np.float64)
+        planning_rate = shannon_rate_bps(
+            config.network.downlink_bandwidth_hz, sim.bs_tx_power_w, planning_gain, sim.noise_psd_w_per_hz
+        )
+        planning_downlink = download_bits / planning_rate
     return SystemView(
         round_index=sim.round_index,
         channel_gain_linear=gain,
@@ -126,4 +227,7 @@ def build_system_view(
         downlink_time_s=download_bits / downlink_rate,
         num_samples=samples,
         rho_max=config.action.rho_max,
+        cost_curve=cost_curve,
+        planning_gain_linear=planning_gain,
+        planning_downlink_time_s=planning_downlink,
     )
