@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from agents.allocation import minmax_latency_bandwidth
 from agents.base import AGENTS, Agent
 from agents.energy import EnergyProblem, minimise_energy
+from agents.fading_plan import fast_fading, sampled_round_latency
 from agents.optimal.closed_form import solve_closed_form
 from agents.optimal.cvx import CvxJointSolver
 from agents.optimal.problem import rate_bps
@@ -180,13 +181,50 @@ class MinMaxLatencyAgent(ViewAgent):
         self.last_result = result
         self.last_note = ""
         n = view.num_devices
-        action = self.encode(np.ones(n, dtype=bool), np.zeros(n), result.bandwidth_hz)
+        bandwidth = result.bandwidth_hz
+        if fast_fading(view):
+            bandwidth = self.hedge_fast_fading(view, bandwidth)
+        action = self.encode(np.ones(n, dtype=bool), np.zeros(n), bandwidth)
         # the planned round latency is that of the decision the env decodes (share floor, float32)
         decision = self.decoded(action)
         upload = view.upload_bits / rate_bps(decision.bandwidth_hz, view.planning_snr_bandwidth_hz)
         latency = float(view.planning_downlink.max()) + view.compute_latency_s + upload
         self.last_deadline_s = max(result.round_latency_s, float(latency.max()))
         return action
+
+    #: Blends between the min-max split (0) and equal shares (1) tried under fast fading.
+    hedges: ClassVar[tuple[float, ...]] = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+    def hedge_fast_fading(self, view: SystemView, bandwidth: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Under fast fading the split equalising the planned latencies is fragile (the slowest of
+        N noisy devices sets the round); pick the blend with equal shares whose round latency,
+        averaged over the fading distribution (:mod:`agents.fading_plan`), is least."""
+        n = view.num_devices
+        equal = np.full(n, view.bandwidth_hz / n)
+        seed = int(self.rng.integers(2**62))
+        everyone = np.ones(n, dtype=bool)
+        expected = [
+            float(
+                np.mean(
+                    sampled_round_latency(
+                        view,
+                        everyone,
+                        view.compute_latency_s,
+                        view.upload_bits,
+                        (1 - h) * bandwidth + h * equal,
+                        seed,
+                    )
+                )
+            )
+            for h in self.hedges
+        ]
+        best = int(np.argmin(expected))
+        if self.hedges[best] > 0:
+            self.last_note = (
+                f"fast fading: bandwidth {self.hedges[best]:.0%} of the way to equal shares "
+                f"(expected round {expected[best]:.3g} s vs {expected[0]:.3g} s for the min-max split)"
+            )
+        return np.asarray((1 - self.hedges[best]) * bandwidth + self.hedges[best] * equal)
 
 
 @AGENTS.register("energy-yang")

@@ -102,6 +102,19 @@ class FadingModel(ABC):
         high = integrate.quad(lambda g: (1.0 - cdf(g)) / g, 1.0, np.inf, limit=200)[0]
         return float(high - low)
 
+    def power_quantiles(self, probabilities: FloatArray) -> FloatArray:
+        """Quantiles of the marginal power gain at ``probabilities`` in (0, 1), by bisection on
+        :meth:`power_cdf` (a planner's sample of the fading distribution, not of its realisation)."""
+        p = np.asarray(probabilities, dtype=np.float64)
+        lo, hi = np.zeros_like(p), np.full_like(p, 1.0)
+        while np.any(self.power_cdf(hi) < p):
+            hi = np.where(self.power_cdf(hi) < p, hi * 2.0, hi)
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            below = self.power_cdf(mid) < p
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        return np.asarray(0.5 * (lo + hi))
+
     @property
     def coherence_time_s(self) -> float | None:
         """Block length in seconds; ``None`` means a new block at every ``advance``."""

@@ -96,6 +96,14 @@ class DynamicChannel:
         self.gain_linear: FloatArray = large * self.fading.power_gain
         return self.gain_linear
 
+    def fading_quantiles(self, count: int = 64) -> FloatArray:
+        """(count,) quantiles of the fading power gain at the midpoints ``(i + 1/2) / count``."""
+        cached = getattr(self, "_fading_quantiles", None)
+        if cached is None or len(cached) != count:
+            cached = self.channel.fading.power_quantiles((np.arange(count) + 0.5) / count)
+            self._fading_quantiles: FloatArray = cached
+        return cached
+
     def typical_gain_linear(self) -> FloatArray:
         """(N,) large-scale gain times the fading's geometric mean ``exp(E ln |h|^2)``: the gain a
         device can plan a round on when fading is redrawn many times within it (its rate is a lower

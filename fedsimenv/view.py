@@ -121,6 +121,13 @@ class SystemView:
             (Jensen). ``None``: the snapshot.
         planning_downlink_time_s: (N,) broadcast time at ``planning_gain_linear``; ``None``:
             ``downlink_time_s``.
+        large_scale_gain_linear: (N,) path loss x shadowing (no fading) where fading is redrawn
+            within a round; ``None`` otherwise.
+        fading_quantiles: (Q,) quantiles of the fading power gain at probabilities ``(i + 1/2)/Q``
+            (its distribution, for planners that average over it); ``None`` with a static channel.
+        coherence_time_s: Fading block length within a round, s; ``None``: one block per round.
+        downlink_bandwidth_hz: Broadcast bandwidth, Hz.
+        bs_tx_power_w: Base-station transmit power, W.
     """
 
     round_index: int
@@ -140,9 +147,19 @@ class SystemView:
     cost_curve: CostCurve | None = None
     planning_gain_linear: FloatArray | None = None
     planning_downlink_time_s: FloatArray | None = None
+    large_scale_gain_linear: FloatArray | None = None
+    fading_quantiles: FloatArray | None = None
+    coherence_time_s: float | None = None
+    downlink_bandwidth_hz: float = 0.0
+    bs_tx_power_w: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("planning_gain_linear", "planning_downlink_time_s"):
+        for name in (
+            "planning_gain_linear",
+            "planning_downlink_time_s",
+            "large_scale_gain_linear",
+            "fading_quantiles",
+        ):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, _frozen(getattr(self, name)))
         for name in (
@@ -204,10 +221,12 @@ def build_system_view(
     downlink_rate = shannon_rate_bps(
         config.network.downlink_bandwidth_hz, sim.bs_tx_power_w, gain, sim.noise_psd_w_per_hz
     )
-    planning_gain = planning_downlink = None
+    planning_gain = planning_downlink = large_scale = quantiles = None
     typical = getattr(sim.channel, "typical_gain_linear", None)
     if sim.coherence_time_s is not None and typical is not None:
         planning_gain = np.asarray(typical(), dtype=np.float64)
+        large_scale = np.asarray(getattr(sim.channel, "large_scale_gain_linear"), dtype=np.float64)  # noqa: B009 - not in the protocol
+        quantiles = np.asarray(getattr(sim.channel, "fading_quantiles")(), dtype=np.float64)  # noqa: B009
         planning_rate = shannon_rate_bps(
             config.network.downlink_bandwidth_hz, sim.bs_tx_power_w, planning_gain, sim.noise_psd_w_per_hz
         )
@@ -230,4 +249,9 @@ def build_system_view(
         cost_curve=cost_curve,
         planning_gain_linear=planning_gain,
         planning_downlink_time_s=planning_downlink,
+        large_scale_gain_linear=large_scale,
+        fading_quantiles=quantiles,
+        coherence_time_s=sim.coherence_time_s,
+        downlink_bandwidth_hz=config.network.downlink_bandwidth_hz,
+        bs_tx_power_w=sim.bs_tx_power_w,
     )
