@@ -354,20 +354,25 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
             return self._view_cache[1]
         # The cost is the same for every device (one global architecture): the exact curve of the
         # coming round's model, so planners plan with what the simulator will charge.
-        grid = cost_curve_grid(self.config.action.rho_max)
-        costs = [self.trainer.cost_at(float(rho)) for rho in grid]
-        curve = CostCurve(
-            grid,
-            np.array([c.forward_flops_per_sample for c in costs]),
-            np.array([c.upload_bits for c in costs]),
-        )
+        trainer = self.trainer
+        unpruned = trainer.cost_at(0.0)
+
+        def curve() -> CostCurve:  # asked for by planners only (a few model evaluations)
+            grid = cost_curve_grid(self.config.action.rho_max)
+            costs = [unpruned, *(trainer.cost_at(float(rho)) for rho in grid[1:])]
+            return CostCurve(
+                grid,
+                np.array([c.forward_flops_per_sample for c in costs]),
+                np.array([c.upload_bits for c in costs]),
+            )
+
         view = build_system_view(
             self.config,
             sim,
-            self.trainer.num_samples,
-            costs[0].forward_flops_per_sample,
-            costs[0].upload_bits,
-            self.trainer.download_bits(),
+            trainer.num_samples,
+            unpruned.forward_flops_per_sample,
+            unpruned.upload_bits,
+            trainer.download_bits(),
             cost_curve=curve,
         )
         self._view_cache = (sim.round_index, view)

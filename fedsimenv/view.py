@@ -9,7 +9,9 @@ agent cannot change the simulation through it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -112,8 +114,8 @@ class SystemView:
             round's downlink time is the maximum over the selected devices.
         num_samples: (N,) local training samples D_k.
         rho_max: Largest pruning rate an action can encode.
-        cost_curve: Exact costs of the coming round's model as a function of rho (what the
-            simulator will charge); ``None``: the linear model ``(1 - rho)`` x unpruned.
+        cost_curve_source: Computes :attr:`cost_curve` (on first access, once: asking the trainer
+            for a curve costs a few model evaluations); ``None``: no exact curve.
         planning_gain_linear: (N,) the gain a device can plan its round on: the snapshot
             ``channel_gain_linear`` where the channel is static within a round; where fading is
             redrawn within the round (a coherence time), the large-scale gain times the fading's
@@ -144,7 +146,7 @@ class SystemView:
     downlink_time_s: FloatArray
     num_samples: FloatArray
     rho_max: float
-    cost_curve: CostCurve | None = None
+    cost_curve_source: Callable[[], CostCurve] | None = field(default=None, compare=False, repr=False)
     planning_gain_linear: FloatArray | None = None
     planning_downlink_time_s: FloatArray | None = None
     large_scale_gain_linear: FloatArray | None = None
@@ -183,6 +185,12 @@ class SystemView:
         """(N,) ``a_k = p_k g_k / N0`` in Hz: the rate is ``b log2(1 + a_k / b)``."""
         return np.asarray(self.tx_power_w * self.channel_gain_linear / self.noise_psd_w_per_hz)
 
+    @functools.cached_property
+    def cost_curve(self) -> CostCurve | None:
+        """Exact costs of the coming round's model as a function of rho (what the simulator will
+        charge); ``None``: planners assume the linear model ``(1 - rho)`` x unpruned."""
+        return None if self.cost_curve_source is None else self.cost_curve_source()
+
     @property
     def planning_snr_bandwidth_hz(self) -> FloatArray:
         """(N,) ``a_k`` at :attr:`planning_gain_linear`: what planners should decide on."""
@@ -204,7 +212,7 @@ def build_system_view(
     unpruned_forward_flops_per_sample: float,
     unpruned_upload_bits: float,
     download_bits: float,
-    cost_curve: CostCurve | None = None,
+    cost_curve: Callable[[], CostCurve] | None = None,
 ) -> SystemView:
     """The :class:`SystemView` of ``sim``'s coming round (a pure function of its arguments).
 
@@ -246,7 +254,7 @@ def build_system_view(
         downlink_time_s=download_bits / downlink_rate,
         num_samples=samples,
         rho_max=config.action.rho_max,
-        cost_curve=cost_curve,
+        cost_curve_source=cost_curve,
         planning_gain_linear=planning_gain,
         planning_downlink_time_s=planning_downlink,
         large_scale_gain_linear=large_scale,
