@@ -41,7 +41,23 @@ def sampled_round_latency(
     seed: int,
     samples: int = FADING_SAMPLES,
 ) -> FloatArray:
-    """(samples,) round latency (slowest selected device) over i.i.d. fading draws, s.
+    """(samples,) round latency (slowest selected device) over i.i.d. fading draws, s (see
+    :func:`sampled_finish_times`)."""
+    finish = sampled_finish_times(view, selected, compute_s, upload_bits, bandwidth_hz, seed, samples)
+    return np.asarray(finish.max(axis=1)) if finish.size else np.zeros(samples)
+
+
+def sampled_finish_times(
+    view: SystemView,
+    selected: NDArray[np.bool_],
+    compute_s: FloatArray,
+    upload_bits: FloatArray,
+    bandwidth_hz: FloatArray,
+    seed: int,
+    samples: int = FADING_SAMPLES,
+) -> FloatArray:
+    """(samples, m) upload finish time of each of the m selected devices (index order) from the
+    round's start over i.i.d. fading draws, s.
 
     Args:
         view: A view with :func:`fast_fading`.
@@ -55,7 +71,7 @@ def sampled_round_latency(
     assert view.coherence_time_s is not None
     idx = np.flatnonzero(selected)
     if idx.size == 0:
-        return np.zeros(samples)
+        return np.zeros((samples, 0))
     tc = float(view.coherence_time_s)
     quantiles = view.fading_quantiles
     large = view.large_scale_gain_linear[idx]
@@ -84,5 +100,26 @@ def sampled_round_latency(
 
     up_start = (dl_finish[:, None] + compute_s[idx][None, :]).reshape(-1)
     bits = np.broadcast_to(upload_bits[idx], (samples, idx.size)).reshape(-1)
-    finish = transfer_finish_times(up_start, bits, uplink_rate, tc).reshape(samples, idx.size)
-    return np.asarray(finish.max(axis=1))
+    return transfer_finish_times(up_start, bits, uplink_rate, tc).reshape(samples, idx.size)
+
+
+def expected_objective(
+    view: SystemView,
+    selected: NDArray[np.bool_],
+    pruning_rate: FloatArray,
+    bandwidth_hz: FloatArray,
+    compute_s: FloatArray,
+    upload_bits: FloatArray,
+    deadline_s: float,
+    exclusion_penalty: float,
+    seed: int,
+) -> float:
+    """The joint problem's J realised under fading, averaged over draws: a selected device that
+    misses ``deadline_s`` pays the exclusion cost like an unselected one."""
+    weight = view.num_samples / view.num_samples.sum()
+    idx = np.flatnonzero(selected)
+    finish = sampled_finish_times(view, selected, compute_s, upload_bits, bandwidth_hz, seed)
+    on_time = finish <= deadline_s
+    paid = np.where(on_time, weight[idx] * pruning_rate[idx], exclusion_penalty * weight[idx])
+    outside = exclusion_penalty * float(weight[~selected].sum())
+    return float(np.mean(paid.sum(axis=1)) + outside)

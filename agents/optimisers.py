@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from agents.allocation import minmax_latency_bandwidth
 from agents.base import AGENTS, Agent
 from agents.energy import EnergyProblem, minimise_energy
-from agents.fading_plan import fast_fading, sampled_round_latency
+from agents.fading_plan import expected_objective, fast_fading, sampled_round_latency
 from agents.optimal.closed_form import solve_closed_form
 from agents.optimal.cvx import CvxJointSolver
 from agents.optimal.problem import rate_bps
@@ -43,6 +43,7 @@ from agents.planning import (
     Solver,
     repair_decoded,
     solve_with_consistent_downlink,
+    step_bound,
 )
 from fedsimenv.actions import decode_action, encode_decision
 from fedsimenv.sim.types import RoundDecision
@@ -68,17 +69,66 @@ class ViewAgent(Agent):
     #: within the round); NaN for agents that plan no deadline.
     last_deadline_s: float = math.nan
     last_plan: Plan | None = None
+    #: How the last plan hedged against fast fading ("" when it did not); not a fallback, so not in
+    #: ``last_note``.
+    last_hedge: str = ""
 
     def deadline_s(self, view: SystemView) -> float:
         return default_deadline_s(view, self.deadline_factor)
 
+    #: Fractions of the deadline tried as the planning deadline under fast fading.
+    deadline_hedges: ClassVar[tuple[float, ...]] = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+
     def plan(self, view: SystemView, solve: Solver) -> Plan:
         """The joint problem solved with the simulator's exact costs and the downlink of the set it
-        selects (:func:`agents.planning.solve_with_consistent_downlink`)."""
-        plan = solve_with_consistent_downlink(view, self.deadline_s(view), self.exclusion_penalty, solve)
+        selects (:func:`agents.planning.solve_with_consistent_downlink`). Under fast fading the plan
+        keeps a margin: of the planning deadlines ``deadline_hedges`` x the deadline, the one whose
+        J, realised over the fading distribution with late devices excluded, is least
+        (:func:`agents.fading_plan.expected_objective`)."""
+        deadline = self.deadline_s(view)
+        plan = solve_with_consistent_downlink(view, deadline, self.exclusion_penalty, solve)
+        if fast_fading(view):
+            plan = self._hedge_deadline(view, solve, deadline, plan)
         self.last_plan = plan
         self.last_deadline_s = plan.deadline_s
         return plan
+
+    def _hedge_deadline(self, view: SystemView, solve: Solver, deadline: float, first: Plan) -> Plan:
+        seed = int(self.rng.integers(2**62))
+        costs = CostModel.of(view)
+        best, best_value, best_factor = first, math.inf, 1.0
+        for factor in self.deadline_hedges:
+            plan = (
+                first
+                if factor == 1.0
+                else solve_with_consistent_downlink(view, factor * deadline, self.exclusion_penalty, solve)
+            )
+            n = view.num_devices
+            selected = np.zeros(n, dtype=bool)
+            rho, bandwidth = np.zeros(n), np.zeros(n)
+            selected[plan.candidates] = plan.allocation.selected
+            rho[plan.candidates] = plan.allocation.pruning_rate
+            bandwidth[plan.candidates] = plan.allocation.bandwidth_hz
+            flops = step_bound(costs.curve, costs.curve.flops_ratio, rho)
+            bits = step_bound(costs.curve, costs.curve.bits_ratio, rho)
+            value = expected_objective(
+                view,
+                selected,
+                rho,
+                bandwidth,
+                view.compute_latency_s * flops,
+                view.upload_bits * bits,
+                deadline,
+                plan.problem.exclusion_penalty,
+                seed,
+            )
+            if value < best_value:
+                best, best_value, best_factor = plan, value, factor
+        if best_factor < 1.0:
+            self.hedge_note = (
+                f"fast fading: planned for {best_factor:.0%} of the deadline (expected J {best_value:.3g})"
+            )
+        return best
 
     def encode(
         self, selected: NDArray[np.bool_], rho: NDArray[np.float64], bandwidth: NDArray[np.float64]
@@ -219,8 +269,9 @@ class MinMaxLatencyAgent(ViewAgent):
             for h in self.hedges
         ]
         best = int(np.argmin(expected))
+        self.last_hedge = ""
         if self.hedges[best] > 0:
-            self.last_note = (
+            self.last_hedge = (
                 f"fast fading: bandwidth {self.hedges[best]:.0%} of the way to equal shares "
                 f"(expected round {expected[best]:.3g} s vs {expected[0]:.3g} s for the min-max split)"
             )
