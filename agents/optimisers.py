@@ -124,10 +124,11 @@ class ViewAgent(Agent):
             )
             if value < best_value:
                 best, best_value, best_factor = plan, value, factor
-        if best_factor < 1.0:
-            self.hedge_note = (
-                f"fast fading: planned for {best_factor:.0%} of the deadline (expected J {best_value:.3g})"
-            )
+        self.last_hedge = (
+            f"fast fading: planned for {best_factor:.0%} of the deadline (expected J {best_value:.3g})"
+            if best_factor < 1.0
+            else ""
+        )
         return best
 
     def encode(
