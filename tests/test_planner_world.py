@@ -36,7 +36,7 @@ STATIC = [name for name in builtin_scenarios() if name != "vehicular"]
 
 def _context(env: WirelessFLEnv) -> AgentContext:
     assert isinstance(env.action_space, spaces.Box)
-    return _context(env)
+    return AgentContext.from_scenario(env.config, env.action_space, system_view=env.system_view)
 
 
 def _env(name: str, rounds: int) -> WirelessFLEnv:
