@@ -94,7 +94,6 @@ class CvxJointSolver:
         self.offset = cp.Parameter(n)
         self.weight = cp.Parameter(n, nonneg=True)
         self.x_ub = cp.Parameter(n, nonneg=True)
-        self.x_lb = cp.Parameter(n, nonneg=True)
         self.rho_max = cp.Parameter(nonneg=True)
         self.x = cp.Variable(n, nonneg=True)
         y = cp.Variable(n, nonneg=True)
@@ -104,11 +103,9 @@ class CvxJointSolver:
         constraints = [
             y <= -cp.rel_entr(self.x, self.x + self.snr) / LN2,
             z >= cp.inv_pos(cp.multiply(self.kappa, y) + 1),
-            z <= 1,  # 1 / (kappa y + 1) <= 1: keeps z bounded where theta = 0 (padding)
             self.rho >= self.offset + cp.multiply(self.theta, z),
             self.rho <= self.rho_max,
             self.x <= self.x_ub,
-            self.x >= self.x_lb,
             self.budget,
         ]
         self.problem = cp.Problem(cp.Minimize(self.weight @ self.rho), constraints)
@@ -138,13 +135,7 @@ class CvxJointSolver:
         self.theta.value = padded(ratio + problem.fixed_bits / problem.upload_bits, 0.0)
         self.offset.value = padded(1.0 - ratio, 0.0)
         self.weight.value = padded(problem.weight, 0.0)
-        # b in [b_min, b0]: below b_min the set is infeasible, above b0 (rho = 0) bandwidth is
-        # useless; fixing both ends removes the degenerate directions that stall CLARABEL
-        b0 = min_bandwidth_by_bisection(problem, 0.0)
-        x_lb = np.minimum(b_min / big_b, 1.0) * (1 - 1e-9)
-        x_ub = np.maximum(np.where(np.isfinite(b0), np.minimum(b0 / big_b, 1.0), 1.0), x_lb)
-        self.x_lb.value = padded(x_lb, 0.0)
-        self.x_ub.value = padded(x_ub, 0.0)
+        self.x_ub.value = padded(np.ones(m), 0.0)
         self.rho_max.value = problem.rho_max
         ok, reason = False, ""
         ladder = CLARABEL_TOLERANCE_LADDER if self.solver == "CLARABEL" else (None,)
