@@ -131,11 +131,38 @@ def check_agent_name(name: str) -> None:
         raise ValueError(f"agent {name!r}: give the saved policy as {algo}:PATH/policy.zip")
 
 
-def configure_for_agent(config: ScenarioConfig, name: str) -> ScenarioConfig:
-    """``config`` with agent ``name``'s :attr:`Agent.learning_overrides` applied (unchanged if none)."""
+#: Learning settings that define the trained model itself (architecture, normalisation): with
+#: ``same_model`` an agent's overrides of these are not applied, so every agent trains one model.
+MODEL_KEYS = ("learning.model", "learning.norm")
+
+
+def learning_changes(
+    config: ScenarioConfig, name: str, same_model: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Agent ``name``'s learning overrides that differ from ``config``: ``{"applied": {...},
+    "withheld": {...}}`` (withheld: model keys under ``same_model``). Empty dicts if none."""
+    applied: dict[str, Any] = {}
+    withheld: dict[str, Any] = {}
+    if ":" in name:
+        return {"applied": applied, "withheld": withheld}
+    for key, value in AGENTS.get(name).learning_overrides.items():
+        current: Any = config
+        for part in key.split("."):
+            current = getattr(current, part, None)
+        if current == value:
+            continue
+        (withheld if same_model and key in MODEL_KEYS else applied)[key] = value
+    return {"applied": applied, "withheld": withheld}
+
+
+def configure_for_agent(config: ScenarioConfig, name: str, same_model: bool = False) -> ScenarioConfig:
+    """``config`` with agent ``name``'s :attr:`Agent.learning_overrides` applied (unchanged if none).
+
+    With ``same_model`` the overrides of :data:`MODEL_KEYS` are left out: the agent trains the
+    scenario's model (its algorithm-defining settings, e.g. FedMP's pruning and aggregation, still
+    apply).
+    """
     from fedsimenv.scenario import load_scenario
 
-    if ":" in name:  # a saved policy (ALGO:PATH) trains with the scenario as it is
-        return config
-    overrides = AGENTS.get(name).learning_overrides
+    overrides = learning_changes(config, name, same_model)["applied"]
     return load_scenario(config, overrides) if overrides else config

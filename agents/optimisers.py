@@ -7,8 +7,10 @@ Shared conventions (class attributes, override in a subclass to change them):
   with an equal share ``B / N`` (downlink + compute + upload), so the optimisers have a deadline
   that scales with the scenario;
 * downlink: devices whose broadcast time alone exceeds half the deadline are not candidates; the
-  solver assumes the largest broadcast time among the candidates, so the real one (the weakest
-  selected device's) is never longer;
+  solver plans with the broadcast time of the set it selects (re-solved to a fixed point,
+  :mod:`agents.planning`), so the real one (the weakest selected device's) is never longer;
+* costs: the exact FLOPs and upload bits of the scenario's pruning method (the view's cost curve),
+  bounded by an affine model the solvers take (:mod:`agents.planning`);
 * weights ``w_k = D_k / sum D`` (data shares) and exclusion cost ``gamma = exclusion_penalty``.
 
 Every optimiser keeps its last answer in ``last_result`` for inspection (objective, solver,
@@ -28,19 +30,32 @@ from numpy.typing import NDArray
 from agents.allocation import minmax_latency_bandwidth
 from agents.base import AGENTS, Agent
 from agents.energy import EnergyProblem, minimise_energy
+from agents.fading_plan import expected_objective, fast_fading, sampled_round_latency
 from agents.optimal.closed_form import solve_closed_form
 from agents.optimal.cvx import CvxJointSolver
-from agents.optimal.problem import Allocation, JointProblem, rate_bps
+from agents.optimal.problem import rate_bps
 from agents.packet_error import assign_resource_blocks, pair_values
-from fedsimenv.actions import encode_decision
+from agents.planning import (
+    BANDWIDTH_MARGIN,
+    RHO_MARGIN,
+    CostModel,
+    Plan,
+    Solver,
+    repair_decoded,
+    solve_with_consistent_downlink,
+    step_bound,
+)
+from fedsimenv.actions import decode_action, encode_decision
+from fedsimenv.sim.types import RoundDecision
 from fedsimenv.view import SystemView
 
 
 def default_deadline_s(view: SystemView, factor: float) -> float:
-    """``factor`` x median over devices of the unpruned latency with an equal share, s."""
+    """``factor`` x median over devices of the unpruned latency with an equal share, s (at the
+    planning gains, :attr:`SystemView.planning_gain_linear`)."""
     share = view.bandwidth_hz / view.num_devices
-    upload = view.upload_bits / rate_bps(share, view.snr_bandwidth_hz)
-    return factor * float(np.median(view.downlink_time_s + view.compute_latency_s + upload))
+    upload = view.upload_bits / rate_bps(share, view.planning_snr_bandwidth_hz)
+    return factor * float(np.median(view.planning_downlink + view.compute_latency_s + upload))
 
 
 class ViewAgent(Agent):
@@ -50,48 +65,99 @@ class ViewAgent(Agent):
     exclusion_penalty: ClassVar[float] = 1.0
     last_result: Any = None
     last_note: str = ""
+    #: The round latency the last plan promises (simulated latency <= it where the channel is static
+    #: within the round); NaN for agents that plan no deadline.
+    last_deadline_s: float = math.nan
+    last_plan: Plan | None = None
+    #: How the last plan hedged against fast fading ("" when it did not); not a fallback, so not in
+    #: ``last_note``.
+    last_hedge: str = ""
 
     def deadline_s(self, view: SystemView) -> float:
         return default_deadline_s(view, self.deadline_factor)
 
-    def joint_problem(self, view: SystemView) -> tuple[JointProblem, NDArray[np.intp]]:
-        """The joint problem over the candidate devices, and their indices."""
+    #: Fractions of the deadline tried as the planning deadline under fast fading.
+    deadline_hedges: ClassVar[tuple[float, ...]] = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+
+    def plan(self, view: SystemView, solve: Solver) -> Plan:
+        """The joint problem solved with the simulator's exact costs and the downlink of the set it
+        selects (:func:`agents.planning.solve_with_consistent_downlink`). Under fast fading the plan
+        keeps a margin: of the planning deadlines ``deadline_hedges`` x the deadline, the one whose
+        J, realised over the fading distribution with late devices excluded, is least
+        (:func:`agents.fading_plan.expected_objective`)."""
         deadline = self.deadline_s(view)
-        candidates = np.flatnonzero(view.downlink_time_s <= 0.5 * deadline)
-        if candidates.size == 0:
-            candidates = np.array([int(np.argmin(view.downlink_time_s))])
-        weight = view.num_samples / view.num_samples.sum()
-        t_dl = float(view.downlink_time_s[candidates].max())
-        problem = JointProblem(
-            snr_bandwidth_hz=view.snr_bandwidth_hz[candidates],
-            compute_latency_s=view.compute_latency_s[candidates],
-            upload_bits=view.upload_bits[candidates],
-            weight=weight[candidates],
-            bandwidth_hz=view.bandwidth_hz,
-            deadline_s=max(deadline, t_dl * (1 + 1e-9) + 1e-12),
-            downlink_time_s=t_dl,
-            rho_max=view.rho_max,
-            exclusion_penalty=max(self.exclusion_penalty, view.rho_max),
+        plan = solve_with_consistent_downlink(view, deadline, self.exclusion_penalty, solve)
+        if fast_fading(view):
+            plan = self._hedge_deadline(view, solve, deadline, plan)
+        self.last_plan = plan
+        self.last_deadline_s = plan.deadline_s
+        return plan
+
+    def _hedge_deadline(self, view: SystemView, solve: Solver, deadline: float, first: Plan) -> Plan:
+        seed = int(self.rng.integers(2**62))
+        costs = CostModel.of(view)
+        best, best_value, best_factor = first, math.inf, 1.0
+        for factor in self.deadline_hedges:
+            plan = (
+                first
+                if factor == 1.0
+                else solve_with_consistent_downlink(view, factor * deadline, self.exclusion_penalty, solve)
+            )
+            n = view.num_devices
+            selected = np.zeros(n, dtype=bool)
+            rho, bandwidth = np.zeros(n), np.zeros(n)
+            selected[plan.candidates] = plan.allocation.selected
+            rho[plan.candidates] = plan.allocation.pruning_rate
+            bandwidth[plan.candidates] = plan.allocation.bandwidth_hz
+            flops = step_bound(costs.curve, costs.curve.flops_ratio, rho)
+            bits = step_bound(costs.curve, costs.curve.bits_ratio, rho)
+            value = expected_objective(
+                view,
+                selected,
+                rho,
+                bandwidth,
+                view.compute_latency_s * flops,
+                view.upload_bits * bits,
+                deadline,
+                plan.problem.exclusion_penalty,
+                seed,
+            )
+            if value < best_value:
+                best, best_value, best_factor = plan, value, factor
+        self.last_hedge = (
+            f"fast fading: planned for {best_factor:.0%} of the deadline (expected J {best_value:.3g})"
+            if best_factor < 1.0
+            else ""
         )
-        return problem, candidates
+        return best
 
     def encode(
         self, selected: NDArray[np.bool_], rho: NDArray[np.float64], bandwidth: NDArray[np.float64]
     ) -> NDArray[np.float32]:
         if not selected.any():
             view = self.context.view()
-            full = rate_bps(view.bandwidth_hz, view.snr_bandwidth_hz)
+            full = rate_bps(view.bandwidth_hz, view.planning_snr_bandwidth_hz)
             latency = (1 - view.rho_max) * (view.compute_latency_s + view.upload_bits / full)
-            best = int(np.argmin(view.downlink_time_s + latency))
+            best = int(np.argmin(view.planning_downlink + latency))
             selected = np.zeros_like(selected)
             selected[best] = True
             rho = np.where(selected, view.rho_max, 0.0)
             bandwidth = np.where(selected, view.bandwidth_hz, 0.0)
             self.last_note = f"no device meets the deadline; sent device {best} alone at rho_max"
+            self.last_deadline_s = math.nan
+        # a decoded rho is never below the plan (float32 action; costs do not rise with rho)
+        rho = np.where(rho > 0, np.minimum(rho + RHO_MARGIN, self.context.action.rho_max), rho)
         share = np.where(selected, np.maximum(bandwidth, 1e-300), 1.0)
         return encode_decision(selected, rho, share, self.context.action)
 
-    def apply(self, allocation: Allocation, candidates: NDArray[np.intp]) -> NDArray[np.float32]:
+    def decoded(self, action: NDArray[np.float32]) -> RoundDecision:
+        """What the env will make of ``action``."""
+        return decode_action(
+            action, self.context.num_devices, self.context.action, self.context.total_bandwidth_hz
+        )
+
+    def apply(self, plan: Plan) -> NDArray[np.float32]:
+        allocation, candidates = plan.allocation, plan.candidates
         n = self.context.num_devices
         selected = np.zeros(n, dtype=bool)
         rho, bandwidth = np.zeros(n), np.zeros(n)
@@ -100,7 +166,27 @@ class ViewAgent(Agent):
         bandwidth[candidates] = allocation.bandwidth_hz
         self.last_result = allocation
         self.last_note = allocation.fallback_reason
-        return self.encode(selected, rho, bandwidth)
+        action = self.encode(selected, rho, bandwidth)
+        if not selected.any():
+            return action
+        # The action's share floor can move bandwidth between devices: check the decoded decision
+        # and prune more (grid rates) where a device would otherwise miss the planned deadline.
+        decision = self.decoded(action)
+        view = self.context.view()
+        repaired = repair_decoded(
+            view,
+            CostModel.of(view),
+            decision.selected,
+            decision.pruning_rate,
+            decision.bandwidth_hz,
+            plan.problem.downlink_time_s,
+            plan.deadline_s,
+        )
+        if np.array_equal(repaired, decision.pruning_rate):
+            return action
+        return self.encode(
+            decision.selected, repaired, np.where(decision.selected, decision.bandwidth_hz, 0.0)
+        )
 
 
 @AGENTS.register("optimal")
@@ -110,8 +196,7 @@ class OptimalAgent(ViewAgent):
     def act(
         self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]
     ) -> NDArray[np.float32]:
-        problem, candidates = self.joint_problem(self.context.view())
-        return self.apply(solve_closed_form(problem), candidates)
+        return self.apply(self.plan(self.context.view(), solve_closed_form))
 
 
 @AGENTS.register("optimal-cvx")
@@ -125,28 +210,73 @@ class CvxOptimalAgent(ViewAgent):
     def act(
         self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]
     ) -> NDArray[np.float32]:
-        problem, candidates = self.joint_problem(self.context.view())
-        return self.apply(self.solver.solve(problem), candidates)
+        return self.apply(self.plan(self.context.view(), self.solver.solve))
 
 
 @AGENTS.register("min-max-latency")
 class MinMaxLatencyAgent(ViewAgent):
-    """Every device, no pruning, bandwidth minimising the slowest device's latency."""
+    """Every device, no pruning, bandwidth minimising the slowest device's latency (planned at the
+    planning gains: the fading's geometric mean where fading is redrawn within a round)."""
 
     def act(
         self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]
     ) -> NDArray[np.float32]:
         view = self.context.view()
         result = minmax_latency_bandwidth(
-            view.snr_bandwidth_hz,
+            view.planning_snr_bandwidth_hz,
             view.compute_latency_s,
             view.upload_bits,
-            view.bandwidth_hz,
-            downlink_time_s=float(view.downlink_time_s.max()),
+            view.bandwidth_hz * (1.0 - BANDWIDTH_MARGIN),
+            downlink_time_s=float(view.planning_downlink.max()),
         )
         self.last_result = result
+        self.last_note = ""
         n = view.num_devices
-        return self.encode(np.ones(n, dtype=bool), np.zeros(n), result.bandwidth_hz)
+        bandwidth = result.bandwidth_hz
+        if fast_fading(view):
+            bandwidth = self.hedge_fast_fading(view, bandwidth)
+        action = self.encode(np.ones(n, dtype=bool), np.zeros(n), bandwidth)
+        # the planned round latency is that of the decision the env decodes (share floor, float32)
+        decision = self.decoded(action)
+        upload = view.upload_bits / rate_bps(decision.bandwidth_hz, view.planning_snr_bandwidth_hz)
+        latency = float(view.planning_downlink.max()) + view.compute_latency_s + upload
+        self.last_deadline_s = max(result.round_latency_s, float(latency.max()))
+        return action
+
+    #: Blends between the min-max split (0) and equal shares (1) tried under fast fading.
+    hedges: ClassVar[tuple[float, ...]] = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+    def hedge_fast_fading(self, view: SystemView, bandwidth: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Under fast fading the split equalising the planned latencies is fragile (the slowest of
+        N noisy devices sets the round); pick the blend with equal shares whose round latency,
+        averaged over the fading distribution (:mod:`agents.fading_plan`), is least."""
+        n = view.num_devices
+        equal = np.full(n, view.bandwidth_hz / n)
+        seed = int(self.rng.integers(2**62))
+        everyone = np.ones(n, dtype=bool)
+        expected = [
+            float(
+                np.mean(
+                    sampled_round_latency(
+                        view,
+                        everyone,
+                        view.compute_latency_s,
+                        view.upload_bits,
+                        (1 - h) * bandwidth + h * equal,
+                        seed,
+                    )
+                )
+            )
+            for h in self.hedges
+        ]
+        best = int(np.argmin(expected))
+        self.last_hedge = ""
+        if self.hedges[best] > 0:
+            self.last_hedge = (
+                f"fast fading: bandwidth {self.hedges[best]:.0%} of the way to equal shares "
+                f"(expected round {expected[best]:.3g} s vs {expected[0]:.3g} s for the min-max split)"
+            )
+        return np.asarray((1 - self.hedges[best]) * bandwidth + self.hedges[best] * equal)
 
 
 @AGENTS.register("energy-yang")

@@ -84,6 +84,37 @@ class FadingModel(ABC):
     def power_cdf(self, gain_linear: FloatArray) -> FloatArray:
         """Marginal CDF ``P(|h|^2 <= x)`` of the (stationary) power gain; used for outage."""
 
+    def log_mean_power_gain(self) -> float:
+        """``E[ln |h|^2]`` of the marginal power gain (``-gamma_Euler`` for Rayleigh, 0 without fading).
+
+        ``exp`` of it is the fading's geometric mean: by Jensen (``ln(1 + x e^u)`` is convex in u) the
+        rate at the large-scale gain times it is a lower bound on the ergodic rate, which is what a
+        planner can count on when fading is redrawn many times within a round. Computed from
+        :meth:`power_cdf` by quadrature, ``int_1^inf (1 - F)/g dg - int_0^1 F/g dg``; models with a
+        closed form override it.
+        """
+        from scipy import integrate
+
+        def cdf(g: float) -> float:
+            return float(self.power_cdf(np.array([g]))[0])
+
+        low = integrate.quad(lambda g: cdf(g) / g, 0.0, 1.0, limit=200)[0]
+        high = integrate.quad(lambda g: (1.0 - cdf(g)) / g, 1.0, np.inf, limit=200)[0]
+        return float(high - low)
+
+    def power_quantiles(self, probabilities: FloatArray) -> FloatArray:
+        """Quantiles of the marginal power gain at ``probabilities`` in (0, 1), by bisection on
+        :meth:`power_cdf` (a planner's sample of the fading distribution, not of its realisation)."""
+        p = np.asarray(probabilities, dtype=np.float64)
+        lo, hi = np.zeros_like(p), np.full_like(p, 1.0)
+        while np.any(self.power_cdf(hi) < p):
+            hi = np.where(self.power_cdf(hi) < p, hi * 2.0, hi)
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            below = self.power_cdf(mid) < p
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        return np.asarray(0.5 * (lo + hi))
+
     @property
     def coherence_time_s(self) -> float | None:
         """Block length in seconds; ``None`` means a new block at every ``advance``."""

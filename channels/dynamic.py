@@ -92,8 +92,25 @@ class DynamicChannel:
 
     def _gain(self) -> FloatArray:
         large = self.channel.large_scale_gain(self.distance_m, self.shadowing_db, self.los)
+        self.large_scale_gain_linear: FloatArray = large
         self.gain_linear: FloatArray = large * self.fading.power_gain
         return self.gain_linear
+
+    def fading_quantiles(self, count: int = 64) -> FloatArray:
+        """(count,) quantiles of the fading power gain at the midpoints ``(i + 1/2) / count``."""
+        cached = getattr(self, "_fading_quantiles", None)
+        if cached is None or len(cached) != count:
+            cached = self.channel.fading.power_quantiles((np.arange(count) + 0.5) / count)
+            self._fading_quantiles: FloatArray = cached
+        return cached
+
+    def typical_gain_linear(self) -> FloatArray:
+        """(N,) large-scale gain times the fading's geometric mean ``exp(E ln |h|^2)``: the gain a
+        device can plan a round on when fading is redrawn many times within it (its rate is a lower
+        bound on the ergodic rate; :meth:`channels.base.FadingModel.log_mean_power_gain`)."""
+        if not hasattr(self, "_log_mean_fading"):
+            self._log_mean_fading = self.channel.fading.log_mean_power_gain()
+        return np.asarray(self.large_scale_gain_linear * np.exp(self._log_mean_fading))
 
     def advance(self, dt_s: float) -> FloatArray:
         """Advance every device by ``dt_s`` seconds; return the linear power gains (N,) of the new block."""

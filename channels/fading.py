@@ -34,6 +34,9 @@ class NoFading(FadingModel):
     def power_cdf(self, gain_linear: FloatArray) -> FloatArray:
         return (np.asarray(gain_linear) >= 1.0).astype(np.float64)
 
+    def log_mean_power_gain(self) -> float:
+        return 0.0
+
 
 @FADING_MODELS.register("rayleigh")
 class RayleighFading(FadingModel):
@@ -46,6 +49,9 @@ class RayleighFading(FadingModel):
 
     def power_cdf(self, gain_linear: FloatArray) -> FloatArray:
         return np.asarray(-np.expm1(-np.maximum(gain_linear, 0.0)))
+
+    def log_mean_power_gain(self) -> float:
+        return -float(np.euler_gamma)  # E[ln X] for X ~ Exponential(1)
 
 
 class RicianParams(BlockParams):

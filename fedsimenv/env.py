@@ -29,7 +29,7 @@ from fedsimenv.seeding import EpisodeStreams, child_sequence
 from fedsimenv.sim import DeviceWorkload, RoundDecision, RoundReport, RoundSimulator
 from fedsimenv.sim.builder import build_simulator
 from fedsimenv.sim.protocols import PROTOCOLS
-from fedsimenv.view import SystemView, build_system_view
+from fedsimenv.view import CostCurve, SystemView, build_system_view, cost_curve_grid
 
 __all__ = ["GAIN_DB_RANGE", "MAX_CPU_FREQ_GHZ", "WirelessFLEnv"]
 
@@ -377,15 +377,28 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         sim = self.simulator
         if self._view_cache is not None and self._view_cache[0] == sim.round_index:
             return self._view_cache[1]
-        # The unpruned cost is the same for every device (one global architecture).
-        unpruned = self.trainer.cost_at(0.0)
+        # The cost is the same for every device (one global architecture): the exact curve of the
+        # coming round's model, so planners plan with what the simulator will charge.
+        trainer = self.trainer
+        unpruned = trainer.cost_at(0.0)
+
+        def curve() -> CostCurve:  # asked for by planners only (a few model evaluations)
+            grid = cost_curve_grid(self.config.action.rho_max)
+            costs = [unpruned, *(trainer.cost_at(float(rho)) for rho in grid[1:])]
+            return CostCurve(
+                grid,
+                np.array([c.forward_flops_per_sample for c in costs]),
+                np.array([c.upload_bits for c in costs]),
+            )
+
         view = build_system_view(
             self.config,
             sim,
-            self.trainer.num_samples,
+            trainer.num_samples,
             unpruned.forward_flops_per_sample,
             unpruned.upload_bits,
-            self.trainer.download_bits(),
+            trainer.download_bits(),
+            cost_curve=curve,
         )
         self._view_cache = (sim.round_index, view)
         return view

@@ -105,7 +105,9 @@ def plot_gantt(report: RoundReport, path: Path, max_devices: int = 60) -> None:
         shown = draw_gantt(ax, records, end_s=report.end_time_s, max_devices=max_devices, label_status=True)
         ax.set_xlabel("simulated time (s); x = dropped or failed, dashed = round end")
         more = f", first {shown} of {len(records)} devices" if len(records) > shown else ""
-        ax.set_title(f"round {report.round_index} ({report.protocol}{more}): {report.round_latency_s:.3f} s")
+        ax.set_title(
+            f"round {report.round_index + 1} ({report.protocol}{more}): {report.round_latency_s:.3f} s"
+        )
         handles, labels = ax.get_legend_handles_labels()
         if handles:
             ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=8)
@@ -121,8 +123,12 @@ def plot_gantt_side_by_side(
     title: str,
     path: Path,
     max_devices: int = 40,
+    max_height_in: float = 24.0,
 ) -> None:
     """One Gantt panel per agent for the same round and seed (same channel realisation), as a PNG.
+
+    Each panel has its own time axis (one agent's round can be 100x another's) and the figure is at
+    most ``max_height_in`` inches tall (rows per panel shrink to fit).
 
     Args:
         records_by_agent: ``{agent: timeline records of one round}`` (see
@@ -132,20 +138,21 @@ def plot_gantt_side_by_side(
         max_devices: Rows drawn per panel at most.
     """
     plt = _pyplot()
+    panels = max(len(records_by_agent), 1)
+    # rows per panel so that the figure stays within the height cap (at least 8 rows each)
+    fit = int(((max_height_in - 0.8) / panels - 1.3) / 0.22)
+    max_devices = max(8, min(max_devices, fit))
     rows = max([min(len(r), max_devices) for r in records_by_agent.values()] + [4])
-    fig, axes = plt.subplots(
-        len(records_by_agent),
-        1,
-        figsize=(9, (0.22 * rows + 1.0) * len(records_by_agent) + 0.8),
-        squeeze=False,
-        sharex=True,
-    )
+    height = min((0.22 * rows + 1.3) * panels + 0.8, max_height_in)
+    fig, axes = plt.subplots(panels, 1, figsize=(9, height), squeeze=False, sharex=False)
     try:
         for ax, (agent, records) in zip(axes[:, 0], records_by_agent.items(), strict=True):
-            draw_gantt(ax, records, max_devices=max_devices, fontsize=6)
-            ax.set_title(f"{agent}: {len(records)} devices", fontsize=9)
+            shown = draw_gantt(ax, records, max_devices=max_devices, fontsize=6)
+            more = f", first {shown} shown" if len(records) > shown else ""
+            ax.set_title(f"{agent}: {len(records)} devices{more}", fontsize=9)
+            ax.set_xlabel("simulated time (s)", fontsize=7)
         fig.legend(_phase_legend_handles(), list(PHASE_COLORS), loc="lower center", ncol=3, fontsize=8)
-        axes[-1, 0].set_xlabel("simulated time (s); x = dropped or failed")
+        axes[-1, 0].set_xlabel("simulated time (s); x = dropped or failed", fontsize=7)
         fig.suptitle(title, fontsize=10)
         fig.tight_layout(rect=(0, 0.04, 1, 1))
         with replacing(path, ".png") as tmp:

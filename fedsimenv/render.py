@@ -74,7 +74,7 @@ def render_frame(
             fontsize=6,
         )
         timeline.set_title(
-            f"round {report.round_index}: {report.round_latency_s:.3f} s "
+            f"round {report.round_index + 1}: {report.round_latency_s:.3f} s "
             "(grey download, blue compute, orange upload)",
             fontsize=9,
         )

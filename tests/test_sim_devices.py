@@ -128,7 +128,7 @@ def test_cli_timeline_writes_jsonl_and_a_gantt_png(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert main(["run", "tiny", "--rounds", "2", "--out", str(out), "--timeline", "--quiet"]) == 0
     records = [json.loads(line) for line in (out / "timeline.jsonl").read_text().splitlines()]
-    assert len(records) == 20 and {r["round"] for r in records} == {0, 1}
+    assert len(records) == 20 and {r["round"] for r in records} == {1, 2}
     first = records[0]
     assert first["phases"]["download"]["finish_s"] == first["phases"]["compute"]["start_s"]
     assert first["stop_s"] == pytest.approx(first["phases"]["upload"]["finish_s"])

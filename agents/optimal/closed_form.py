@@ -19,7 +19,15 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import lambertw
 
-from agents.optimal.problem import LN2, Allocation, FloatArray, JointProblem, rate_bps
+from agents.optimal.problem import (
+    LN2,
+    Allocation,
+    FloatArray,
+    JointProblem,
+    keep_given_rate,
+    rate_bps,
+    required_rate_bps,
+)
 from agents.optimal.selection import StragglerMetric, select_nested_members
 
 
@@ -64,10 +72,7 @@ def bandwidth_for_rate(rate_bps_needed: ArrayLike, snr_bandwidth_hz: ArrayLike) 
 
 def min_bandwidth_hz(problem: JointProblem, pruning_rate: ArrayLike) -> FloatArray:
     """Least bandwidth meeting the deadline at pruning rate rho (inf if no bandwidth does)."""
-    keep = 1.0 - np.asarray(pruning_rate, dtype=np.float64)
-    slack = problem.budget_s - keep * problem.compute_latency_s
-    with np.errstate(divide="ignore", invalid="ignore"):
-        needed = np.where(slack > 0, keep * problem.upload_bits / np.where(slack > 0, slack, 1.0), np.inf)
+    needed = required_rate_bps(problem, pruning_rate)
     return np.where(
         np.isfinite(needed),
         bandwidth_for_rate(np.where(np.isfinite(needed), needed, 0.0), problem.snr_bandwidth_hz),
@@ -76,11 +81,10 @@ def min_bandwidth_hz(problem: JointProblem, pruning_rate: ArrayLike) -> FloatArr
 
 
 def pruning_given_bandwidth(problem: JointProblem, bandwidth_hz: ArrayLike) -> FloatArray:
-    """The least feasible rho for bandwidth b: ``max(0, 1 - T / (A + L / r(b)))``, capped at rho_max."""
-    rate = rate_bps(bandwidth_hz, problem.snr_bandwidth_hz)
-    with np.errstate(divide="ignore"):
-        total = problem.compute_latency_s + problem.upload_bits / rate
-    return np.clip(1.0 - problem.budget_s / total, 0.0, problem.rho_max)
+    """The least feasible rho for bandwidth b: ``max(0, 1 - T / (A + L / r(b)))`` in the linear model
+    (:func:`agents.optimal.problem.keep_given_rate` with fixed parts), capped at rho_max."""
+    keep = keep_given_rate(problem, rate_bps(bandwidth_hz, problem.snr_bandwidth_hz))
+    return np.clip(1.0 - keep, 0.0, problem.rho_max)
 
 
 def _log_price_curve(
@@ -160,7 +164,10 @@ class FixedSetSolver:
         mv = np.flatnonzero(self.movable)
         if mv.size:
             a, big_a, big_l = self._coefficients(mv)
-            self.log_wtl[mv] = np.log(w[mv] * problem.budget_s * big_l)
+            # psi = w (alpha L + L0 A) r' / (A r + L)^2 with alpha = T - A0 (= w T L r' / (A r + L)^2
+            # in the linear model): the keep fraction is linear-fractional, concave, in r
+            alpha = problem.keep_budget_s[mv]
+            self.log_wtl[mv] = np.log(w[mv] * (alpha * big_l + problem.fixed_bits[mv] * big_a))
             self.log_lo[mv], self.log_hi[mv] = np.log(self.lo[mv]), np.log(self.hi[mv])
             self.lpsi_lo[mv] = _log_price_curve(a, big_a, big_l, self.log_wtl[mv], self.log_lo[mv])[0]
             self.lpsi_hi[mv] = _log_price_curve(a, big_a, big_l, self.log_wtl[mv], self.log_hi[mv])[0]
@@ -229,9 +236,9 @@ class FixedSetSolver:
             if surplus > 0:  # round-off: take it back from the devices above their minimum
                 above_min = bandwidth - lo
                 bandwidth = lo + above_min * max(0.0, 1.0 - surplus / max(above_min.sum(), 1e-300))
-        a, big_a, big_l = self._coefficients(members)
-        rate = bandwidth * np.log1p(a / bandwidth) / LN2
-        rho = np.clip(1.0 - p.budget_s / (big_a + big_l / rate), 0.0, p.rho_max)
+        sub = p.subset(members)
+        rate = rate_bps(bandwidth, sub.snr_bandwidth_hz)
+        rho = np.clip(1.0 - keep_given_rate(sub, rate), 0.0, p.rho_max)
         rho = np.where(bandwidth <= lo, p.rho_max, rho)
         return Allocation(
             selected=np.ones(members.size, dtype=bool),

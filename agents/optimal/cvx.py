@@ -33,7 +33,15 @@ import cvxpy as _cvxpy
 import numpy as np
 
 from agents.optimal.closed_form import allocate_fixed
-from agents.optimal.problem import LN2, Allocation, FloatArray, JointProblem, rate_bps
+from agents.optimal.problem import (
+    LN2,
+    Allocation,
+    FloatArray,
+    JointProblem,
+    keep_given_rate,
+    rate_bps,
+    required_rate_bps,
+)
 from agents.optimal.selection import SearchMode, StragglerMetric, select_nested
 
 #: Tolerance ladder: b is only second-order determined by the objective, so try tighter than
@@ -46,11 +54,8 @@ cp: Any = _cvxpy
 
 def min_bandwidth_by_bisection(problem: JointProblem, pruning_rate: float) -> FloatArray:
     """Least bandwidth meeting the deadline at ``pruning_rate``, by bisection on b (inf if none)."""
-    keep = 1.0 - pruning_rate
-    slack = problem.budget_s - keep * problem.compute_latency_s
     a = problem.snr_bandwidth_hz
-    with np.errstate(divide="ignore", invalid="ignore"):
-        needed = np.where(slack > 0, keep * problem.upload_bits / np.where(slack > 0, slack, 1.0), np.inf)
+    needed = required_rate_bps(problem, pruning_rate)
     reachable = needed < a / LN2
     hi = np.full(problem.num_devices, 1.0)
     # the rate tends to a / ln2 from below: grow the upper end until it carries the required rate
@@ -115,18 +120,20 @@ class CvxJointSolver:
         b_min = min_bandwidth_by_bisection(problem, problem.rho_max)
         if not np.all(np.isfinite(b_min)) or b_min.sum() > problem.bandwidth_hz * (1 + 1e-12):
             return None
-        big_b, t = problem.bandwidth_hz, problem.budget_s
+        big_b = problem.bandwidth_hz
         pad = self.capacity - m
 
         def padded(values: FloatArray, fill: float) -> FloatArray:
             return np.concatenate([values, np.full(pad, fill)])
 
         c = problem.upload_bits / big_b
-        theta = t / problem.compute_latency_s
+        # keep <= (alpha - L0 / r) / (A + L / r), alpha = T - A0: rho >= (1 - alpha / A) +
+        # (alpha / A + L0 / L) / (kappa q + 1); alpha / A = T / A in the linear model (A0 = L0 = 0)
+        ratio = problem.keep_budget_s / problem.compute_latency_s
         self.snr.value = padded(problem.snr_bandwidth_hz / big_b, 1.0)
         self.kappa.value = padded(problem.compute_latency_s / c, 1.0)
-        self.theta.value = padded(theta, 0.0)
-        self.offset.value = padded(1.0 - theta, 0.0)
+        self.theta.value = padded(ratio + problem.fixed_bits / problem.upload_bits, 0.0)
+        self.offset.value = padded(1.0 - ratio, 0.0)
         self.weight.value = padded(problem.weight, 0.0)
         self.x_ub.value = padded(np.ones(m), 0.0)
         self.rho_max.value = problem.rho_max
@@ -187,8 +194,7 @@ def _repair(problem: JointProblem, bandwidth: FloatArray, b_min: FloatArray) -> 
     if surplus > 0:
         above = bandwidth - b_min
         bandwidth = b_min + above * max(0.0, 1.0 - surplus / max(above.sum(), 1e-300))
-    rate = rate_bps(bandwidth, problem.snr_bandwidth_hz)
-    needed = 1.0 - problem.budget_s / (problem.compute_latency_s + problem.upload_bits / rate)
+    needed = 1.0 - keep_given_rate(problem, rate_bps(bandwidth, problem.snr_bandwidth_hz))
     # For the solver's b the objective is increasing in rho, so the least rho the latency allows is
     # optimal: replacing the interior-point rho by it removes CLARABEL's residual (rho ~ 1e-12 where
     # the optimum is 0, which is all of J when the budget does not bind) in both directions.

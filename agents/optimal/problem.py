@@ -51,6 +51,7 @@ even at rho_max) are deselected; a returned allocation never violates a constrai
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -90,6 +91,11 @@ class JointProblem:
         rho_max: Largest pruning rate, in [0, 1).
         exclusion_penalty: gamma, the objective cost per unit weight of leaving a device out;
             must be >= rho_max.
+        compute_fixed_s: (N,) compute latency that pruning does not remove, s, >= 0 (default 0):
+            the compute latency at keep fraction ``1 - rho`` is ``compute_fixed_s + (1 - rho) A``.
+        upload_fixed_bits: (N,) upload bits that pruning does not remove, >= 0 (default 0), e.g. an
+            unstructured mask's one bit per prunable weight: the upload is ``upload_fixed_bits +
+            (1 - rho) L``. With both zero this is the linear cost model of Liu et al.
     """
 
     snr_bandwidth_hz: FloatArray
@@ -101,16 +107,25 @@ class JointProblem:
     downlink_time_s: float = 0.0
     rho_max: float = 0.9
     exclusion_penalty: float = 1.0
+    compute_fixed_s: ArrayLike | None = None
+    upload_fixed_bits: ArrayLike | None = None
     num_devices: int = field(init=False)
 
     def __post_init__(self) -> None:
+        n = np.size(self.snr_bandwidth_hz)
+        zeros = np.zeros(n)
         arrays = {
             "snr_bandwidth_hz": _positive_array("snr_bandwidth_hz", self.snr_bandwidth_hz),
             "compute_latency_s": _positive_array("compute_latency_s", self.compute_latency_s),
             "upload_bits": _positive_array("upload_bits", self.upload_bits),
             "weight": _positive_array("weight", self.weight, allow_zero=True),
+            "compute_fixed_s": _positive_array(
+                "compute_fixed_s", zeros if self.compute_fixed_s is None else self.compute_fixed_s, True
+            ),
+            "upload_fixed_bits": _positive_array(
+                "upload_fixed_bits", zeros if self.upload_fixed_bits is None else self.upload_fixed_bits, True
+            ),
         }
-        n = len(arrays["snr_bandwidth_hz"])
         if n == 0:
             raise ValueError("snr_bandwidth_hz must have at least one device")
         for name, arr in arrays.items():
@@ -140,6 +155,21 @@ class JointProblem:
         """T = tau - t_dl, the time left for compute and upload, s."""
         return self.deadline_s - self.downlink_time_s
 
+    @property
+    def fixed_compute(self) -> FloatArray:
+        """``compute_fixed_s`` as an array (always one after construction)."""
+        return np.asarray(self.compute_fixed_s, dtype=np.float64)
+
+    @property
+    def fixed_bits(self) -> FloatArray:
+        """``upload_fixed_bits`` as an array (always one after construction)."""
+        return np.asarray(self.upload_fixed_bits, dtype=np.float64)
+
+    @property
+    def keep_budget_s(self) -> FloatArray:
+        """(N,) ``T - compute_fixed_s``: the time left for the prunable compute and the upload, s."""
+        return self.budget_s - self.fixed_compute
+
     def subset(self, index: NDArray[np.intp]) -> JointProblem:
         """The same problem restricted to devices ``index``."""
         return JointProblem(
@@ -152,7 +182,13 @@ class JointProblem:
             downlink_time_s=self.downlink_time_s,
             rho_max=self.rho_max,
             exclusion_penalty=self.exclusion_penalty,
+            compute_fixed_s=self.fixed_compute[index],
+            upload_fixed_bits=self.fixed_bits[index],
         )
+
+    def with_timing(self, deadline_s: float, downlink_time_s: float) -> JointProblem:
+        """The same problem with another deadline and broadcast time."""
+        return dataclasses.replace(self, deadline_s=deadline_s, downlink_time_s=downlink_time_s)
 
 
 @dataclass(frozen=True)
@@ -188,12 +224,14 @@ def rate_bps(bandwidth_hz: ArrayLike, snr_bandwidth_hz: ArrayLike) -> FloatArray
 
 
 def latency_s(problem: JointProblem, pruning_rate: ArrayLike, bandwidth_hz: ArrayLike) -> FloatArray:
-    """Per-device round latency ``t_dl + (1 - rho)(A + L / r(b))``, s (inf where b = 0)."""
+    """Per-device round latency ``t_dl + A0 + (1 - rho) A + (L0 + (1 - rho) L) / r(b)``, s (inf where
+    b = 0); ``A0, L0`` are the parts pruning does not remove (zero in the linear model)."""
     rate = rate_bps(bandwidth_hz, problem.snr_bandwidth_hz)
-    with np.errstate(divide="ignore"):
-        upload = np.where(rate > 0, problem.upload_bits / np.where(rate > 0, rate, 1.0), np.inf)
     keep = 1.0 - np.asarray(pruning_rate, dtype=np.float64)
-    return problem.downlink_time_s + keep * (problem.compute_latency_s + upload)
+    bits = problem.fixed_bits + keep * problem.upload_bits
+    with np.errstate(divide="ignore"):
+        upload = np.where(rate > 0, bits / np.where(rate > 0, rate, 1.0), np.inf)
+    return problem.downlink_time_s + problem.fixed_compute + keep * problem.compute_latency_s + upload
 
 
 def objective(problem: JointProblem, selected: ArrayLike, pruning_rate: ArrayLike) -> float:
@@ -229,3 +267,23 @@ def empty_allocation(problem: JointProblem, solver: str, reason: str = "") -> Al
         solver=solver,
         fallback_reason=reason,
     )
+
+
+def keep_given_rate(problem: JointProblem, rate: ArrayLike) -> FloatArray:
+    """The largest keep fraction ``1 - rho`` meeting the deadline at uplink rate ``rate`` (bit/s):
+    ``(T - A0 - L0 / r) / (A + L / r)`` (unclipped; may be negative or above 1)."""
+    r = np.asarray(rate, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(r > 0, 1.0 / np.where(r > 0, r, 1.0), np.inf)
+        num = problem.keep_budget_s - problem.fixed_bits * inv
+        den = problem.compute_latency_s + problem.upload_bits * inv
+        return np.where(np.isfinite(inv), num / den, -np.inf)
+
+
+def required_rate_bps(problem: JointProblem, pruning_rate: ArrayLike) -> FloatArray:
+    """Least uplink rate meeting the deadline at ``pruning_rate`` (inf where compute alone misses it)."""
+    keep = 1.0 - np.asarray(pruning_rate, dtype=np.float64)
+    slack = problem.keep_budget_s - keep * problem.compute_latency_s
+    bits = problem.fixed_bits + keep * problem.upload_bits
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(slack > 0, bits / np.where(slack > 0, slack, 1.0), np.inf)

@@ -49,6 +49,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             resume=args.resume,
             overwrite=args.overwrite,
             on_done=advance,
+            same_model=args.same_model,
         )
     if not args.quiet:
         print((out / "summary.md").read_text(encoding="utf-8"))
@@ -117,6 +118,13 @@ def add_experiment_commands(sub: Any) -> None:
     )
     compare.add_argument(
         "--resume", action="store_true", help="continue an interrupted comparison in --out (runs resume)"
+    )
+    compare.add_argument(
+        "--same-model",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="every agent trains the scenario's model (default); --no-same-model lets an agent "
+        "switch it (e.g. dwnp's LayerNorm). Agents with other learning settings are flagged either way",
     )
     compare.set_defaults(func=cmd_compare)
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from agents import check_agent_name
+from agents.base import learning_changes
 from fedsimenv.atomic import write_text_atomic
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.experiments.errors import RunDirectoryError
@@ -43,7 +44,10 @@ SUMMARY_COLUMNS = (
     ("energy_to_target_j", "energy to target (J)"),
     ("mean_round_latency_s", "mean round latency (s)"),
     ("mean_selected", "mean selected"),
-    ("mean_rho", "mean rho"),
+    ("mean_arrived", "mean arrived"),
+    ("mean_dropped", "mean dropped or failed"),
+    ("mean_rho", "mean rho (selected)"),
+    ("note_rounds", "fallback rounds"),
     ("sim_time_s", "total sim time (s)"),
     ("energy_j", "total energy (J)"),
 )
@@ -83,8 +87,13 @@ def compare_agents(
     overwrite: bool = False,
     checkpoint_every: int = 5,
     on_done: Callable[[Mapping[str, Any]], None] | None = None,
+    same_model: bool = True,
 ) -> CompareResult:
     """Run every agent on every seed of ``config`` and write the tables and plots to ``out_dir``.
+
+    With ``same_model`` (the default) every agent trains the scenario's model: an agent's overrides
+    of the model itself (``agents.base.MODEL_KEYS``, e.g. DWNP's LayerNorm) are withheld; either way
+    the summary lists every agent whose learning settings differ from the scenario's.
 
     Raises:
         ValueError: unknown agent, no agents or seeds, or ``out_dir`` already holds a comparison
@@ -116,12 +125,14 @@ def compare_agents(
                 timeline=True,
                 checkpoint_every=checkpoint_every,
                 resume=resume,
+                same_model=same_model,
             )
             for agent in agents
             for seed in seeds
         ]
         runs = run_jobs(jobs, engine=engine, workers=workers, on_done=on_done)
-        files = write_report(out_dir, agents, seeds, runs, target)
+        flagged = learning_flags(config, agents, same_model)
+        files = write_report(out_dir, agents, seeds, runs, target, flagged)
         return CompareResult(runs=runs, target_accuracy=target, files=files)
 
 
@@ -137,12 +148,13 @@ def write_report(
     seeds: Sequence[int],
     runs: Sequence[Mapping[str, Any]],
     target_accuracy: float,
+    flagged: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Write the tables and plots from the run summaries and the run directories' JSONL files."""
     ok = {(r["agent"], r["seed"]) for r in runs if r["status"] == "ok"}
     write_text_atomic(out_dir / "runs.csv", _runs_csv(runs))
     write_text_atomic(out_dir / "summary.csv", summary_csv(agents, runs))
-    write_text_atomic(out_dir / "summary.md", summary_markdown(agents, runs, target_accuracy))
+    write_text_atomic(out_dir / "summary.md", summary_markdown(agents, runs, target_accuracy, flagged))
     files = [out_dir / name for name in ("summary.csv", "summary.md", "runs.csv")]
 
     curves: dict[str, list[list[dict[str, Any]]]] = {}
@@ -161,7 +173,7 @@ def write_report(
             rho_values += [r["pruning_rate"] for r in records]
             bandwidth_values += [r["bandwidth_hz"] / 1e6 for r in records]
             if agent not in first_round:
-                first_round[agent] = [r for r in records if r["round"] == 0]
+                first_round[agent] = [r for r in records if r["round"] == 1]
         rho[agent] = np.asarray(rho_values, dtype=np.float64)
         bandwidth[agent] = np.asarray(bandwidth_values, dtype=np.float64)
     if not any(curves.values()):
@@ -179,8 +191,9 @@ def write_report(
     plot_distributions(
         rho,
         "pruning rate rho",
-        "rho of the selected devices (all rounds, seeds)",
+        "rho of the selected devices (all rounds, seeds; triangle = mean rho of the table)",
         out_dir / "rho_distribution.png",
+        log_if_wide=False,
     )
     plot_distributions(
         bandwidth,
@@ -225,7 +238,25 @@ def summary_csv(agents: Sequence[str], runs: Sequence[Mapping[str, Any]]) -> str
     return buffer.getvalue()
 
 
-def summary_markdown(agents: Sequence[str], runs: Sequence[Mapping[str, Any]], target_accuracy: float) -> str:
+def learning_flags(config: ScenarioConfig, agents: Sequence[str], same_model: bool) -> dict[str, str]:
+    """Per agent whose learning settings differ from the scenario's: what it changed (and, under
+    ``same_model``, which model overrides were withheld)."""
+    flags: dict[str, str] = {}
+    for agent in agents:
+        changes = learning_changes(config, agent, same_model)
+        parts = [f"{k}={v}" for k, v in changes["applied"].items()]
+        parts += [f"{k}={v} withheld (--same-model)" for k, v in changes["withheld"].items()]
+        if parts:
+            flags[agent] = ", ".join(parts)
+    return flags
+
+
+def summary_markdown(
+    agents: Sequence[str],
+    runs: Sequence[Mapping[str, Any]],
+    target_accuracy: float,
+    flagged: Mapping[str, str] | None = None,
+) -> str:
     """The per-agent table (mean ± std over seeds) as Markdown, failed runs listed below it."""
     titles = [t.replace("target", f"acc {target_accuracy:g}") for _, t in SUMMARY_COLUMNS]
     header = ["agent", "seeds", *titles]
@@ -242,8 +273,24 @@ def summary_markdown(agents: Sequence[str], runs: Sequence[Mapping[str, Any]], t
     notes = [
         "",
         f"Mean ± sample std over seeds. Cost to accuracy {target_accuracy:g}: over the seeds that "
-        "reached it; (k/K) = reached in k of K seeds, — = never.",
+        "reached it; (k/K) = reached in k of K seeds, — = never. Per round: selected, arrived and "
+        "dropped-or-failed devices; mean rho over every selected device and round (the mean of the "
+        "rho distribution plot); fallback rounds: rounds in which the agent did not apply its own "
+        "solution (its note below, also in metrics.jsonl `agent_note` and the timeline).",
     ]
+    fallbacks = [
+        f"- {agent}: "
+        + " | ".join(
+            dict.fromkeys(r["agent_notes"] for r in runs if r["agent"] == agent and r.get("agent_notes"))
+        )
+        for agent in agents
+        if any(r["agent"] == agent and r.get("agent_notes") for r in runs)
+    ]
+    if fallbacks:
+        notes += ["", "Agent fallbacks:", "", *fallbacks]
+    if flagged:
+        notes += ["", "Agents whose learning settings differ from the scenario's (flagged):", ""]
+        notes += [f"- {agent}: {text}" for agent, text in flagged.items()]
     failed = [r for r in runs if r["status"] != "ok"]
     if failed:
         notes += ["", "Failed runs:", ""] + [f"- {r['agent']} seed {r['seed']}: {r['error']}" for r in failed]

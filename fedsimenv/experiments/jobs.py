@@ -45,6 +45,7 @@ class Job:
     checkpoint_every: int | None = 5
     resume: bool = False
     params: dict[str, Any] = field(default_factory=dict)
+    same_model: bool = False
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -69,6 +70,7 @@ def run_job(job: Job) -> dict[str, Any]:
                 overwrite=True,
                 timeline=job.timeline,
                 checkpoint_every=job.checkpoint_every,
+                same_model=job.same_model,
             )
         return {**base, "status": "ok", "error": "", **summarise_rows(rows, job.target_accuracy)}
     except Exception as err:  # a failed cell is reported, not fatal

@@ -50,11 +50,14 @@ METRIC_KEYS = (
     "loss",
     "num_selected",
     "num_arrived",
+    "num_dropped",
+    "num_failed",
     "mean_pruning_rate",
     "upload_bits",
     "min_covering",
     "mean_covering",
     "reward",
+    "agent_note",
 )
 #: Version of the checkpoint payload layout.
 CHECKPOINT_FORMAT = 1
@@ -118,15 +121,20 @@ def run_dir_lock(path: Path) -> Iterator[None]:
                 path.rmdir()
 
 
-def metric_row(info: Mapping[str, Any], reward: float) -> dict[str, Any]:
+def metric_row(info: Mapping[str, Any], reward: float, agent_note: str = "") -> dict[str, Any]:
     """One ``metrics.jsonl`` row from a step's info (the keys of :data:`METRIC_KEYS`).
+
+    ``round`` is 1-based (the first round is 1, as in the timeline, the Gantt titles and the render);
+    ``agent_note`` is the agent's fallback note of the round (its ``last_note``: why it did not
+    apply its own solution, e.g. "no device meets the deadline"), empty when none.
 
     Raises:
         NonFiniteResultError: a quantity of the round is NaN or infinite (it never reaches a file).
     """
-    row = {key: info[key] for key in METRIC_KEYS if key != "reward"}
+    row = {key: info[key] for key in METRIC_KEYS if key not in ("reward", "agent_note")}
     row["mean_rho"] = row.pop("mean_pruning_rate")
     row["reward"] = float(reward)
+    row["agent_note"] = str(agent_note)
     # An algorithm's own per-round metrics (e.g. Sub-FedAvg's personalised accuracy), after the rest.
     row.update({str(k): float(v) for k, v in info.get("extra_metrics", {}).items()})
     for key, value in row.items():

@@ -68,6 +68,8 @@ class EpisodeSession:
         timeline: Also write ``timeline.jsonl`` and ``gantt.png`` (last round).
         checkpoint_every: Checkpoint every this many rounds (and at the end); None = never.
         on_round: Called with each new metric row.
+        same_model: Leave out the agent's overrides of the model itself (``agents.base.MODEL_KEYS``),
+            so it trains the scenario's model (``compare``'s default).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class EpisodeSession:
         timeline: bool = False,
         checkpoint_every: int | None = None,
         on_round: OnRound | None = None,
+        same_model: bool = False,
     ) -> None:
         if timeline and out_dir is None:
             raise ValueError(
@@ -98,7 +101,8 @@ class EpisodeSession:
             checkpoint_every = None
         # An agent may need learning settings of its own (e.g. FedMP: l1-filter + r2sp); the run
         # directory records the configuration that actually ran.
-        self.config = configure_for_agent(config, agent_name)
+        self.config = configure_for_agent(config, agent_name, same_model)
+        self.same_model = same_model
         self.agent_name = agent_name
         self.seed = seed
         self.out_dir = out_dir
@@ -122,6 +126,7 @@ class EpisodeSession:
             timeline=bool(meta["timeline"]),
             checkpoint_every=meta["checkpoint_every"],
             on_round=on_round,
+            same_model=bool(meta.get("same_model", False)),
         )
 
     # -- running ------------------------------------------------------------------------------
@@ -193,6 +198,7 @@ class EpisodeSession:
             "seed": self.seed,
             "checkpoint_every": self.checkpoint_every,
             "timeline": self.timeline,
+            "same_model": self.same_model,
         }
         write_run_files(out, meta, self.config.model_copy(update={"seed": self.seed}))
         return None
@@ -230,15 +236,15 @@ class EpisodeSession:
                 if self.timeline:
                     timeline = (out / TIMELINE_FILE).open(mode, encoding="utf-8")
             while not done:
-                action = agent.act(observation, info)
+                action, note = _act(agent, observation, info)
                 observation, reward, terminated, truncated, info = env.step(action)
                 if self.checkpoint_every is not None:  # the replay log only serves checkpoints
                     self.records.append(record_round(env, action))
-                row = metric_row(info, float(reward))
+                row = metric_row(info, float(reward), note)
                 self.rows.append(row)
                 _append(metrics, metric_line(row))
                 if timeline is not None:
-                    _append(timeline, _timeline_text(env))
+                    _append(timeline, _timeline_text(env, note))
                 done = terminated or truncated
                 every = self.checkpoint_every
                 if every is not None and (done or len(self.rows) % every == 0):
@@ -267,7 +273,8 @@ class EpisodeSession:
         lines: list[str] = []
         done = False
         for index, record in enumerate(records):
-            action = np.asarray(agent.act(observation, info), dtype=np.float32)
+            raw_action, note = _act(agent, observation, info)
+            action = np.asarray(raw_action, dtype=np.float32)
             if not np.array_equal(action, np.asarray(record.action, dtype=np.float32)):
                 raise ReplayDivergedError(
                     f"replay diverged in round {index + 1}: agent {self.agent_name!r} chose a different "
@@ -279,9 +286,9 @@ class EpisodeSession:
                     f"replay diverged in round {index + 1}: training gave different results"
                 )
             self.records.append(record)
-            self.rows.append(metric_row(info, float(reward)))
+            self.rows.append(metric_row(info, float(reward), note))
             if self.timeline:
-                lines.append(_timeline_text(env))
+                lines.append(_timeline_text(env, note))
             done = terminated or truncated
         env.trainer = trainer
         if state is not None:
@@ -310,9 +317,20 @@ def _append(handle: IO[str] | None, text: str) -> None:
         handle.flush()
 
 
-def _timeline_text(env: WirelessFLEnv) -> str:
+def _act(agent: Agent, observation: Observation, info: Mapping[str, Any]) -> tuple[Any, str]:
+    """The agent's action and its fallback note of this round (``last_note``, cleared before the
+    call so a note never outlives its round; "" for agents without one)."""
+    if hasattr(agent, "last_note"):
+        agent.last_note = ""
+    action = agent.act(observation, info)
+    return action, str(getattr(agent, "last_note", "") or "")
+
+
+def _timeline_text(env: WirelessFLEnv, agent_note: str = "") -> str:
+    """The round's timeline records, each with the agent's fallback note of the round."""
     assert env.last_report is not None
-    return "".join(json.dumps(record) + "\n" for record in timeline_records(env.last_report))
+    records = timeline_records(env.last_report)
+    return "".join(json.dumps({**record, "agent_note": agent_note}) + "\n" for record in records)
 
 
 def run_episode(
@@ -324,6 +342,7 @@ def run_episode(
     on_round: OnRound | None = None,
     timeline: bool = False,
     checkpoint_every: int | None = None,
+    same_model: bool = False,
 ) -> list[dict[str, Any]]:
     """Run ``agent_name`` on ``config`` for ``config.episode.max_rounds`` rounds (or until terminated).
 
@@ -338,6 +357,7 @@ def run_episode(
         timeline=timeline,
         checkpoint_every=checkpoint_every,
         on_round=on_round,
+        same_model=same_model,
     )
     return session.run(overwrite=overwrite)
 

@@ -26,15 +26,25 @@ SUMMARY_KEYS = (
     "mean_round_latency_s",
     "mean_selected",
     "mean_arrived",
+    "mean_dropped",
     "mean_rho",
+    "note_rounds",
+    "agent_notes",
 )
+
+#: Distinct fallback notes kept per episode summary.
+MAX_NOTES = 3
 
 
 def summarise_rows(rows: Sequence[Mapping[str, Any]], target_accuracy: float | None) -> dict[str, Any]:
     """Episode summary from metric rows: final values, cost to reach the target, per-round means.
 
     ``time_to_target_s``, ``energy_to_target_j`` and ``rounds_to_target`` are None if the target was
-    never reached (or none was given).
+    never reached (or none was given). ``mean_rho`` is the mean over every selected device and round
+    (each round's mean weighted by its selected devices), the definition of the rho distribution
+    plot's mean. ``mean_dropped`` counts the selected devices that did not arrive (dropped or
+    failed) per round; ``note_rounds`` the rounds in which the agent fell back from its own solution
+    (``agent_note``), ``agent_notes`` the first distinct notes.
     """
     if not rows:
         raise ValueError("no rounds to summarise")
@@ -42,6 +52,7 @@ def summarise_rows(rows: Sequence[Mapping[str, Any]], target_accuracy: float | N
         (r for r in rows if target_accuracy is not None and float(r["accuracy"]) >= target_accuracy), None
     )
     n = len(rows)
+    notes = [str(r["agent_note"]) for r in rows if r.get("agent_note")]
     return {
         "rounds": n,
         "final_accuracy": float(rows[-1]["accuracy"]),
@@ -53,8 +64,18 @@ def summarise_rows(rows: Sequence[Mapping[str, Any]], target_accuracy: float | N
         "mean_round_latency_s": sum(float(r["round_latency_s"]) for r in rows) / n,
         "mean_selected": sum(float(r["num_selected"]) for r in rows) / n,
         "mean_arrived": sum(float(r["num_arrived"]) for r in rows) / n,
-        "mean_rho": sum(float(r["mean_rho"]) for r in rows) / n,
+        "mean_dropped": sum(float(r["num_selected"]) - float(r["num_arrived"]) for r in rows) / n,
+        "mean_rho": _selected_mean_rho(rows),
+        "note_rounds": len(notes),
+        "agent_notes": " | ".join(list(dict.fromkeys(notes))[:MAX_NOTES]),
     }
+
+
+def _selected_mean_rho(rows: Sequence[Mapping[str, Any]]) -> float:
+    selected = sum(float(r["num_selected"]) for r in rows)
+    if selected <= 0:
+        return 0.0
+    return sum(float(r["mean_rho"]) * float(r["num_selected"]) for r in rows) / selected
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:

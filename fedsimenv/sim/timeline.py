@@ -25,7 +25,7 @@ def timeline_records(report: RoundReport) -> list[dict[str, Any]]:
     """One record per device that had a job in the round: status, reason, phase times, energy, bits.
 
     Phase times are as planned; ``stop_s`` is when the job actually ended in this round (arrival,
-    drop or failure; null while still in flight).
+    drop or failure; null while still in flight). ``round`` is 1-based, as in ``metrics.jsonl``.
     """
     records = []
     for k in range(len(report.status)):
@@ -37,7 +37,7 @@ def timeline_records(report: RoundReport) -> list[dict[str, Any]]:
         }
         records.append(
             {
-                "round": report.round_index,
+                "round": report.round_index + 1,  # 1-based, as in metrics.jsonl
                 "device": k,
                 "status": str(report.status[k]),
                 "reason": str(report.reason[k]),
