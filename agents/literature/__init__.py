@@ -1,7 +1,7 @@
 """The federated pruning algorithms of the literature, running inside the co-simulation.
 
 Registered agents: ``fedmp``, ``prunefl``, ``dwnp`` (and ``dwnp-wireless``), ``filter-pruning``,
-``fedosp``, ``fedilp``, ``heterofl``.
+``fedosp``, ``fedilp``, ``heterofl``, ``gwep``.
 
 **The seam.** An algorithm that only picks per-device pruning rates is a plain agent (HeteroFL's
 width levels). An algorithm defined by particular learning-plane rules declares them in
@@ -16,6 +16,6 @@ algorithm with the exact FLOPs and bits of the masks it really trains, and every
 metrics. ``fedsimenv run SCENARIO --agent NAME`` does all of this (``fedsimenv.experiments.session``).
 """
 
-from agents.literature import dwnp, fedmp, filter_pruning, heterofl, prunefl
+from agents.literature import dwnp, fedmp, filter_pruning, gwep, heterofl, prunefl
 
-__all__ = ["dwnp", "fedmp", "filter_pruning", "heterofl", "prunefl"]
+__all__ = ["dwnp", "fedmp", "filter_pruning", "gwep", "heterofl", "prunefl"]

@@ -16,6 +16,7 @@ from fedsimenv.learning.pruning.base import (
     kept_parameters,
     prunable_weights,
 )
+from fedsimenv.learning.pruning.gradual import GradualMagnitudePruning, zhu_gupta_sparsity
 from fedsimenv.learning.pruning.structured import StructuredPruning, channel_ratio_for_rho
 from fedsimenv.learning.pruning.unstructured import (
     GlobalMagnitudePruning,
@@ -28,6 +29,7 @@ __all__ = [
     "PRUNING_METHODS",
     "Batch",
     "GlobalMagnitudePruning",
+    "GradualMagnitudePruning",
     "MagnitudePruning",
     "Masks",
     "PruningMethod",
@@ -39,4 +41,5 @@ __all__ = [
     "count_parameters",
     "kept_parameters",
     "prunable_weights",
+    "zhu_gupta_sparsity",
 ]

@@ -83,6 +83,13 @@ class PruningMethod(ABC):
                 (to trace the model's dependency graph).
         """
 
+    def reset(self) -> None:  # noqa: B027 - optional hook, default no-op
+        """A new episode starts (criteria with state across rounds forget it here)."""
+
+    def after_round(self, model: nn.Module) -> None:  # noqa: B027 - optional hook, default no-op
+        """The global model after a round's aggregation (criteria that track training, e.g. movement
+        pruning or a gradual schedule, update their state here)."""
+
     def hard(
         self, model: nn.Module, rho: float, generator: torch.Generator, batch: Batch | None = None
     ) -> nn.Module:
