@@ -3,7 +3,7 @@
 The sparsity rises from ``s_i`` to the final ``s_f`` over ``n`` pruning steps ``delta_t`` apart,
 starting at step ``t_0``, along the cubic schedule
 
-    s_t = s_f + (s_i - s_f) (1 - (t - t_0) / (n delta_t))^3,   t in {t_0, t_0 + delta_t, ..., t_0 + n delta_t},
+    s_t = s_f + (s_i - s_f) (1 - (t - t_0) / (n delta_t))^3,  t in {t_0, t_0 + delta_t, ..., t_0 + n delta_t},
 
 fast at first (while redundant weights abound) and slowly towards the end. At each step every layer
 is pruned to ``s_t`` by magnitude; pruned weights stay masked, so the masks are nested.
