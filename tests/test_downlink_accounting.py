@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sim_helpers import make_simulator, workload
 
 from fedsimenv.learning.trainer import TorchTrainer
 from fedsimenv.scenario import load_scenario
 from fedsimenv.seeding import EpisodeStreams
 from fedsimenv.sim.types import RoundDecision
-from tests.sim_helpers import make_simulator, workload
 
 
 def _trainer(pruning: str) -> TorchTrainer:

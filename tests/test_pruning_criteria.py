@@ -145,6 +145,9 @@ def test_movement_scores_are_the_accumulated_w_times_dw() -> None:
     g = (p - np.eye(2)[y.numpy()]).T @ x.numpy() / 4
     scores = method.movement_scores(model, (x, y))["0.weight"].numpy()
     np.testing.assert_allclose(scores, expected - w * g, atol=1e-6)
+    restored = MovementPruning()  # a checkpoint carries the scores and the last weights seen
+    restored.load_state_dict(method.state_dict())
+    torch.testing.assert_close(restored.movement_scores(model, (x, y)), method.movement_scores(model, (x, y)))
     method.reset()
     assert method.scores == {}
 

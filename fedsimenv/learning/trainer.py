@@ -316,11 +316,13 @@ class TorchTrainer(Trainer):
         return {
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             "generator": self._generator.get_state(),
+            "pruner": self.pruner.state_dict(),  # criteria that track training (movement, gradual)
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self._generator.set_state(state["generator"])
+        self.pruner.load_state_dict(state.get("pruner", {}))
 
     def _local_jobs(self, jobs: Sequence[DeviceJob]) -> list[LocalJob]:
         """The local-training work of planned ``jobs`` (their data, masks and batch orders)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -89,6 +90,13 @@ class PruningMethod(ABC):
     def after_round(self, model: nn.Module) -> None:  # noqa: B027 - optional hook, default no-op
         """The global model after a round's aggregation (criteria that track training, e.g. movement
         pruning or a gradual schedule, update their state here)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """State carried across rounds, for checkpoints (none by default)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Inverse of :meth:`state_dict`."""
 
     def hard(
         self, model: nn.Module, rho: float, generator: torch.Generator, batch: Batch | None = None

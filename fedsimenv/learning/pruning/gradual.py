@@ -19,6 +19,9 @@ as GWEP's does, ensures).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -57,6 +60,12 @@ class GradualMagnitudePruning(PruningMethod):
 
     def after_round(self, model: nn.Module) -> None:
         self.round += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"round": self.round}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.round = int(state.get("round", 0))
 
     def rate_at(self, final: float) -> float:
         """This round's scheduled rate towards ``final``."""

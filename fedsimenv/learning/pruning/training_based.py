@@ -23,6 +23,8 @@ the scores restart with each episode (:meth:`PruningMethod.reset`).
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -141,6 +143,19 @@ class MovementPruning(PruningMethod):
     def reset(self) -> None:
         self.scores: dict[str, torch.Tensor] = {}
         self._previous: dict[str, torch.Tensor] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "scores": {k: v.detach().cpu().clone() for k, v in self.scores.items()},
+            "previous": None
+            if self._previous is None
+            else {k: v.detach().cpu().clone() for k, v in self._previous.items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.scores = {k: v.clone() for k, v in state.get("scores", {}).items()}
+        previous = state.get("previous")
+        self._previous = None if previous is None else {k: v.clone() for k, v in previous.items()}
 
     def _observe(self, model: nn.Module) -> None:
         if self._previous is None:
