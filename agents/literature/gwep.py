@@ -133,7 +133,7 @@ class GWEPStrategy(ScheduledStrategy):
         trainer: TorchTrainer,
         devices: Sequence[int],
         start: Mapping[str, torch.Tensor],
-        states: Sequence[Mapping[str, torch.Tensor]],
+        states: Sequence[State],
         masks: Sequence[Masks],
     ) -> list[State]:
         global_state = trainer.model.state_dict()

@@ -70,9 +70,9 @@ class TrainingStrategy:
         trainer: TorchTrainer,
         devices: Sequence[int],
         start: Mapping[str, torch.Tensor],
-        states: Sequence[Mapping[str, torch.Tensor]],
+        states: Sequence[State],
         masks: Sequence[Masks],
-    ) -> Sequence[Mapping[str, torch.Tensor]]:
+    ) -> Sequence[State]:
         """What the server receives from ``devices`` (trained ``states`` from the downloaded ``start``);
         by default the trained states themselves."""
         return states

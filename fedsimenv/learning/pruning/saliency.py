@@ -45,7 +45,7 @@ def grasp_scores(model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
     params = list(weights.values())
     loss = F.cross_entropy(probe(batch[0]), batch[1])
     grads = torch.autograd.grad(loss, params, create_graph=True)
-    z = sum((g * g.detach()).sum() for g in grads)
+    z = torch.stack([(g * g.detach()).sum() for g in grads]).sum()
     hg = torch.autograd.grad(z, params)
     return {name: (-w * h).detach() for (name, w), h in zip(weights.items(), hg, strict=True)}
 
