@@ -17,6 +17,7 @@ from torch import nn
 from fedsimenv.learning.models import build_model
 from fedsimenv.learning.pruning import (
     PRUNING_METHODS,
+    GlobalFilterPruning,
     GlobalMagnitudePruning,
     GradualMagnitudePruning,
     HessianGroupPruning,
@@ -123,7 +124,8 @@ def test_lottery_ticket_rewinds_to_step_k_and_prunes_the_trained_magnitudes() ->
 
 
 def test_movement_scores_are_the_accumulated_w_times_dw() -> None:
-    model = nn.Sequential(_linear([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    layer = _linear([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    model = nn.Sequential(layer)
     method = MovementPruning()
     history = [
         np.array([[0.5, -0.2, 0.1], [-0.3, 0.4, 0.05]]),
@@ -132,7 +134,7 @@ def test_movement_scores_are_the_accumulated_w_times_dw() -> None:
     ]
     for w in history:
         with torch.no_grad():
-            model[0].weight.copy_(torch.from_numpy(w))
+            layer.weight.copy_(torch.from_numpy(w))
         method.after_round(model)
     expected = history[0] * (history[1] - history[0]) + history[1] * (history[2] - history[1])
     np.testing.assert_allclose(method.scores["0.weight"].numpy(), expected, atol=1e-7)
@@ -164,8 +166,8 @@ def test_grasp_scores_match_autograds_full_hessian() -> None:
         return F.cross_entropy(x @ flat.view(2, 3).T, y)
 
     theta = torch.tensor(weight).flatten()
-    g = torch.autograd.functional.jacobian(loss, theta)
-    h = torch.autograd.functional.hessian(loss, theta)
+    g = torch.autograd.functional.jacobian(loss, theta)  # type: ignore[no-untyped-call]
+    h = torch.autograd.functional.hessian(loss, theta)  # type: ignore[no-untyped-call]
     expected = -theta * (h @ g)
     np.testing.assert_allclose(
         grasp_scores(model, (x, y))["0.weight"].flatten().numpy(), expected.numpy(), rtol=1e-5, atol=1e-9
@@ -189,13 +191,12 @@ def test_synflow_scores_by_hand_and_no_layer_collapse() -> None:
 
     # A middle layer of small weights: global magnitude removes all of it at 99%, SynFlow does not.
     gen = torch.Generator().manual_seed(0)
-    deep = nn.Sequential(nn.Linear(20, 100, bias=False), nn.ReLU(), nn.Linear(100, 100, bias=False))
-    deep.append(nn.ReLU())
-    deep.append(nn.Linear(100, 10, bias=False))
+    layers = [nn.Linear(20, 100, bias=False), nn.Linear(100, 100, bias=False), nn.Linear(100, 10, bias=False)]
+    deep = nn.Sequential(layers[0], nn.ReLU(), layers[1], nn.ReLU(), layers[2])
     with torch.no_grad():
-        for layer in (deep[0], deep[2], deep[4]):
+        for layer in layers:
             layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen))
-        deep[2].weight.mul_(0.01)
+        layers[1].weight.mul_(0.01)
     batch = (torch.zeros(1, 20), torch.zeros(1, dtype=torch.long))
     magnitude = GlobalMagnitudePruning().masks(deep, 0.99, gen)
     assert int(magnitude["2.weight"].sum()) == 0  # collapsed
@@ -217,7 +218,7 @@ def test_global_selection_ranks_channels_over_all_groups_by_hand() -> None:
 def test_global_filter_prunes_layers_unevenly_to_the_rate() -> None:
     model = build_model("small-cnn", (1, 8, 8), 10, torch.Generator().manual_seed(0))
     batch = (torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 3]))
-    method = PRUNING_METHODS.get("global-filter")()
+    method = GlobalFilterPruning()
     graph = _Graph(method, model, torch.Generator(), batch)
     ratio = 0.5
     selection = graph.selection(ratio)
@@ -256,7 +257,7 @@ def test_hessian_group_importance_is_torch_prunings_obd_with_the_mean_fisher() -
     scorer = tp.importance.GroupHessianImportance()
     scorer.zero_grad()
     reference.zero_grad()
-    F.cross_entropy(reference(x[:1]), y[:1]).backward()
+    F.cross_entropy(reference(x[:1]), y[:1]).backward()  # type: ignore[no-untyped-call]
     scorer.accumulate_grad(reference)
     modules = dict(reference.named_modules())
     for group in graph.groups:

@@ -54,7 +54,8 @@ def stochastic_quantise(x: torch.Tensor, bits: int, generator: torch.Generator) 
     low = position.floor()
     noise = torch.rand(work.shape, generator=generator, dtype=torch.float64).to(work.device)
     index = (low + (noise < position - low).to(torch.float64)).clamp(0.0, float(levels))
-    return (index * delta - scale).to(x.dtype)
+    result: torch.Tensor = (index * delta - scale).to(x.dtype)
+    return result
 
 
 def quantise_state(
