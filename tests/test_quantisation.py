@@ -171,10 +171,15 @@ def _final_accuracy(upload_bits: int, error_feedback: bool, rounds: int = 20) ->
 
 @pytest.mark.slow
 def test_quantised_updates_accuracy_sanity() -> None:
+    """Measured on tiny (seed 0, 20 rounds; Dec 2026): full precision 0.9666, 8-bit + EF 0.9694,
+    2-bit + EF 0.9694, 2-bit without EF 0.9694, 1-bit without EF 0.9638, 1-bit + EF 0.1003 (diverges).
+    Error feedback does not help this unbiased quantiser on digits with 10 devices (averaging already
+    removes its noise), and at one bit it diverges: the quantiser with levels +-max|x| is not a
+    contraction there, so the residual grows (see fedsimenv.learning.quantisation)."""
     full = _final_accuracy(32, error_feedback=False)
     eight = _final_accuracy(8, error_feedback=True)
     assert abs(eight - full) <= 0.01, (eight, full)
     with_feedback = _final_accuracy(2, error_feedback=True)
     without = _final_accuracy(2, error_feedback=False)
-    print(f"full {full:.4f}  8-bit {eight:.4f}  2-bit+EF {with_feedback:.4f}  2-bit {without:.4f}")
-    assert with_feedback >= without + 0.03, (with_feedback, without)
+    assert with_feedback >= without - 0.01, (with_feedback, without)
+    assert _final_accuracy(1, error_feedback=True) < 0.5  # the documented one-bit divergence
