@@ -277,12 +277,16 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
 
         flops = np.zeros(self.num_devices)
         bits = np.zeros(self.num_devices)
+        # Devices given a model of their own (a sub-model, a sparse or compressed one) download it.
+        download = np.full(self.num_devices, self.trainer.download_bits())
         for k, cost in plan.costs.items():
             flops[k], bits[k] = cost.forward_flops_per_sample, cost.upload_bits
+            if cost.download_bits is not None:
+                download[k] = cost.download_bits
         workload = DeviceWorkload(
             forward_flops_per_sample=flops,
             upload_bits=bits,
-            download_bits=self.trainer.download_bits(),
+            download_bits=download,
             num_samples=self.trainer.num_samples,
             local_epochs=cfg.learning.local_epochs,
         )

@@ -1,7 +1,7 @@
 """The federated pruning algorithms of the literature, running inside the co-simulation.
 
 Registered agents: ``fedmp``, ``prunefl``, ``dwnp`` (and ``dwnp-wireless``), ``filter-pruning``,
-``fedosp``, ``fedilp``, ``heterofl``, ``sub-fedavg``, ``fedsparse``, ``fedduap``, ``unlearning``.
+``fedosp``, ``fedilp``, ``heterofl``, ``gwep``, ``sub-fedavg``, ``fedsparse``, ``fedduap``, ``unlearning``.
 
 **The seam.** An algorithm that only picks per-device pruning rates is a plain agent (HeteroFL's
 width levels). An algorithm defined by particular learning-plane rules declares them in
@@ -22,6 +22,7 @@ from agents.literature import (
     fedmp,
     fedsparse,
     filter_pruning,
+    gwep,
     heterofl,
     prunefl,
     subfedavg,
@@ -34,6 +35,7 @@ __all__ = [
     "fedmp",
     "fedsparse",
     "filter_pruning",
+    "gwep",
     "heterofl",
     "prunefl",
     "subfedavg",

@@ -24,7 +24,7 @@ without a state is replayed with real training: still exact, only slower.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,11 +48,18 @@ class RoundRecord:
     accuracy: float
     loss: float
     num_trained: int
+    #: (device, bits) of the jobs that downloaded a model of their own (not the full broadcast).
+    download_bits: list[tuple[int, float]] = field(default_factory=list)
 
     def model_costs(self) -> dict[int, ModelCost]:
+        download = {int(k): float(b) for k, b in self.download_bits}
         return {
             device: ModelCost(
-                forward_flops_per_sample=flops, upload_bits=bits, kept_params=kept, total_params=total
+                forward_flops_per_sample=flops,
+                upload_bits=bits,
+                kept_params=kept,
+                total_params=total,
+                download_bits=download.get(int(device)),
             )
             for device, flops, bits, kept, total in self.costs
         }
@@ -80,6 +87,9 @@ def record_round(env: WirelessFLEnv, action: NDArray[Any]) -> RoundRecord:
         accuracy=float(learning.accuracy),
         loss=float(learning.loss),
         num_trained=int(learning.num_trained),
+        download_bits=[
+            (int(k), float(c.download_bits)) for k, c in plan.costs.items() if c.download_bits is not None
+        ],
     )
 
 

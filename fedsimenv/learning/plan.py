@@ -26,12 +26,19 @@ State = Mapping[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class ModelCost:
-    """What the timing plane needs to know about one device's pruned model."""
+    """What the timing plane needs to know about one device's pruned model.
+
+    Attributes:
+        download_bits: What the device downloads when it gets a model of its own (a server-pruned
+            sub-model or sparse model, a compressed broadcast); ``None``: the full global model
+            (``Trainer.download_bits``).
+    """
 
     forward_flops_per_sample: float
     upload_bits: float
     kept_params: int
     total_params: int
+    download_bits: float | None = None
 
     @property
     def achieved_rho(self) -> float:

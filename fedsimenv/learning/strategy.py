@@ -11,6 +11,12 @@ then calls its hooks at fixed points of every round:
 * :meth:`TrainingStrategy.masks` in ``plan_round`` for each device starting a job with ``rho > 0``, in
   place of the scenario's pruning method (return ``None`` to fall back to it). ``rho = 0`` always
   means the unpruned model, so an agent whose strategy prunes sends the achieved rate (> 0);
+* :meth:`TrainingStrategy.model_cost` in ``plan_round`` for every job (``None``: the trainer's own
+  count), so a strategy that compresses its transfers (GWEP's quantisation) reports their exact bits;
+* :meth:`TrainingStrategy.broadcast_state` in ``train_round`` before local training: the weights the
+  devices downloaded and start from (``None``: the global model as it is);
+* :meth:`TrainingStrategy.uploaded_states` in ``train_round`` after local training, before
+  aggregation: what the server receives from each device (e.g. quantised updates);
 * :meth:`TrainingStrategy.after_round` in ``train_round`` after aggregation, before evaluation;
 * :meth:`TrainingStrategy.server_time_s` and :meth:`TrainingStrategy.metrics` when the round's
   :class:`~fedsimenv.learning.plan.LearningResult` is built (server compute time, extra metrics).
@@ -30,6 +36,7 @@ import torch
 from fedsimenv.learning.pruning import Masks
 
 if TYPE_CHECKING:
+    from fedsimenv.learning.plan import ModelCost
     from fedsimenv.learning.trainer import TorchTrainer
 
 State = dict[str, torch.Tensor]
@@ -51,6 +58,26 @@ class TrainingStrategy:
     def masks(self, trainer: TorchTrainer, device: int, rho: float) -> Masks | None:
         """Device ``device``'s keep-masks for this round, or ``None`` for the scenario's pruner."""
         return None
+
+    def model_cost(self, trainer: TorchTrainer, device: int, masks: Masks) -> ModelCost | None:
+        """Device ``device``'s exact cost under ``masks``, or ``None`` for the trainer's count."""
+        return None
+
+    def broadcast_state(self, trainer: TorchTrainer) -> State | None:
+        """The weights every device of this round downloads (``None``: the global model itself)."""
+        return None
+
+    def uploaded_states(
+        self,
+        trainer: TorchTrainer,
+        devices: Sequence[int],
+        start: Mapping[str, torch.Tensor],
+        states: Sequence[State],
+        masks: Sequence[Masks],
+    ) -> Sequence[State]:
+        """What the server receives from ``devices`` (trained ``states`` from the downloaded ``start``);
+        by default the trained states themselves."""
+        return states
 
     def after_round(
         self, trainer: TorchTrainer, arrived: Sequence[int], previous: Mapping[str, torch.Tensor]

@@ -177,6 +177,7 @@ class TorchTrainer(Trainer):
             cfg.model, self.input_shape, train.num_classes, self._generator, self.device, norm=cfg.norm
         )
         self.total_params = count_parameters(self._model)
+        self.pruner.reset()
         self._test_x = torch.from_numpy(self.test.x).to(self.device)
         self._test_y = torch.from_numpy(self.test.y).to(self.device)
         if self.strategy is not None:
@@ -240,9 +241,16 @@ class TorchTrainer(Trainer):
                 batch = (self._client_x[device][:size], self._client_y[device][:size])
                 masks = self.pruner.masks(self.model, float(rho), self._generator, batch)
             masks = {k: m.to(self.device) for k, m in masks.items()}
-            sparse = strategy.sparse_index_overhead if chosen is not None and strategy else None
-            sparse = self.pruner.sparse_index_overhead if sparse is None else sparse
-            cost = model_cost(self.model, self.input_shape, masks, self.config.bits_per_param, sparse)
+            cost = strategy.model_cost(self, int(device), masks) if strategy is not None else None
+            if cost is None:
+                sparse = strategy.sparse_index_overhead if chosen is not None and strategy else None
+                sparse = self.pruner.sparse_index_overhead if sparse is None else sparse
+                cost = model_cost(self.model, self.input_shape, masks, self.config.bits_per_param, sparse)
+                # A server-side mask (strategy, or a criterion that reads no device data) means the
+                # device downloads only its pruned model, mask included; a data-driven criterion is
+                # computed on the device, which then needs the full model (download_bits None).
+                if masks and (chosen is not None or not self.pruner.needs_batch):
+                    cost = replace(cost, download_bits=cost.upload_bits)
             jobs[int(device)] = DeviceJob(int(device), float(rho), cost, masks)
         if spans_rounds:
             # One snapshot of the global model, shared by every job that starts from it.
@@ -256,12 +264,26 @@ class TorchTrainer(Trainer):
             {k: v.detach().clone() for k, v in self.model.state_dict().items()} if self.strategy else {}
         )
         if jobs:
-            states = self._train(self.model, self._local_jobs(jobs))
+            start = self.strategy.broadcast_state(self) if self.strategy is not None else None
+            local = self.model
+            if start is not None:
+                local = copy.deepcopy(self.model)
+                local.load_state_dict(start)
+            states = self._train(local, self._local_jobs(jobs))
             global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if self.strategy is not None:
+                states = self.strategy.uploaded_states(
+                    self,
+                    [job.device for job in jobs],
+                    global_state if start is None else start,
+                    states,
+                    [job.masks for job in jobs],
+                )
             weights = [float(self._num_samples[job.device]) for job in jobs]
             self.model.load_state_dict(
                 self.aggregate(global_state, states, [job.masks for job in jobs], weights)
             )
+        self.pruner.after_round(self.model)
         server_time_s = 0.0
         if self.strategy is not None:
             self.strategy.after_round(self, [job.device for job in jobs], previous)
@@ -296,6 +318,7 @@ class TorchTrainer(Trainer):
                     [tau[job.device] for job in order],
                 )
             )
+        self.pruner.after_round(self.model)
         return self._result(len(order))
 
     def state_dict(self) -> dict[str, Any]:
@@ -305,11 +328,13 @@ class TorchTrainer(Trainer):
         return {
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             "generator": self._generator.get_state(),
+            "pruner": self.pruner.state_dict(),  # criteria that track training (movement, gradual)
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self._generator.set_state(state["generator"])
+        self.pruner.load_state_dict(state.get("pruner", {}))
 
     def _local_jobs(self, jobs: Sequence[DeviceJob]) -> list[LocalJob]:
         """The local-training work of planned ``jobs`` (their data, masks and batch orders)."""

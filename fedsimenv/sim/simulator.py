@@ -287,13 +287,16 @@ class RoundSimulator:
 
         def downlink_rate(block: int) -> FloatArray:
             g_min = self._block_gain(block)[idx].min()
-            return np.atleast_1d(
-                shannon_rate_bps(self.network.downlink_bandwidth_hz, self.bs_tx_power_w, g_min, noise)
-            )
+            rate = shannon_rate_bps(self.network.downlink_bandwidth_hz, self.bs_tx_power_w, g_min, noise)
+            return np.full(len(idx), float(rate))
 
-        dl_finish = float(
-            transfer_finish_times(np.array([start]), np.array([workload.download_bits]), downlink_rate, tc)[0]
-        )
+        # One downlink at the weakest starting device's rate; a device whose model is its own (a
+        # sub-model, a compressed model) is done once its own bits are through (the BS sends the
+        # nested content first), so each device's download ends at its own time.
+        dl_bits = np.broadcast_to(np.asarray(workload.download_bits, dtype=np.float64), starting.shape)
+        dl_finish_k = transfer_finish_times(np.full(len(idx), start), dl_bits[idx], downlink_rate, tc)
+        dl_finish = np.full(fleet.num_devices, start, dtype=np.float64)
+        dl_finish[idx] = dl_finish_k
         self._downlink_rate_bps = float(downlink_rate(int(np.floor(start / tc)) if np.isfinite(tc) else 0)[0])
         cycles = workload.training_flops / fleet.flops_per_cycle
         comp_finish = np.where(starting, dl_finish + cycles / fleet.cpu_freq_hz, np.nan)
@@ -307,7 +310,7 @@ class RoundSimulator:
 
         t = self._times
         t["dl_start"][idx] = start
-        t["dl_finish"][idx] = t["comp_start"][idx] = dl_finish
+        t["dl_finish"][idx] = t["comp_start"][idx] = dl_finish[idx]
         t["comp_finish"][idx] = t["up_start"][idx] = comp_finish[idx]
         t["up_finish"][idx] = up_finish[idx]
         self._active[idx] = True
@@ -330,18 +333,17 @@ class RoundSimulator:
         battery_at = depletion_time(
             self.battery_j,
             [
-                (np.full(fleet.num_devices, start), np.full(fleet.num_devices, dl_finish), idle_w),
+                (np.full(fleet.num_devices, start), dl_finish, idle_w),
                 (
-                    np.full(fleet.num_devices, dl_finish),
+                    dl_finish,
                     comp_finish,
                     compute_power_w(fleet.kappa, fleet.cpu_freq_hz),
                 ),
                 (comp_finish, up_finish, fleet.tx_power_w),
             ],
         )
-        broadcast = self.env.timeout(dl_finish - start)
         for k in idx:
-            process = self.env.process(self._job(int(k), broadcast))
+            process = self.env.process(self._job(int(k), self.env.timeout(dl_finish[k] - start)))
             self._processes[int(k)] = process
             fail_at, reason = (
                 (offline_at[k], "went-offline")
@@ -351,10 +353,10 @@ class RoundSimulator:
             if fail_at < up_finish[k]:
                 self.env.process(self._watchdog(int(k), int(self._job_id[k]), float(fail_at), reason))
 
-    def _job(self, k: int, broadcast: simpy.Event) -> Generator[simpy.Event, Any, None]:
-        """One device's job: receive the broadcast, train, upload; stops early if interrupted."""
+    def _job(self, k: int, download: simpy.Event) -> Generator[simpy.Event, Any, None]:
+        """One device's job: receive its download, train, upload; stops early if interrupted."""
         try:
-            yield broadcast
+            yield download
             yield self.env.timeout(max(self._times["comp_finish"][k] - self.env.now, 0.0))
             yield self.env.timeout(max(self._times["up_finish"][k] - self.env.now, 0.0))
             self._end_job(k, STATUS_ARRIVED, "")

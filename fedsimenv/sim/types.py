@@ -55,14 +55,15 @@ class DeviceWorkload:
     Attributes:
         forward_flops_per_sample: Forward FLOPs of each device's pruned model for one sample.
         upload_bits: Size of each device's upload (pruned weights + index overhead).
-        download_bits: Size of the broadcast global model.
+        download_bits: Size of the broadcast global model, or (N,) each device's download where
+            devices receive models of their own (sub-models, compressed models).
         num_samples: Local training samples per device.
         local_epochs: Local epochs E.
     """
 
     forward_flops_per_sample: FloatArray
     upload_bits: FloatArray
-    download_bits: float
+    download_bits: float | FloatArray
     num_samples: NDArray[np.int64]
     local_epochs: int
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -82,6 +83,20 @@ class PruningMethod(ABC):
             batch: Calibration data; required by methods with ``needs_batch`` and by structured ones
                 (to trace the model's dependency graph).
         """
+
+    def reset(self) -> None:  # noqa: B027 - optional hook, default no-op
+        """A new episode starts (criteria with state across rounds forget it here)."""
+
+    def after_round(self, model: nn.Module) -> None:  # noqa: B027 - optional hook, default no-op
+        """The global model after a round's aggregation (criteria that track training, e.g. movement
+        pruning or a gradual schedule, update their state here)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """State carried across rounds, for checkpoints (none by default)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Inverse of :meth:`state_dict`."""
 
     def hard(
         self, model: nn.Module, rho: float, generator: torch.Generator, batch: Batch | None = None

@@ -59,6 +59,7 @@ class _Graph:
     """A model copy, its dependency graph and its channel groups with their importance."""
 
     def __init__(self, method: StructuredPruning, model: nn.Module, generator: torch.Generator, batch: Batch):
+        self.method = method
         self.model = copy.deepcopy(model)
         self.model.eval()  # tracing must not update BatchNorm running statistics
         example = batch[0][:1]
@@ -77,13 +78,8 @@ class _Graph:
         self.model.zero_grad(set_to_none=True)
 
     def selection(self, ratio: float) -> list[list[int]]:
-        """Root channels to remove from each group at the uniform channel ratio ``ratio``."""
-        result: list[list[int]] = []
-        for group in self.groups:
-            remove = min(int(ratio * group.channels), group.channels - 1)  # keep >= 1 channel
-            order = torch.argsort(group.importance, stable=True)
-            result.append(sorted(int(i) for i in order[:remove]))
-        return result
+        """Root channels to remove from each group at the channel ratio ``ratio`` (the method's rule)."""
+        return self.method.select([g.importance for g in self.groups], ratio)
 
     def _pruning_group(self, group: _Group, idxs: Sequence[int]) -> Any:
         root = dict(self.model.named_modules())[group.root_name]
@@ -178,6 +174,17 @@ class StructuredPruning(PruningMethod):
     @abstractmethod
     def importance(self, group: Any, generator: torch.Generator) -> torch.Tensor:
         """One score per root channel of the Torch-Pruning ``group``; the lowest go first."""
+
+    def select(self, importances: Sequence[torch.Tensor], ratio: float) -> list[list[int]]:
+        """Root channels to remove from each group: the ``int(ratio x channels)`` least important of
+        every group (one uniform ratio), at least one channel kept per group."""
+        result: list[list[int]] = []
+        for importance in importances:
+            channels = len(importance)
+            remove = min(int(ratio * channels), channels - 1)
+            order = torch.argsort(importance, stable=True)
+            result.append(sorted(int(i) for i in order[:remove]))
+        return result
 
     def _plan(
         self, model: nn.Module, rho: float, generator: torch.Generator, batch: Batch | None
