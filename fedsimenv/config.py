@@ -240,7 +240,7 @@ class DevicesConfig(_Frozen):
             smallest, largest = min(value.values), max(value.values)
         else:
             return value
-        low, high, positive = _DEVICE_RANGES[str(info.field_name)]
+        low, high, positive = DEVICE_RANGES[str(info.field_name)]
         if positive and smallest <= 0:
             raise ValueError("every device's value must be > 0")
         if smallest < low or largest > high:
@@ -249,7 +249,7 @@ class DevicesConfig(_Frozen):
 
 
 #: field -> (lowest, highest, must be > 0) of the per-device quantities.
-_DEVICE_RANGES: dict[str, tuple[float, float, bool]] = {
+DEVICE_RANGES: dict[str, tuple[float, float, bool]] = {
     "cpu_freq_hz": (0.0, 1e11, True),
     "flops_per_cycle": (0.0, 1e4, True),
     "battery_capacity_j": (0.0, 1e9, True),

@@ -234,8 +234,8 @@ class EpisodeSession:
         checkpoint = newest_valid_checkpoint(folder, self.fingerprint, _warn)
         recorded = restored_rows(out / METRICS_FILE)
         done = 0 if checkpoint is None else int(checkpoint["round"])
-        if checkpoint is None and any(folder.glob("round-*.pt")):
-            _warn(f"no intact checkpoint in {folder}: recomputing from round 1 (rows checked against metrics.jsonl)")
+        if checkpoint is None and recorded:
+            _warn(f"no intact checkpoint in {folder}: recomputing from round 1, each round checked against metrics.jsonl")
         limit = self.config.episode.max_rounds
         if limit < max(done, len(recorded)):
             raise ResumeError(
