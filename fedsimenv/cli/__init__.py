@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 import fedsimenv
+from channels.checks import WorkLimitError
 from fedsimenv.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE
 from fedsimenv.cli.experiments import add_experiment_commands
 from fedsimenv.cli.rl import add_calibrate_command, add_train_command
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:  # ScenarioError, RunDirectoryError, unknown registry names, bad --set
         print(f"fedsimenv: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (ReplayDivergedError, NonFiniteResultError) as err:
+    except (ReplayDivergedError, NonFiniteResultError, WorkLimitError) as err:
         print(f"fedsimenv: error: {err}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
