@@ -357,7 +357,9 @@ class LearningConfig(_Frozen):
         description="local training path; auto = batched when the model allows it and (on a CPU) "
         "one device's minibatch is small enough for batching to pay (learning.cohort.prefer_batched)",
     )
-    test_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(
+        0.2, ge=0.01, le=0.9, description="share of the samples held out for testing, in [0.01, 0.9]"
+    )
     partition: PartitionConfig = PartitionConfig()
     model: str = "small-cnn"
     pruning: str = "magnitude"

@@ -32,7 +32,7 @@ from fedsimenv.experiments.checkpoints import (
     run_fingerprint,
     save_checkpoint,
 )
-from fedsimenv.experiments.errors import ReplayDivergedError, ResumeError, RunDirectoryError
+from fedsimenv.experiments.errors import NonFiniteResultError, ReplayDivergedError, ResumeError, RunDirectoryError
 from fedsimenv.experiments.replay import (
     ReplayTrainer,
     RoundRecord,
@@ -397,7 +397,12 @@ def _append(handle: IO[str] | None, text: str) -> None:
 
 def _timeline_text(env: WirelessFLEnv) -> str:
     assert env.last_report is not None
-    return "".join(json.dumps(record) + "\n" for record in timeline_records(env.last_report))
+    try:  # strict JSON, like metrics.jsonl
+        return "".join(json.dumps(record, allow_nan=False) + "\n" for record in timeline_records(env.last_report))
+    except ValueError:
+        raise NonFiniteResultError(
+            f"round {env.last_report.round_index + 1}: a timeline quantity is not finite; the run was stopped"
+        ) from None
 
 
 def run_episode(
