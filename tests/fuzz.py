@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import io
 import json
 import math
@@ -65,7 +66,7 @@ def cli(argv: list[str]) -> tuple[int | None, str]:
             code = main(argv)
         except SystemExit as exc:  # argparse
             code = int(exc.code or 0)
-        except BaseException as exc:  # noqa: BLE001 - what the campaign counts
+        except BaseException as exc:
             return None, f"{type(exc).__name__}: {exc}\n{err.getvalue()}"
     return code, err.getvalue()
 
@@ -73,7 +74,12 @@ def cli(argv: list[str]) -> tuple[int | None, str]:
 def clear_cli_error(code: int | None, stderr: str) -> bool:
     """Exit 1 or 2 and an error of the documented form (first error line ``fedsimenv: error:``)."""
     lines = [line for line in stderr.splitlines() if not line.startswith("fedsimenv: warning:")]
-    return code in (1, 2) and bool(lines) and lines[0].startswith("fedsimenv: error: ") and "Traceback" not in stderr
+    return (
+        code in (1, 2)
+        and bool(lines)
+        and lines[0].startswith("fedsimenv: error: ")
+        and "Traceback" not in stderr
+    )
 
 
 def strict_rows(path: Path) -> list[dict[str, Any]] | None:
@@ -143,7 +149,7 @@ def env_actions(steps_per_env: int = 1, seed: int = 17, env_ids: tuple[str, ...]
                     one_line = "\n" not in str(err) and bool(str(err))
                     tally.add("clear error" if one_line else "traceback", f"{env_id} {name}: {err}")
                     break
-                except Exception as err:  # noqa: BLE001
+                except Exception as err:
                     tally.add("traceback", f"{env_id} {name}: {type(err).__name__}: {err}")
                     break
                 values = [float(reward), *np.concatenate([np.ravel(v) for v in _leaves(observation)])]
@@ -249,7 +255,9 @@ def scenario_mutations(count: int, workdir: Path, seed: int = 17, run_every: int
         if valid % run_every:
             continue
         out = workdir / f"run-{n}"
-        code, err = cli(["run", str(path), "--set", "trainer=surrogate", "--rounds", "1", "--out", str(out), "--quiet"])
+        code, err = cli(
+            ["run", str(path), "--set", "trainer=surrogate", "--rounds", "1", "--out", str(out), "--quiet"]
+        )
         label = f"run {name}: {err}\n{path.read_text()}"
         if code == 0:
             rows = strict_rows(out / "metrics.jsonl")
@@ -287,7 +295,7 @@ def _flip(path: Path, rng: random.Random) -> None:
         path.write_bytes(bytes(data))
 
 
-def _edit_yaml(key: str, value: Any) -> Callable[[Path, random.Random], None]:
+def _edit_yaml(key: str, value: Any) -> Callable[[Path, random.Random], object]:
     def edit(run: Path, rng: random.Random) -> None:
         data = yaml.safe_load((run / "config.yaml").read_text())
         section, field = key.split(".")
@@ -297,7 +305,7 @@ def _edit_yaml(key: str, value: Any) -> Callable[[Path, random.Random], None]:
     return edit
 
 
-def _edit_json(key: str, value: Any) -> Callable[[Path, random.Random], None]:
+def _edit_json(key: str, value: Any) -> Callable[[Path, random.Random], object]:
     def edit(run: Path, rng: random.Random) -> None:
         meta = json.loads((run / "run.json").read_text())
         meta[key] = value
@@ -306,11 +314,27 @@ def _edit_json(key: str, value: Any) -> Callable[[Path, random.Random], None]:
     return edit
 
 
+STALE = ".round-000006.pt.0123456789ab.tmp"
+
+
+def _checkpoints(run: Path) -> list[Path]:
+    return sorted((run / "checkpoints").glob("*.pt"))
+
+
+def _flip_all(paths: list[Path], rng: random.Random) -> None:
+    for path in paths:
+        _flip(path, rng)
+
+
+def _truncate(path: Path, rng: random.Random) -> None:
+    path.write_bytes(path.read_bytes()[: rng.randrange(200)])
+
+
 def _newest(run: Path, suffix: str = ".pt") -> Path:
     return sorted((run / "checkpoints").glob(f"round-*{suffix}"))[-1]
 
 
-def _forged_checkpoint(change: Callable[[dict[str, Any]], None]) -> Callable[[Path, random.Random], None]:
+def _forged_checkpoint(change: Callable[[dict[str, Any]], None]) -> Callable[[Path, random.Random], object]:
     """Rewrite the newest checkpoint with a *valid* checksum but changed content (a forger's move)."""
 
     def forge(run: Path, rng: random.Random) -> None:
@@ -339,11 +363,11 @@ def _zero_weights(payload: dict[str, Any]) -> None:
     payload["trainer"] = {"not": "a state"}
 
 
-DAMAGES: dict[str, Callable[[Path, random.Random], None]] = {
+DAMAGES: dict[str, Callable[[Path, random.Random], object]] = {
     "flip byte in newest checkpoint": lambda run, rng: _flip(_newest(run), rng),
-    "flip byte in every checkpoint": lambda run, rng: [_flip(p, rng) for p in (run / "checkpoints").glob("*.pt")],
+    "flip byte in every checkpoint": lambda run, rng: _flip_all(_checkpoints(run), rng),
     "flip byte in newest checksum": lambda run, rng: _flip(_newest(run, ".sha256"), rng),
-    "truncate newest checkpoint": lambda run, rng: _newest(run).write_bytes(_newest(run).read_bytes()[: rng.randrange(200)]),
+    "truncate newest checkpoint": lambda run, rng: _truncate(_newest(run), rng),
     "random bytes as checkpoint": lambda run, rng: _newest(run).write_bytes(rng.randbytes(500)),
     "delete newest checksum": lambda run, rng: _newest(run, ".sha256").unlink(),
     "delete checkpoints": lambda run, rng: shutil.rmtree(run / "checkpoints"),
@@ -371,7 +395,7 @@ DAMAGES: dict[str, Callable[[Path, random.Random], None]] = {
     "forged checkpoint: round mismatch": _forged_checkpoint(_set("round", 99)),
     "forged checkpoint: bad trainer state": _forged_checkpoint(_zero_weights),
     "forged checkpoint: other format": _forged_checkpoint(_set("format", 1)),
-    "stale temporary files": lambda run, rng: (run / "checkpoints" / ".round-000006.pt.0123456789ab.tmp").write_bytes(b"x"),
+    "stale temporary files": lambda run, rng: (run / "checkpoints" / STALE).write_bytes(b"x"),
 }  # fmt: skip
 
 
@@ -470,14 +494,21 @@ def malicious_files(workdir: Path) -> Tally:
         for name, first in payloads.items():
             folder = workdir / f"cifar-{protocol}-{len(tally)}"
             _write_cifar(folder, first, protocol)
-            _check_load(tally, f"cifar p{protocol} {name}", lambda: load_cifar10(DatasetSpec(data_dir=folder)), marker)
+            _check_load(
+                tally,
+                f"cifar p{protocol} {name}",
+                functools.partial(load_cifar10, DatasetSpec(data_dir=folder)),
+                marker,
+            )
         folder = workdir / f"cifar-good-{protocol}"
         _write_cifar(folder, _cifar_batch(), protocol)
         try:
             train, test = load_cifar10(DatasetSpec(data_dir=folder))
-            tally.add("ok" if train.x.shape == (20, 3, 32, 32) and test is not None else "data lost", "genuine")
-        except Exception as err:  # noqa: BLE001
-            tally.add("traceback", f"genuine CIFAR layout refused: {err}")
+            tally.add(
+                "ok" if train.x.shape == (20, 3, 32, 32) and test is not None else "data lost", "genuine"
+            )
+        except Exception as exc:
+            tally.add("traceback", f"genuine CIFAR layout refused: {exc}")
     # A raw pickle payload file (not even a dict) through the CLI: exit 2, nothing written, no marker.
     folder = workdir / "cifar-cli"
     _write_cifar(folder, _Payload(command))
@@ -507,9 +538,12 @@ def malicious_files(workdir: Path) -> Tally:
     for name, text in calibrations.items():
         path = workdir / f"calibration-{len(tally)}.json"
         path.write_bytes(text.encode("utf-8", "surrogateescape"))
-        _check_load(tally, f"calibration {name}", lambda: load_calibration(path), marker, secret)
+        _check_load(tally, f"calibration {name}", functools.partial(load_calibration, path), marker, secret)
     # devices.trace_csv pointing at a file with a secret: the error must not quote it.
-    for name, text in {"secret header": f"{secret}\n1\n", "secret value": f"cpu_freq_hz\n{secret}\n" * 1}.items():
+    for name, text in {
+        "secret header": f"{secret}\n1\n",
+        "secret value": f"cpu_freq_hz\n{secret}\n" * 1,
+    }.items():
         path = workdir / f"trace-{len(tally)}.csv"
         path.write_text(text)
         code, err = cli(["run", "tiny", "--set", "trainer=surrogate", "--rounds", "1", "--quiet",
@@ -530,7 +564,7 @@ def _check_load(tally: Tally, label: str, load: Callable[[], Any], marker: Path,
             tally.add("data lost", f"{label}: contents echoed: {message}")
         else:
             tally.add("clear error")
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         tally.add("traceback", f"{label}: {type(err).__name__}: {err}")
     else:
         tally.add("data lost", f"{label}: accepted")
@@ -563,7 +597,9 @@ def output_dirs(workdir: Path) -> Tally:
     for name, out in cases.items():
         for extra in ([], ["--overwrite"]):
             code, err = cli(["run", *args, "--out", str(out), *extra])
-            intact = afile.read_text() == "user data" and sorted(p.name for p in user.iterdir()) == ["notes.txt"]
+            intact = afile.read_text() == "user data" and sorted(p.name for p in user.iterdir()) == [
+                "notes.txt"
+            ]
             if os.geteuid() == 0 and name.startswith("inside a read-only") and code == 0:
                 tally.add("ok")  # root ignores the mode bits
                 shutil.rmtree(out)
@@ -579,7 +615,9 @@ def output_dirs(workdir: Path) -> Tally:
         os.umask(old)
     modes = {p.name: p.stat().st_mode & 0o777 for p in good.rglob("*") if p.is_file()}
     wrong = {k: oct(v) for k, v in modes.items() if v != 0o644}
-    tally.add("ok" if code == 0 and not wrong and not temporaries(good) else "data lost", f"modes {wrong} {err}")
+    tally.add(
+        "ok" if code == 0 and not wrong and not temporaries(good) else "data lost", f"modes {wrong} {err}"
+    )
     readonly.chmod(0o755)
     return tally
 
@@ -588,20 +626,25 @@ def concurrent_writers(workdir: Path, pairs: int = 1) -> Tally:
     """Two ``run --overwrite`` processes on one ``--out``: one writes, the other is refused with a clear
     error (or runs after it); metrics.jsonl is never interleaved."""
     tally = Tally()
-    command = [sys.executable, "-m", "fedsimenv", "run", "tiny", "--set", "trainer=surrogate", "--rounds", "4",
-               "--overwrite", "--quiet"]  # fmt: skip
+    command = [sys.executable, "-m", "fedsimenv", "run", "tiny", "--set", "trainer=surrogate"]
+    command += ["--rounds", "4", "--overwrite", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for pair in range(pairs):
         out = workdir / f"shared-{pair}"
         procs = [
-            subprocess.Popen([*command, "--out", str(out)], stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+            subprocess.Popen(
+                [*command, "--out", str(out)], stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env
+            )
             for _ in range(2)
         ]
         results = [(p.wait(timeout=600), p.stderr.read() if p.stderr else "") for p in procs]
         rows = strict_rows(out / "metrics.jsonl") if (out / "metrics.jsonl").exists() else None
         for code, err in results:
             if code == 0:
-                tally.add("ok" if rows is not None and [r["round"] for r in rows] == [1, 2, 3, 4] else "data lost", err)
+                tally.add(
+                    "ok" if rows is not None and [r["round"] for r in rows] == [1, 2, 3, 4] else "data lost",
+                    err,
+                )
             else:
                 tally.add("clear error" if clear_cli_error(code, err) else "traceback", err)
     return tally

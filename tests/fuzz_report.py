@@ -11,7 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests import fuzz
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the test helpers import each other by name
+
+import fuzz
 
 
 def main() -> int:

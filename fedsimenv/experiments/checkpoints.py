@@ -104,8 +104,10 @@ def load_checkpoint(path: Path, fingerprint: str | None = None) -> dict[str, Any
     data = _read_verified(path)
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure to unpickle means the file is unusable
-        raise DamagedCheckpointError(f"{path.name}: not a readable checkpoint ({type(err).__name__})") from None
+    except Exception as err:
+        raise DamagedCheckpointError(
+            f"{path.name}: not a readable checkpoint ({type(err).__name__})"
+        ) from None
     if not isinstance(payload, dict):
         raise DamagedCheckpointError(f"{path.name}: not a checkpoint (a {type(payload).__name__})")
     if payload.get("format") != CHECKPOINT_FORMAT:
@@ -131,7 +133,9 @@ def _check_layout(path: Path, payload: Mapping[str, Any]) -> None:
     for key, kind in expected.items():
         if not isinstance(payload.get(key), kind):
             raise DamagedCheckpointError(f"{path.name}: malformed checkpoint ({key!r} missing or mistyped)")
-    if payload["round"] != len(payload["records"]) or not all(isinstance(r, dict) for r in payload["records"]):
+    if payload["round"] != len(payload["records"]) or not all(
+        isinstance(r, dict) for r in payload["records"]
+    ):
         raise DamagedCheckpointError(f"{path.name}: malformed checkpoint (records do not match the round)")
 
 

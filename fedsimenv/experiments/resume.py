@@ -34,7 +34,11 @@ def check_resumable(out: Path, recorded: str, current: str, scenario: Mapping[st
     if recorded == current:
         return
     changed = _changed_fields(out, scenario)
-    what = f"{CONFIG_FILE} was edited: {', '.join(changed)}" if changed else f"{CONFIG_FILE} or {RUN_FILE} was edited"
+    what = (
+        f"{CONFIG_FILE} was edited: {', '.join(changed)}"
+        if changed
+        else f"{CONFIG_FILE} or {RUN_FILE} was edited"
+    )
     raise ResumeError(
         f"{out} no longer matches the run that wrote it ({what}); resume refused (nothing was changed): "
         "restore the files or start a new run"

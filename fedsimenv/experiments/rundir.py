@@ -212,10 +212,8 @@ def read_run_meta(run_dir: Path) -> dict[str, Any]:
     for key, (types, what) in _RUN_META.items():
         value = meta.get(key)
         valid = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-        if valid and key == "seed":
-            valid = 0 <= value <= MAX_SEED
-        if valid and key == "checkpoint_every":
-            valid = value is None or value >= 1
+        if valid and isinstance(value, int) and key in ("seed", "checkpoint_every"):
+            valid = 0 <= value <= MAX_SEED if key == "seed" else value >= 1
         if not valid:
             raise ResumeError(f"{run_file}: {key!r} must be {what}, got {value!r:.40}")
     return meta

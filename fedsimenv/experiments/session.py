@@ -32,7 +32,12 @@ from fedsimenv.experiments.checkpoints import (
     run_fingerprint,
     save_checkpoint,
 )
-from fedsimenv.experiments.errors import NonFiniteResultError, ReplayDivergedError, ResumeError, RunDirectoryError
+from fedsimenv.experiments.errors import (
+    NonFiniteResultError,
+    ReplayDivergedError,
+    ResumeError,
+    RunDirectoryError,
+)
 from fedsimenv.experiments.replay import (
     ReplayTrainer,
     RoundRecord,
@@ -229,13 +234,18 @@ class EpisodeSession:
         the directory still describes the run that wrote it."""
         if self.recorded_fingerprint is None:
             raise ResumeError(f"{out}: resume a run directory with EpisodeSession.from_run_dir")
-        check_resumable(out, self.recorded_fingerprint, self.fingerprint, resolved_scenario(self.config, self.seed))
+        check_resumable(
+            out, self.recorded_fingerprint, self.fingerprint, resolved_scenario(self.config, self.seed)
+        )
         folder = out / CHECKPOINT_DIR
         checkpoint = newest_valid_checkpoint(folder, self.fingerprint, _warn)
         recorded = restored_rows(out / METRICS_FILE)
         done = 0 if checkpoint is None else int(checkpoint["round"])
         if checkpoint is None and recorded:
-            _warn(f"no intact checkpoint in {folder}: recomputing from round 1, each round checked against metrics.jsonl")
+            _warn(
+                f"no intact checkpoint in {folder}: recomputing from round 1, each round checked "
+                "against metrics.jsonl"
+            )
         limit = self.config.episode.max_rounds
         if limit < max(done, len(recorded)):
             raise ResumeError(
@@ -398,7 +408,9 @@ def _append(handle: IO[str] | None, text: str) -> None:
 def _timeline_text(env: WirelessFLEnv) -> str:
     assert env.last_report is not None
     try:  # strict JSON, like metrics.jsonl
-        return "".join(json.dumps(record, allow_nan=False) + "\n" for record in timeline_records(env.last_report))
+        return "".join(
+            json.dumps(record, allow_nan=False) + "\n" for record in timeline_records(env.last_report)
+        )
     except ValueError:
         raise NonFiniteResultError(
             f"round {env.last_report.round_index + 1}: a timeline quantity is not finite; the run was stopped"

@@ -129,7 +129,17 @@ def _cifar_arrays(path: Path, label_key: bytes, classes: int) -> tuple[np.ndarra
             batch = CifarUnpickler(handle, encoding="bytes").load()
     except _Refused as err:
         raise DatasetFormatError(f"{path}: not a CIFAR python batch; refused: it holds {err}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError, OverflowError):
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        MemoryError,
+        OverflowError,
+    ):
         raise DatasetFormatError(f"{path}: not a CIFAR python batch (unreadable pickle)") from None
     if not isinstance(batch, dict) or not isinstance(batch.get(b"data"), np.ndarray):
         raise DatasetFormatError(f"{path}: not a CIFAR python batch (no {b'data'!r} array)")

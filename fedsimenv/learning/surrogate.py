@@ -28,7 +28,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -172,7 +172,9 @@ class Calibration:
         try:
             data = json.loads(text, parse_constant=_refuse_constant)
         except json.JSONDecodeError as err:
-            raise CalibrationError(f"{source}: not valid JSON (line {err.lineno}, column {err.colno})") from None
+            raise CalibrationError(
+                f"{source}: not valid JSON (line {err.lineno}, column {err.colno})"
+            ) from None
         except ValueError as err:
             raise CalibrationError(f"{source}: not strict JSON ({err})") from None
         if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT:
@@ -199,7 +201,9 @@ class Calibration:
             raise CalibrationError(f"{source}: field 'costs.total_params' must be an integer in [1, 1e15]")
         costs = CostTable(
             total_params=total,
-            download_bits=_number(raw.get("download_bits"), f"{source}: field 'costs.download_bits'", 0.0, 1e18),
+            download_bits=_number(
+                raw.get("download_bits"), f"{source}: field 'costs.download_bits'", 0.0, 1e18
+            ),
             **columns,
         )
         sizes = {len(costs.rho), len(costs.forward_flops_per_sample), len(costs.upload_bits)}
@@ -207,7 +211,9 @@ class Calibration:
             raise CalibrationError(f"{source}: field 'costs' needs >= 2 rho points, all columns equally long")
         if any(b <= a for a, b in zip(costs.rho, costs.rho[1:], strict=False)) or costs.rho[-1] >= 1:
             raise CalibrationError(f"{source}: field 'costs.rho' must be increasing, in [0, 1)")
-        return cls(fingerprint=dict(data["fingerprint"]), curve=curve, costs=costs, error=dict(data.get("error", {})))
+        return cls(
+            fingerprint=dict(data["fingerprint"]), curve=curve, costs=costs, error=dict(data.get("error", {}))
+        )
 
 
 #: Allowed range of each learning-curve parameter in a calibration file (the fitter's bounds, wider

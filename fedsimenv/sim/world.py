@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from channels import ChannelModel, dbm_to_watt
-from fedsimenv.config import DEVICE_RANGES, Constant, DeviceQuantity, FixedValues, LogNormal, ScenarioConfig, UniformRange
+from fedsimenv.config import (
+    DEVICE_RANGES,
+    Constant,
+    DeviceQuantity,
+    FixedValues,
+    LogNormal,
+    ScenarioConfig,
+    UniformRange,
+)
 from fedsimenv.sim.types import FloatArray
 
 #: Columns a device trace CSV may hold.
@@ -90,7 +98,9 @@ def read_trace_csv(path: str | Path, n: int) -> dict[str, FloatArray]:
     except OSError as err:
         raise ValueError(f"{where}: cannot be read ({err.strerror or type(err).__name__})") from None
     if len(rows) != n:
-        raise ValueError(f"{where}: {len(rows)}{'+' if len(rows) > n else ''} device rows, cell.num_devices is {n}")
+        raise ValueError(
+            f"{where}: {len(rows)}{'+' if len(rows) > n else ''} device rows, cell.num_devices is {n}"
+        )
     columns: dict[str, FloatArray] = {}
     for index, name in enumerate(header):
         values = np.empty(n)
