@@ -34,7 +34,7 @@ BoolArray = NDArray[np.bool_]
 class NoParams(BaseModel):
     """Parameters of a component that takes none."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class PathLossModel(ABC):

@@ -26,3 +26,13 @@ def check_nonnegative(name: str, value: ArrayLike) -> FloatArray:
     if not np.all(array >= 0):  # also catches NaN
         raise ValueError(f"{name} must be >= 0 (allowed range [0, inf)), got min {np.nanmin(array)!r}")
     return array
+
+
+class WorkLimitError(RuntimeError):
+    """A simulation step would need more work than its validated cap allows (e.g. more coherence
+    blocks in one round than ``channel.max_blocks_per_round``, or more mobility sub-steps in one
+    advance than :data:`MAX_STEPS_PER_ADVANCE`): the run stops with this message instead of stalling."""
+
+
+#: Most sub-steps (mobility legs or discrete updates) one ``advance(dt_s)`` of a channel process may take.
+MAX_STEPS_PER_ADVANCE = 1_000_000

@@ -17,10 +17,13 @@ from channels.units import FloatArray
 
 
 class BlockParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
     coherence_time_s: float | None = Field(
-        None, gt=0, description="block length; None = a new block whenever the channel is advanced"
+        None,
+        ge=1e-4,
+        le=1e6,
+        description="block length in [1e-4, 1e6] s; None = a new block whenever the channel is advanced",
     )
 
 

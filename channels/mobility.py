@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from channels.base import MOBILITY_MODELS, MobilityModel
-from channels.checks import check_nonnegative
+from channels.checks import MAX_STEPS_PER_ADVANCE, WorkLimitError, check_nonnegative
 from channels.units import FloatArray
 
 
@@ -38,7 +38,7 @@ def clamp_to_annulus(position_m: FloatArray, radius_m: float, min_distance_m: fl
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 @MOBILITY_MODELS.register("static")
@@ -55,7 +55,7 @@ class StaticMobility(MobilityModel):
 class RandomWaypointParams(_Frozen):
     min_speed_mps: float = Field(0.5, gt=0, le=150, description="lowest leg speed (> 0 avoids speed decay)")
     max_speed_mps: float = Field(1.5, gt=0, le=150, description="highest leg speed")
-    pause_s: float = Field(0.0, ge=0, description="pause at each waypoint")
+    pause_s: float = Field(0.0, ge=0, le=1e6, description="pause at each waypoint (<= 1e6 s)")
 
     @model_validator(mode="after")
     def _ordered(self) -> RandomWaypointParams:
@@ -94,7 +94,9 @@ class RandomWaypointMobility(MobilityModel):
         remaining = np.full(n, float(dt_s))
         active = np.flatnonzero(remaining > 0)
         # One iteration per leg or pause that ends inside dt; the loop is over events, not devices.
-        while active.size:
+        for _ in range(MAX_STEPS_PER_ADVANCE + 1):
+            if not active.size:
+                break
             pause = np.minimum(self.pause_left_s[active], remaining[active])
             self.pause_left_s[active] -= pause
             remaining[active] -= pause
@@ -116,6 +118,11 @@ class RandomWaypointMobility(MobilityModel):
                     self.leg_speed_mps[arrived] = self._draw_speed(arrived.size)
                     self.pause_left_s[arrived] = self.params.pause_s
             active = active[remaining[active] > 1e-12]
+        else:
+            raise WorkLimitError(
+                f"random-waypoint mobility: advancing {dt_s:g} s takes more than {MAX_STEPS_PER_ADVANCE} "
+                "legs; make the cell larger, the speeds lower or the rounds shorter"
+            )
         self.position_m = clamp_to_annulus(self.position_m, self.radius_m, self.min_distance_m)
         self.speed_mps = np.where(self.pause_left_s > 0, 0.0, self.leg_speed_mps)
         return self.position_m
@@ -126,7 +133,9 @@ class GaussMarkovMobilityParams(_Frozen):
     speed_std_mps: float = Field(0.3, ge=0, le=50, description="stationary standard deviation of speed")
     heading_std_rad: float = Field(0.5, ge=0, le=math.pi, description="stationary std of the heading")
     memory: float = Field(0.8, ge=0, le=1, description="alpha per time_step_s: 0 = memoryless, 1 = straight")
-    time_step_s: float = Field(1.0, gt=0, description="update interval of the discrete model")
+    time_step_s: float = Field(
+        1.0, ge=1e-3, le=1e6, description="update interval of the discrete model, in [1e-3, 1e6] s"
+    )
 
 
 @MOBILITY_MODELS.register("gauss-markov")
@@ -155,6 +164,11 @@ class GaussMarkovMobility(MobilityModel):
         check_nonnegative("dt_s", dt_s)
         p = self.params
         steps = max(1, math.ceil(dt_s / p.time_step_s - 1e-9)) if dt_s > 0 else 0
+        if steps > MAX_STEPS_PER_ADVANCE:
+            raise WorkLimitError(
+                f"gauss-markov mobility: advancing {dt_s:g} s takes {steps} steps of time_step_s="
+                f"{p.time_step_s:g} s, more than {MAX_STEPS_PER_ADVANCE}; raise time_step_s or shorten rounds"
+            )
         for _ in range(steps):  # a handful of sub-steps per block, each vectorised over devices
             h = dt_s / steps
             a = p.memory ** (h / p.time_step_s)

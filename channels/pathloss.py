@@ -28,12 +28,14 @@ def clamped_distance_m(distance_m: FloatArray, min_distance_m: float) -> FloatAr
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class FreeSpaceParams(_Frozen):
     carrier_freq_hz: float = Field(2e9, gt=0, le=1e12, description="carrier frequency f")
-    min_distance_m: float = Field(1.0, gt=0, description="distances below this are clamped to it")
+    min_distance_m: float = Field(
+        1.0, gt=0, le=1e5, description="distances below this are clamped to it (<= 100 km)"
+    )
 
 
 @PATH_LOSS_MODELS.register("free-space")
@@ -50,12 +52,17 @@ class FreeSpacePathLoss(PathLossModel):
 
 class LogDistanceParams(_Frozen):
     exponent: float = Field(3.0, ge=1.0, le=8.0, description="path-loss exponent n")
-    reference_distance_m: float = Field(1.0, gt=0, description="reference distance d0")
+    reference_distance_m: float = Field(1.0, gt=0, le=1e5, description="reference distance d0 (<= 100 km)")
     reference_loss_db: float | None = Field(
-        None, description="loss at d0; None = Friis free-space loss at d0 and carrier_freq_hz"
+        None,
+        ge=-100,
+        le=300,
+        description="loss at d0 in [-100, 300] dB; None = Friis free-space loss at d0 and carrier_freq_hz",
     )
     carrier_freq_hz: float = Field(2e9, gt=0, le=1e12, description="used only for the Friis reference")
-    min_distance_m: float = Field(1.0, gt=0, description="distances below this are clamped to it")
+    min_distance_m: float = Field(
+        1.0, gt=0, le=1e5, description="distances below this are clamped to it (<= 100 km)"
+    )
 
 
 @PATH_LOSS_MODELS.register("log-distance")
@@ -79,7 +86,9 @@ class LogDistancePathLoss(PathLossModel):
 
 
 class MacroCellParams(_Frozen):
-    min_distance_m: float = Field(1.0, gt=0, description="distances below this are clamped to it")
+    min_distance_m: float = Field(
+        1.0, gt=0, le=1e5, description="distances below this are clamped to it (<= 100 km)"
+    )
 
 
 @PATH_LOSS_MODELS.register("macro-cell")

@@ -38,12 +38,14 @@ Condition = Literal["los", "nlos", "probabilistic"]
 
 
 class _Params3gpp(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
     carrier_freq_hz: float = Field(3.5e9, ge=0.5e9, le=100e9, description="carrier frequency f_c")
     ut_height_m: float = Field(1.5, ge=1.5, le=22.5, description="user terminal antenna height h_UT")
     condition: Condition = Field("probabilistic", description="always LOS, always NLOS, or drawn")
-    min_distance_m: float = Field(10.0, gt=0, description="d_2D below this is clamped to it")
+    min_distance_m: float = Field(
+        10.0, gt=0, le=1e5, description="d_2D below this is clamped to it (<= 100 km)"
+    )
 
 
 class UMaParams(_Params3gpp):

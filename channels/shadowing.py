@@ -11,7 +11,7 @@ from channels.units import FloatArray
 
 
 class LogNormalParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
     std_db: float = Field(8.0, ge=0, le=30, description="standard deviation sigma of the shadowing, dB")
 
@@ -37,7 +37,7 @@ class LogNormalShadowing(ShadowingModel):
 
 class GudmundsonParams(LogNormalParams):
     decorrelation_distance_m: float = Field(
-        50.0, gt=0, description="distance at which the correlation has fallen to 1/e"
+        50.0, gt=0, le=1e6, description="distance at which the correlation has fallen to 1/e (<= 1000 km)"
     )
 
 

@@ -70,12 +70,15 @@ def start_fading(model: FadingModel, num_devices: int, rng: np.random.Generator)
 
 
 class GaussMarkovParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
     carrier_freq_hz: float = Field(2e9, gt=0, le=1e12, description="carrier frequency f_c")
     speed_mps: float = Field(1.0, ge=0, le=150, description="device speed when none is given per device")
     block_duration_s: float = Field(
-        1e-3, gt=0, description="time step of one sample_power_gain call (one block)"
+        1e-3,
+        ge=1e-6,
+        le=1e6,
+        description="time step of one sample_power_gain call (one block), in [1e-6, 1e6] s",
     )
     k_factor: float = Field(0.0, ge=0, le=1e4, description="Rician K (linear) of the marginal; 0 = Rayleigh")
 

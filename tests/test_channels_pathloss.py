@@ -7,6 +7,7 @@ References: Friis in its textbook dB form ``FSPL = 20 log10(d_km) + 20 log10(f_M
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -93,7 +94,7 @@ DISTANCES_M = [1.0, 10.0, 35.0, 100.0, 209.0, 211.0, 559.0, 561.0, 1000.0, 4000.
 @pytest.mark.parametrize("h_ut", [1.5, 5.0])
 @pytest.mark.parametrize("los", [True, False])
 def test_uma_matches_table_7_4_1_1(fc_ghz: float, h_ut: float, los: bool) -> None:
-    condition = "los" if los else "nlos"
+    condition: Literal["los", "nlos"] = "los" if los else "nlos"
     model = UMaPathLoss(UMaParams(carrier_freq_hz=fc_ghz * 1e9, ut_height_m=h_ut, condition=condition))
     got = model.path_loss_db(np.array(DISTANCES_M))
     expected = [_uma_reference(d, fc_ghz, 25.0, h_ut, los) for d in DISTANCES_M]
@@ -104,7 +105,7 @@ def test_uma_matches_table_7_4_1_1(fc_ghz: float, h_ut: float, los: bool) -> Non
 @pytest.mark.parametrize("h_ut", [1.5, 5.0])
 @pytest.mark.parametrize("los", [True, False])
 def test_umi_street_canyon_matches_table_7_4_1_1(fc_ghz: float, h_ut: float, los: bool) -> None:
-    condition = "los" if los else "nlos"
+    condition: Literal["los", "nlos"] = "los" if los else "nlos"
     model = UMiPathLoss(UMiParams(carrier_freq_hz=fc_ghz * 1e9, ut_height_m=h_ut, condition=condition))
     got = model.path_loss_db(np.array(DISTANCES_M))
     expected = [_umi_reference(d, fc_ghz, 10.0, h_ut, los) for d in DISTANCES_M]

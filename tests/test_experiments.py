@@ -18,8 +18,8 @@ from PIL import Image
 
 from fedsimenv.cli import main
 from fedsimenv.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
+from fedsimenv.experiments.checkpoints import load_checkpoint
 from fedsimenv.experiments.compare import PLOTS
-from fedsimenv.experiments.rundir import load_checkpoint
 from fedsimenv.experiments.session import run_episode
 from fedsimenv.experiments.summary import summarise_rows
 from fedsimenv.experiments.sweep import grid_cells, parse_grid

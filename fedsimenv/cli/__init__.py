@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import TextIO
 
 import fedsimenv
+from channels.checks import WorkLimitError
 from fedsimenv.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE
 from fedsimenv.cli.experiments import add_experiment_commands
 from fedsimenv.cli.rl import add_calibrate_command, add_train_command
@@ -30,18 +33,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Warnings as one line on stderr, ``fedsimenv: warning: ...`` (no source location)."""
+    print(f"fedsimenv: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "rounds", None) is not None and args.rounds < 1:
         parser.error("--rounds must be >= 1")
     try:
-        code: int = args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            code: int = args.func(args)
         return code
     except ValueError as err:  # ScenarioError, RunDirectoryError, unknown registry names, bad --set
         print(f"fedsimenv: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (ReplayDivergedError, NonFiniteResultError) as err:
+    except (ReplayDivergedError, NonFiniteResultError, WorkLimitError) as err:
         print(f"fedsimenv: error: {err}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

@@ -17,3 +17,7 @@ class NonFiniteResultError(RuntimeError):
 
 class ReplayDivergedError(RuntimeError):
     """Replaying the checkpointed rounds did not reproduce what was recorded (a failure, not bad input)."""
+
+
+class DamagedCheckpointError(ResumeError):
+    """A checkpoint file fails its checksum or cannot be read (resume falls back to an older one)."""

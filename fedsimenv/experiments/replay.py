@@ -51,6 +51,32 @@ class RoundRecord:
     #: (device, bits) of the jobs that downloaded a model of their own (not the full broadcast).
     download_bits: list[tuple[int, float]] = field(default_factory=list)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RoundRecord:
+        """A record as a checkpoint stores it, its fields and types checked.
+
+        Raises:
+            ResumeError: a field is missing, unknown or of the wrong type (the checkpoint is malformed).
+        """
+        try:
+            if set(data) != set(cls.__dataclass_fields__):
+                raise TypeError("fields")
+            record = cls(
+                action=[_real(a) for a in data["action"]],
+                request=[(_integer(k), _real(v)) for k, v in data["request"]],
+                costs=[
+                    (_integer(k), _real(f), _real(b), _integer(kept), _integer(total))
+                    for k, f, b, kept, total in data["costs"]
+                ],
+                arrived=[_integer(k) for k in data["arrived"]],
+                accuracy=_real(data["accuracy"]),
+                loss=_real(data["loss"]),
+                num_trained=_integer(data["num_trained"]),
+            )
+        except (TypeError, ValueError, KeyError):
+            raise ResumeError("malformed checkpoint: a round record has missing or mistyped fields") from None
+        return record
+
     def model_costs(self) -> dict[int, ModelCost]:
         download = {int(k): float(b) for k, b in self.download_bits}
         return {
@@ -63,6 +89,18 @@ class RoundRecord:
             )
             for device, flops, bits, kept, total in self.costs
         }
+
+
+def _real(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("not a number")
+    return float(value)
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("not an integer")
+    return value
 
 
 def record_round(env: WirelessFLEnv, action: NDArray[Any]) -> RoundRecord:
@@ -162,3 +200,8 @@ def load_trainer_state(trainer: Trainer, state: Mapping[str, Any]) -> None:
         trainer.load_state_dict(state)
     except NotImplementedError:
         raise ResumeError(f"trainer {type(trainer).__name__} has no state to load") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+        raise ResumeError(
+            f"malformed checkpoint: the trainer state does not fit trainer {type(trainer).__name__} "
+            f"({type(err).__name__})"
+        ) from None

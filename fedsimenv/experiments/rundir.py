@@ -2,19 +2,25 @@
 
 Files of a run directory (every file but the two append-only JSONL files is written atomically):
 
-* ``run.json``: agent, seed, checkpoint interval, timeline flag;
+* ``run.json``: agent, seed, checkpoint interval, timeline flag and the run's fingerprint
+  (:func:`~fedsimenv.experiments.checkpoints.run_fingerprint`; ``--resume`` refuses a run whose
+  ``config.yaml`` or ``run.json`` no longer matches it);
 * ``config.yaml``: the resolved scenario (every default written out, ``seed`` set);
 * ``metrics.jsonl``: one row per round (:data:`METRIC_KEYS`, then an algorithm's own metrics, e.g.
   ``personal_accuracy``; simulated quantities only, so the same seed gives a byte-identical file),
   appended and flushed as each round ends; ``timeline.jsonl``
   (with ``--timeline``): one record per device and round; on resume both are rewritten atomically up
-  to the checkpoint and appended to again, so a half-written last line left by ``kill -9`` disappears;
+  to the checkpoint and appended to again, so a half-written last line left by ``kill -9`` disappears
+  (complete rows after the checkpoint are kept and each recomputed round must equal them);
 * ``gantt.png`` (with ``--timeline``): the last round as a Gantt chart;
-* ``checkpoints/round-NNNNNN.pt``: ``torch.save`` of tensors, lists and numbers only, read back with
-  ``torch.load(weights_only=True)``; the last :data:`KEEP_CHECKPOINTS` are kept; the final round is
-  always checkpointed (``done``), so resuming a finished run returns at once
+* ``checkpoints/round-NNNNNN.pt`` and ``round-NNNNNN.pt.sha256``: a checkpoint and its checksum
+  (:mod:`fedsimenv.experiments.checkpoints`); the last two are kept; the final round is always
+  checkpointed (``done``), so resuming a finished run returns at once
   (:mod:`fedsimenv.experiments.replay` says what a checkpoint holds);
 * ``.lock`` while a process writes the directory (:func:`run_dir_lock`; a second writer is refused).
+
+A fresh run goes only into a new or empty directory or an earlier run directory
+(:func:`check_output_dir`): a user's own files are never replaced.
 
 ``metrics.jsonl`` is strict JSON: a round with a NaN or infinite quantity stops the run
 (:class:`~fedsimenv.experiments.errors.NonFiniteResultError`) before its row is written.
@@ -32,10 +38,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from fedsimenv.atomic import replacing, write_text_atomic
-from fedsimenv.config import ScenarioConfig
+from fedsimenv.atomic import write_text_atomic
+from fedsimenv.config import MAX_SEED, ScenarioConfig
+from fedsimenv.experiments.checkpoints import CHECKPOINT_DIR, remove_checkpoints
 from fedsimenv.experiments.errors import NonFiniteResultError, ResumeError, RunDirectoryError
 from fedsimenv.scenario import dump_scenario
 
@@ -59,15 +64,10 @@ METRIC_KEYS = (
     "reward",
     "agent_note",
 )
-#: Version of the checkpoint payload layout.
-CHECKPOINT_FORMAT = 1
-#: Checkpoint files kept per run (older ones are deleted after a newer one is safely on disk).
-KEEP_CHECKPOINTS = 2
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 TIMELINE_FILE = "timeline.jsonl"
-CHECKPOINT_DIR = "checkpoints"
 #: Advisory lock file held (``flock``) by the one process writing a run / compare / sweep directory.
 LOCK_FILE = ".lock"
 
@@ -154,6 +154,8 @@ def metric_line(row: Mapping[str, Any]) -> str:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a JSONL file, one per non-blank line ([] if the file does not exist).
 
+    Strict JSON: ``NaN``, ``Infinity`` and ``-Infinity`` are not numbers.
+
     A last line that does not parse is the torn write of an interrupted run and is left out; a bad
     line anywhere else means the file is damaged.
 
@@ -162,12 +164,16 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """
     if not path.exists():
         return []
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RunDirectoryError(f"{path}: not UTF-8 text (the file is damaged)") from None
+    lines = [line for line in text.splitlines() if line.strip()]
     rows: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+            row = json.loads(line, parse_constant=_refuse_constant)
+        except (json.JSONDecodeError, ValueError):
             if number == len(lines):
                 break
             raise RunDirectoryError(f"{path}: line {number} is not valid JSON") from None
@@ -177,63 +183,108 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not strict JSON")
+
+
 def write_run_files(out: Path, meta: Mapping[str, Any], config: ScenarioConfig) -> None:
     """``run.json`` and ``config.yaml`` of a fresh run; checkpoints of an older run are removed."""
     write_text_atomic(out / RUN_FILE, json.dumps(dict(meta), indent=2) + "\n")
     write_text_atomic(out / CONFIG_FILE, dump_scenario(config))
     # A fresh run must not resume from an older run's checkpoints left in the same directory.
-    for old in (out / CHECKPOINT_DIR).glob("round-*.pt"):
-        old.unlink()
+    remove_checkpoints(out / CHECKPOINT_DIR)
+
+
+#: What ``run.json`` must hold: key -> (accepted types, description for the error message).
+_RUN_META: dict[str, tuple[tuple[type, ...], str]] = {
+    "agent": ((str,), "an agent name"),
+    "seed": ((int,), f"an integer seed in [0, {MAX_SEED}]"),
+    "checkpoint_every": ((int, type(None)), "a number of rounds >= 1 or null"),
+    "timeline": ((bool,), "true or false"),
+    "same_model": ((bool,), "true or false"),
+    "fingerprint": ((str,), "the run's fingerprint (written by fedsimenv run)"),
+}
 
 
 def read_run_meta(run_dir: Path) -> dict[str, Any]:
-    """``run.json`` of ``run_dir``.
+    """``run.json`` of ``run_dir``, checked key by key.
 
     Raises:
-        ResumeError: the file is missing or not a JSON object.
+        ResumeError: the file is missing, not a JSON object, or a key is missing or of a wrong type.
     """
     run_file = run_dir / RUN_FILE
     if not run_file.is_file():
         raise ResumeError(f"{run_dir} is not a resumable run directory: {RUN_FILE} is missing")
     try:
         meta = json.loads(run_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ResumeError(f"{run_file}: not valid JSON ({err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ResumeError(f"{run_file}: not valid JSON ({type(err).__name__})") from None
+    except OSError as err:
+        raise ResumeError(f"{run_file}: cannot be read ({err.strerror or err})") from None
     if not isinstance(meta, dict):
         raise ResumeError(f"{run_file}: not a JSON object")
+    for key, (types, what) in _RUN_META.items():
+        value = meta.get(key)
+        valid = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if valid and isinstance(value, int) and key in ("seed", "checkpoint_every"):
+            valid = 0 <= value <= MAX_SEED if key == "seed" else value >= 1
+        if not valid:
+            raise ResumeError(f"{run_file}: {key!r} must be {what}, got {value!r:.40}")
     return meta
 
 
-def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
-    """``torch.save`` via a temporary file and rename (no half-written checkpoint is ever visible)."""
-    with replacing(path) as tmp, tmp.open("wb") as handle:
-        torch.save(dict(payload), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
+#: Entries a run directory may hold besides temporary files (anything else belongs to the user).
+RUN_DIR_ENTRIES = frozenset(
+    {RUN_FILE, CONFIG_FILE, METRICS_FILE, TIMELINE_FILE, "gantt.png", CHECKPOINT_DIR, LOCK_FILE}
+)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (tensors, lists, dicts and numbers only)."""
-    payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise ResumeError(
-            f"{path}: checkpoint format {payload.get('format')!r}, expected {CHECKPOINT_FORMAT}"
+def check_output_dir(out: Path) -> None:
+    """Refuse ``--out`` that is not a directory we may write a run into.
+
+    Allowed: a path that does not exist yet, an empty directory, or a run directory (holding
+    ``run.json``). A directory with other files is refused, so a user's files are never replaced.
+
+    Raises:
+        RunDirectoryError: ``out`` is a file, or a non-empty directory that is not a run directory.
+    """
+    if not out.exists():
+        if out.parent.exists() and not out.parent.is_dir():
+            raise RunDirectoryError(f"--out {out}: {out.parent} is not a directory")
+        return
+    if not out.is_dir():
+        raise RunDirectoryError(f"--out {out} is a file, not a directory; choose a directory")
+    entries = sorted(p.name for p in out.iterdir() if p.name != LOCK_FILE and not _is_temporary(p.name))
+    if entries and RUN_FILE not in entries:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise RunDirectoryError(
+            f"--out {out} is a non-empty directory that is not a run directory (it holds {shown}); "
+            "choose a new or empty directory (nothing was written)"
         )
-    return payload
 
 
-def latest_checkpoint(run_dir: Path) -> dict[str, Any] | None:
-    """The newest readable checkpoint of ``run_dir``, or None if there is none."""
-    for path in sorted((run_dir / CHECKPOINT_DIR).glob("round-*.pt"), reverse=True):
-        try:
-            return load_checkpoint(path)
-        except (OSError, RuntimeError, EOFError) as err:  # unreadable: fall back to an older one
-            if isinstance(err, ResumeError):
-                raise
-    return None
+def _is_temporary(name: str) -> bool:
+    """A temporary file of :func:`fedsimenv.atomic.replacing`: ``.NAME.<12 hex>.SUFFIX``."""
+    parts = name.split(".")
+    return (
+        name.startswith(".")
+        and len(parts) >= 4
+        and len(parts[-2]) == 12
+        and all(c in "0123456789abcdef" for c in parts[-2])
+    )
 
 
-def prune_checkpoints(folder: Path) -> None:
-    """Delete all but the newest :data:`KEEP_CHECKPOINTS` checkpoints in ``folder``."""
-    for old in sorted(folder.glob("round-*.pt"))[:-KEEP_CHECKPOINTS]:
-        old.unlink()
+def remove_temporaries(out: Path) -> list[Path]:
+    """Delete temporary files left by an interrupted write in ``out`` and its checkpoint folder.
+
+    Only call this holding :func:`run_dir_lock` (no other writer can be using them). Returns them.
+    """
+    removed = []
+    for folder in (out, out / CHECKPOINT_DIR):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.is_file() and _is_temporary(path.name):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed

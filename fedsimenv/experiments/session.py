@@ -23,7 +23,21 @@ from agents.base import Agent
 from fedsimenv.atomic import write_text_atomic
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.env import WirelessFLEnv
-from fedsimenv.experiments.errors import ReplayDivergedError, RunDirectoryError
+from fedsimenv.experiments.checkpoints import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_FORMAT,
+    newest_valid_checkpoint,
+    prune_checkpoints,
+    resolved_scenario,
+    run_fingerprint,
+    save_checkpoint,
+)
+from fedsimenv.experiments.errors import (
+    NonFiniteResultError,
+    ReplayDivergedError,
+    ResumeError,
+    RunDirectoryError,
+)
 from fedsimenv.experiments.replay import (
     ReplayTrainer,
     RoundRecord,
@@ -31,20 +45,17 @@ from fedsimenv.experiments.replay import (
     record_round,
     trainer_state,
 )
+from fedsimenv.experiments.resume import check_resumable, comparable, restored_rows
 from fedsimenv.experiments.rundir import (
-    CHECKPOINT_DIR,
-    CHECKPOINT_FORMAT,
     CONFIG_FILE,
     METRICS_FILE,
     TIMELINE_FILE,
-    latest_checkpoint,
+    check_output_dir,
     metric_line,
     metric_row,
-    prune_checkpoints,
-    read_jsonl,
     read_run_meta,
+    remove_temporaries,
     run_dir_lock,
-    save_checkpoint,
     write_run_files,
 )
 from fedsimenv.gantt import plot_gantt
@@ -112,27 +123,50 @@ class EpisodeSession:
         self.records: list[RoundRecord] = []
         self.rows: list[dict[str, Any]] = []
         self.replayed_rounds = 0
+        self.fingerprint = run_fingerprint(self.config, agent_name, seed)
+        #: Fingerprint ``run.json`` recorded (a session made by :meth:`from_run_dir`).
+        self.recorded_fingerprint: str | None = None
+        #: Complete rows of ``metrics.jsonl`` after the checkpoint (resume): each recomputed round
+        #: must equal its row, which is kept, not rewritten.
+        self.pending_rows: list[dict[str, Any]] = []
 
     @classmethod
     def from_run_dir(cls, run_dir: Path, on_round: OnRound | None = None) -> EpisodeSession:
         """The session recorded in ``run_dir`` (``run.json`` and ``config.yaml``), ready to resume."""
         meta = read_run_meta(run_dir)
         config = load_scenario(run_dir / CONFIG_FILE)
-        return cls(
+        session = cls(
             config,
             meta["agent"],
-            int(meta["seed"]),
+            meta["seed"],
             run_dir,
-            timeline=bool(meta["timeline"]),
+            timeline=meta["timeline"],
             checkpoint_every=meta["checkpoint_every"],
             on_round=on_round,
-            same_model=bool(meta.get("same_model", False)),
+            same_model=meta["same_model"],
         )
+        session.recorded_fingerprint = meta["fingerprint"]
+        return session
 
     # -- running ------------------------------------------------------------------------------
 
     def run(self, *, resume: bool = False, overwrite: bool = False) -> list[dict[str, Any]]:
-        """Run to the end of the episode (from the latest checkpoint if ``resume``); returns all rows."""
+        """Run to the end of the episode (from the latest checkpoint if ``resume``); returns all rows.
+
+        Raises:
+            RunDirectoryError: ``out_dir`` is not a directory a run may be written to (checked before
+                any work), or is being written by another process.
+            ResumeError: (resume) the run directory does not match its record or is damaged beyond
+                what falling back to an older checkpoint can repair.
+            ReplayDivergedError: (resume) a replayed or recomputed round differs from the recorded one.
+        """
+        if self.out_dir is not None and not resume:
+            check_output_dir(self.out_dir)
+            if (self.out_dir / METRICS_FILE).exists() and not overwrite:
+                raise RunDirectoryError(
+                    f"{self.out_dir / METRICS_FILE} already exists; choose another --out, pass "
+                    "--overwrite, or --resume it"
+                )
         env, agent = self._build()
         observation, info = env.reset(seed=self.seed)
         agent.reset(info)
@@ -186,33 +220,67 @@ class EpisodeSession:
         out = self.out_dir
         if out is None:
             return None
+        remove_temporaries(out)  # left by a process killed mid-write; we hold the lock
         if resume:
-            return latest_checkpoint(out)
-        metrics_path = out / METRICS_FILE
-        if metrics_path.exists() and not overwrite:
-            raise RunDirectoryError(
-                f"{metrics_path} already exists; choose another --out, pass --overwrite, or --resume it"
-            )
+            return self._checkpoint_to_resume(out)
+        check_output_dir(out)
         meta = {
             "agent": self.agent_name,
             "seed": self.seed,
             "checkpoint_every": self.checkpoint_every,
             "timeline": self.timeline,
             "same_model": self.same_model,
+            "fingerprint": self.fingerprint,
         }
         write_run_files(out, meta, self.config.model_copy(update={"seed": self.seed}))
         return None
 
+    def _checkpoint_to_resume(self, out: Path) -> dict[str, Any] | None:
+        """The newest intact checkpoint of this run (None: recompute from round 1), after checking that
+        the directory still describes the run that wrote it."""
+        if self.recorded_fingerprint is None:
+            raise ResumeError(f"{out}: resume a run directory with EpisodeSession.from_run_dir")
+        check_resumable(
+            out, self.recorded_fingerprint, self.fingerprint, resolved_scenario(self.config, self.seed)
+        )
+        folder = out / CHECKPOINT_DIR
+        checkpoint = newest_valid_checkpoint(folder, self.fingerprint, _warn)
+        recorded = restored_rows(out / METRICS_FILE)
+        done = 0 if checkpoint is None else int(checkpoint["round"])
+        if checkpoint is None and recorded:
+            _warn(
+                f"no intact checkpoint in {folder}: recomputing from round 1, each round checked "
+                "against metrics.jsonl"
+            )
+        limit = self.config.episode.max_rounds
+        if limit < max(done, len(recorded)):
+            raise ResumeError(
+                f"episode.max_rounds is {limit} but {out} already holds {max(done, len(recorded))} rounds; "
+                "resume refused (nothing was changed): restore config.yaml or start a new run"
+            )
+        self.pending_rows = recorded
+        return checkpoint
+
     def _rewrite_replayed_files(self, timeline_lines: list[str]) -> None:
-        """After a replay: the JSONL files hold exactly the replayed rounds (a torn tail is dropped)."""
+        """After a replay: ``metrics.jsonl`` holds the replayed rounds and the complete rows recorded after
+        them (a torn tail is dropped); ``timeline.jsonl`` the replayed rounds (later ones are rewritten
+        as they are recomputed)."""
         assert self.out_dir is not None
-        recorded = read_jsonl(self.out_dir / METRICS_FILE)[: len(self.rows)]
+        recorded = self.pending_rows
         for index, (old, new) in enumerate(zip(recorded, self.rows, strict=False)):
-            if old != json.loads(json.dumps(new)):
+            if old != comparable(new):
                 raise ReplayDivergedError(
-                    f"replay diverged: round {index + 1} of metrics.jsonl differs from the replayed round"
+                    f"replay diverged: round {index + 1} of metrics.jsonl differs from the replayed round "
+                    "(nothing was changed)"
                 )
-        write_text_atomic(self.out_dir / METRICS_FILE, "".join(metric_line(r) for r in self.rows))
+        if len(recorded) < len(self.rows):
+            _warn(
+                f"metrics.jsonl held {len(recorded)} of the {len(self.rows)} checkpointed rounds; "
+                "the others were restored from the checkpoint"
+            )
+        self.pending_rows = recorded[len(self.rows) :]
+        lines = [metric_line(r) for r in [*self.rows, *self.pending_rows]]
+        write_text_atomic(self.out_dir / METRICS_FILE, "".join(lines))
         if self.timeline:
             write_text_atomic(self.out_dir / TIMELINE_FILE, "".join(timeline_lines))
 
@@ -241,8 +309,8 @@ class EpisodeSession:
                 if self.checkpoint_every is not None:  # the replay log only serves checkpoints
                     self.records.append(record_round(env, action))
                 row = metric_row(info, float(reward), note)
+                self._check_pending(row, metrics)
                 self.rows.append(row)
-                _append(metrics, metric_line(row))
                 if timeline is not None:
                     _append(timeline, _timeline_text(env, note))
                 done = terminated or truncated
@@ -251,10 +319,27 @@ class EpisodeSession:
                     self._checkpoint(env, done)
                 if self.on_round is not None:
                     self.on_round(row)
+            if self.pending_rows:
+                raise ReplayDivergedError(
+                    f"the resumed run ended after round {len(self.rows)} but metrics.jsonl holds "
+                    f"{len(self.rows) + len(self.pending_rows)} rounds (it was left as it was)"
+                )
         finally:
             for handle in (metrics, timeline):
                 if handle is not None:
                     handle.close()
+
+    def _check_pending(self, row: Mapping[str, Any], metrics: IO[str] | None) -> None:
+        """Write a new round's row, or (resume) check it against the row already recorded for it."""
+        if not self.pending_rows:
+            _append(metrics, metric_line(row))
+            return
+        expected = self.pending_rows.pop(0)
+        if expected != comparable(row):
+            raise ReplayDivergedError(
+                f"resume diverged: round {len(self.rows) + 1} recomputed differs from its row in "
+                "metrics.jsonl (the file was left as it was; is the run deterministic on this machine?)"
+            )
 
     def _replay(
         self,
@@ -265,7 +350,7 @@ class EpisodeSession:
         info: dict[str, Any],
     ) -> tuple[Observation, dict[str, Any], bool, list[str]]:
         """Re-run the checkpointed rounds without training; return the state after the last of them."""
-        records = [RoundRecord(**r) for r in checkpoint["records"]]
+        records = [RoundRecord.from_dict(r) for r in checkpoint["records"]]
         state = checkpoint["trainer"]
         trainer = env.trainer
         if state is not None:
@@ -303,12 +388,22 @@ class EpisodeSession:
             "format": CHECKPOINT_FORMAT,
             "round": round_index,
             "done": done,
+            "fingerprint": self.fingerprint,
+            "scenario": json.dumps(resolved_scenario(self.config, self.seed), sort_keys=True),
             "trainer": trainer_state(env.trainer),
             "records": [asdict(r) for r in self.records],
         }
         folder = self.out_dir / CHECKPOINT_DIR
         save_checkpoint(folder / f"round-{round_index:06d}.pt", payload)
         prune_checkpoints(folder)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, ResumeWarning, stacklevel=3)
+
+
+class ResumeWarning(UserWarning):
+    """What ``--resume`` repaired or skipped (a damaged checkpoint, a truncated metrics.jsonl)."""
 
 
 def _append(handle: IO[str] | None, text: str) -> None:
@@ -329,8 +424,13 @@ def _act(agent: Agent, observation: Observation, info: Mapping[str, Any]) -> tup
 def _timeline_text(env: WirelessFLEnv, agent_note: str = "") -> str:
     """The round's timeline records, each with the agent's fallback note of the round."""
     assert env.last_report is not None
-    records = timeline_records(env.last_report)
-    return "".join(json.dumps({**record, "agent_note": agent_note}) + "\n" for record in records)
+    records = [{**record, "agent_note": agent_note} for record in timeline_records(env.last_report)]
+    try:  # strict JSON, like metrics.jsonl
+        return "".join(json.dumps(record, allow_nan=False) + "\n" for record in records)
+    except ValueError:
+        raise NonFiniteResultError(
+            f"round {env.last_report.round_index + 1}: a timeline quantity is not finite; the run was stopped"
+        ) from None
 
 
 def run_episode(

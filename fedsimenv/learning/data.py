@@ -54,6 +54,12 @@ def train_test_split(
         train_parts.append(idx[n_test:])
     train_idx = np.sort(np.concatenate(train_parts))
     test_idx = np.sort(np.concatenate(test_parts))
+    if len(test_idx) == 0 or len(train_idx) == 0:
+        empty = "test" if len(test_idx) == 0 else "training"
+        raise ValueError(
+            f"learning.test_fraction={test_fraction:g} leaves the {empty} set empty "
+            f"({len(data.y)} samples); choose a fraction that gives both sets samples"
+        )
     return data.subset(train_idx), data.subset(test_idx)
 
 

@@ -12,6 +12,7 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,16 +74,94 @@ def load_synthetic(spec: DatasetSpec) -> Split:
     return ArrayDataset(prototypes[y] + np.float32(spec.noise_std) * noise, y, spec.num_classes), None
 
 
-def _cifar_arrays(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
-    with path.open("rb") as handle:
-        batch = pickle.load(handle, encoding="bytes")
-    pixels = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return pixels, np.asarray(batch[label_key], dtype=np.int64)
+class DatasetFormatError(ValueError):
+    """A dataset file is not in the expected format (bad input: the CLI exits 2 with this message).
+
+    Messages name the file and what is wrong, never the file's contents.
+    """
+
+
+class _Refused(pickle.UnpicklingError):
+    """What :class:`CifarUnpickler` refused (its message holds none of the file's contents)."""
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR's python batches and nothing else: no code runs while loading.
+
+    A batch is a dict of bytes keys to a ``uint8`` numpy array, lists of ints and bytes; the only
+    globals such a pickle refers to (Python 2's ``cPickle``, or Python 3's protocols 2-5) are numpy's
+    array and dtype reconstructors and ``_codecs.encode`` (how protocol 2 stores bytes).
+    :data:`ALLOWED_GLOBALS` lists them; any other global (``os.system``, ``builtins.eval``, ...) is
+    refused before it is looked up, so a payload's callable is never reached.
+    """
+
+    ALLOWED_GLOBALS = frozenset(
+        {
+            ("_codecs", "encode"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+            ("numpy.core.numeric", "_frombuffer"),
+            ("numpy._core.numeric", "_frombuffer"),
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED_GLOBALS:
+            raise _Refused("a reference to a callable that is not part of a CIFAR batch (nothing was run)")
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise _Refused("a persistent id (not part of a CIFAR batch)")
+
+
+def _cifar_arrays(path: Path, label_key: bytes, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels ``(n, 3, 32, 32)`` uint8 and labels ``(n,)`` of one CIFAR batch file, checked.
+
+    Raises:
+        DatasetFormatError: the file is not a CIFAR batch (nothing in it was executed).
+    """
+    try:
+        with path.open("rb") as handle:
+            batch = CifarUnpickler(handle, encoding="bytes").load()
+    except _Refused as err:
+        raise DatasetFormatError(f"{path}: not a CIFAR python batch; refused: it holds {err}") from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        MemoryError,
+        OverflowError,
+    ):
+        raise DatasetFormatError(f"{path}: not a CIFAR python batch (unreadable pickle)") from None
+    if not isinstance(batch, dict) or not isinstance(batch.get(b"data"), np.ndarray):
+        raise DatasetFormatError(f"{path}: not a CIFAR python batch (no {b'data'!r} array)")
+    data, labels = batch[b"data"], batch.get(label_key)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DatasetFormatError(
+            f"{path}: {b'data'!r} must be a uint8 array of shape (n, 3072), got {data.dtype} {data.shape}"
+        )
+    if not isinstance(labels, list | np.ndarray) or len(labels) != data.shape[0]:
+        raise DatasetFormatError(f"{path}: {label_key!r} must be a list of {data.shape[0]} labels")
+    try:
+        label_array = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise DatasetFormatError(f"{path}: {label_key!r} must hold integer labels") from None
+    if label_array.ndim != 1 or np.any(label_array < 0) or np.any(label_array >= classes):
+        raise DatasetFormatError(f"{path}: {label_key!r} holds labels outside the dataset's classes")
+    return data.reshape(-1, 3, 32, 32), label_array
 
 
 def _cifar(directory: Path, train_files: list[str], test_file: str, label_key: bytes, classes: int) -> Split:
     def to_dataset(files: list[str]) -> ArrayDataset:
-        arrays = [_cifar_arrays(directory / f, label_key) for f in files]
+        arrays = [_cifar_arrays(directory / f, label_key, classes) for f in files]
         x = np.concatenate([a[0] for a in arrays]).astype(np.float32) / 255.0
         x = (x - CIFAR_MEAN[:, None, None]) / CIFAR_STD[:, None, None]
         return ArrayDataset(x.astype(np.float32), np.concatenate([a[1] for a in arrays]), classes)

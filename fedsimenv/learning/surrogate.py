@@ -28,7 +28,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -164,36 +164,90 @@ class Calibration:
 
     @classmethod
     def from_json(cls, text: str, source: str) -> Calibration:
+        """Parse a calibration file: strict JSON, every number finite and in its range.
+
+        Raises:
+            CalibrationError: naming the field (never quoting the file's contents).
+        """
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=_refuse_constant)
         except json.JSONDecodeError as err:
-            raise CalibrationError(f"{source}: not valid JSON: {err}") from None
+            raise CalibrationError(
+                f"{source}: not valid JSON (line {err.lineno}, column {err.colno})"
+            ) from None
+        except ValueError as err:
+            raise CalibrationError(f"{source}: not strict JSON ({err})") from None
         if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT:
             raise CalibrationError(f"{source}: not a fedsimenv surrogate calibration (field 'format')")
         if data.get("version") != CALIBRATION_VERSION:
-            raise CalibrationError(
-                f"{source}: field 'version' is {data.get('version')!r}; allowed values: {CALIBRATION_VERSION}"
-            )
-        try:
-            curve = CurveParams(**{f.name: float(data["curve"][f.name]) for f in fields(CurveParams)})
-            raw = data["costs"]
-            costs = CostTable(
-                rho=tuple(float(v) for v in raw["rho"]),
-                forward_flops_per_sample=tuple(float(v) for v in raw["forward_flops_per_sample"]),
-                upload_bits=tuple(float(v) for v in raw["upload_bits"]),
-                kept_params=tuple(float(v) for v in raw["kept_params"]),
-                total_params=int(raw["total_params"]),
-                download_bits=float(raw["download_bits"]),
-            )
-            fingerprint = dict(data["fingerprint"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise CalibrationError(f"{source}: missing or invalid field {err}") from None
+            raise CalibrationError(f"{source}: field 'version' must be {CALIBRATION_VERSION}")
+        curve_data, raw = data.get("curve"), data.get("costs")
+        if not isinstance(curve_data, dict) or not isinstance(raw, dict):
+            raise CalibrationError(f"{source}: fields 'curve' and 'costs' must be objects")
+        if not isinstance(data.get("fingerprint"), dict) or not isinstance(data.get("error", {}), dict):
+            raise CalibrationError(f"{source}: fields 'fingerprint' and 'error' must be objects")
+        curve = CurveParams(
+            **{
+                name: _number(curve_data.get(name), f"{source}: field 'curve.{name}'", low, high)
+                for name, (low, high) in CURVE_RANGES.items()
+            }
+        )
+        columns = {
+            name: tuple(_numbers(raw.get(name), f"{source}: field 'costs.{name}'", 0.0, 1e18))
+            for name in ("rho", "forward_flops_per_sample", "upload_bits", "kept_params")
+        }
+        total = raw.get("total_params")
+        if isinstance(total, bool) or not isinstance(total, int) or not 1 <= total <= 10**15:
+            raise CalibrationError(f"{source}: field 'costs.total_params' must be an integer in [1, 1e15]")
+        costs = CostTable(
+            total_params=total,
+            download_bits=_number(
+                raw.get("download_bits"), f"{source}: field 'costs.download_bits'", 0.0, 1e18
+            ),
+            **columns,
+        )
         sizes = {len(costs.rho), len(costs.forward_flops_per_sample), len(costs.upload_bits)}
         if len(sizes | {len(costs.kept_params)}) != 1 or len(costs.rho) < 2:
             raise CalibrationError(f"{source}: field 'costs' needs >= 2 rho points, all columns equally long")
-        if any(b <= a for a, b in zip(costs.rho, costs.rho[1:], strict=False)):
-            raise CalibrationError(f"{source}: field 'costs.rho' must be increasing")
-        return cls(fingerprint=fingerprint, curve=curve, costs=costs, error=dict(data.get("error", {})))
+        if any(b <= a for a, b in zip(costs.rho, costs.rho[1:], strict=False)) or costs.rho[-1] >= 1:
+            raise CalibrationError(f"{source}: field 'costs.rho' must be increasing, in [0, 1)")
+        return cls(
+            fingerprint=dict(data["fingerprint"]), curve=curve, costs=costs, error=dict(data.get("error", {}))
+        )
+
+
+#: Allowed range of each learning-curve parameter in a calibration file (the fitter's bounds, wider
+#: for the measured initial values).
+CURVE_RANGES: dict[str, tuple[float, float]] = {
+    "initial_accuracy": (0.0, 1.0),
+    "max_accuracy": (0.0, 1.0),
+    "rate": (1e-6, 1e3),
+    "shape": (1e-2, 100.0),
+    "share_exponent": (0.0, 100.0),
+    "prune_exponent": (0.0, 100.0),
+    "coverage_exponent": (0.0, 100.0),
+    "initial_loss": (0.0, 1e6),
+    "min_loss": (0.0, 1e6),
+    "loss_rate": (1e-6, 1e3),
+    "loss_shape": (1e-2, 100.0),
+    "loss_coverage_weight": (0.0, 1e6),
+}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _number(value: Any, what: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise CalibrationError(f"{what} must be a number in [{low:g}, {high:g}]")
+    return float(value)
+
+
+def _numbers(values: Any, what: str, low: float, high: float) -> list[float]:
+    if not isinstance(values, list):
+        raise CalibrationError(f"{what} must be a list of numbers")
+    return [_number(v, what, low, high) for v in values]
 
 
 def learning_fingerprint(config: LearningConfig) -> dict[str, Any]:
@@ -211,7 +265,11 @@ def load_calibration(name_or_path: str | os.PathLike[str] | None) -> Calibration
     name = DEFAULT_CALIBRATION if name_or_path is None else name_or_path
     path = Path(name)
     if path.is_file():
-        return Calibration.from_json(path.read_text(encoding="utf-8"), str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise CalibrationError(f"{path}: cannot be read as UTF-8 text ({type(err).__name__})") from None
+        return Calibration.from_json(text, str(path))
     resource = resources.files("scenarios") / str(name)
     if path.name == str(name) and resource.is_file():
         return Calibration.from_json(resource.read_text(encoding="utf-8"), f"built-in calibration {name!r}")

@@ -80,5 +80,6 @@ def build_simulator(config: ScenarioConfig, streams: EpisodeStreams) -> RoundSim
         streams.numpy("channel"),
         protocol=config.protocol,
         coherence_time_s=config.channel.coherence_time_s,
+        max_blocks_per_round=config.channel.max_blocks_per_round,
         availability=availability,
     )

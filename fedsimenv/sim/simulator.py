@@ -32,6 +32,7 @@ import simpy
 from numpy.typing import NDArray
 
 from channels import ChannelModel, DynamicChannel, dbm_to_watt, shannon_rate_bps
+from channels.checks import WorkLimitError
 from channels.mobility import StaticMobility
 from fedsimenv.config import NetworkConfig, ProtocolConfig
 from fedsimenv.sim.availability import MarkovAvailability
@@ -95,6 +96,7 @@ class RoundSimulator:
         protocol: How rounds end (default synchronous).
         coherence_time_s: Fading block length; None = one block per round.
         availability: On/off process of the devices; None = always on.
+        max_blocks_per_round: Most coherence blocks a round may span (else :class:`WorkLimitError`).
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class RoundSimulator:
         protocol: ProtocolConfig | None = None,
         coherence_time_s: float | None = None,
         availability: MarkovAvailability | None = None,
+        max_blocks_per_round: int = 100_000,
     ) -> None:
         self.fleet = fleet
         if isinstance(channel, ChannelModel):
@@ -116,6 +119,8 @@ class RoundSimulator:
         self.protocol = protocol or ProtocolConfig()
         self.rules: RoundProtocol = build_protocol(self.protocol)
         self.coherence_time_s = coherence_time_s
+        self.max_blocks_per_round = max_blocks_per_round
+        self._first_block = 0  # the block the current round started in
         self.availability = availability
         # Noise figure and inter-cell interference (a PSD, so it scales with each share like noise)
         # fold into one effective PSD: r = b log2(1 + p g / ((N0 F + I0) b)) keeps the textbook form
@@ -193,6 +198,12 @@ class RoundSimulator:
         """Gains of coherence block ``block``; blocks are drawn in order so the stream is deterministic."""
         if self.coherence_time_s is None:
             return self._round_gain
+        if block - self._first_block > self.max_blocks_per_round:
+            raise WorkLimitError(
+                f"round {self.round_index + 1} spans more than channel.max_blocks_per_round="
+                f"{self.max_blocks_per_round} coherence blocks of channel.coherence_time_s="
+                f"{self.coherence_time_s:g} s; raise either (the run was stopped)"
+            )
         while self._last_block < block:
             self._last_block += 1
             self._blocks[self._last_block] = self.channel.advance(self.coherence_time_s)
@@ -223,6 +234,8 @@ class RoundSimulator:
         n = self.fleet.num_devices
         decision.validate(n, self.network.bandwidth_hz)
         start = self.now_s
+        if self.coherence_time_s is not None:
+            self._first_block = int(np.floor(start / self.coherence_time_s))
         on = self.availability.advance_to(start) if self.availability is not None else np.ones(n, bool)
         powered = on & (self.battery_j > 0)
         self._arrivals = []

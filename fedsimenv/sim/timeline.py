@@ -18,7 +18,8 @@ PHASES = (
 
 
 def _number(value: float) -> float | None:
-    return None if math.isnan(value) else float(value)
+    """A time as JSON: null where there is none (NaN) or it never comes (inf), so the file is strict JSON."""
+    return float(value) if math.isfinite(value) else None
 
 
 def timeline_records(report: RoundReport) -> list[dict[str, Any]]:

@@ -7,13 +7,22 @@ uniform or log-normal distribution, an explicit list, or a column of a CSV trace
 from __future__ import annotations
 
 import csv
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from channels import ChannelModel, dbm_to_watt
-from fedsimenv.config import Constant, DeviceQuantity, FixedValues, LogNormal, ScenarioConfig, UniformRange
+from fedsimenv.config import (
+    DEVICE_RANGES,
+    Constant,
+    DeviceQuantity,
+    FixedValues,
+    LogNormal,
+    ScenarioConfig,
+    UniformRange,
+)
 from fedsimenv.sim.types import FloatArray
 
 #: Columns a device trace CSV may hold.
@@ -62,29 +71,54 @@ def sample_quantity(quantity: DeviceQuantity, n: int, rng: np.random.Generator, 
 
 
 def read_trace_csv(path: str | Path, n: int) -> dict[str, FloatArray]:
-    """Columns of a device trace file: one row per device, a header naming columns in TRACE_COLUMNS."""
+    """Columns of a device trace file: one row per device, a header naming columns in TRACE_COLUMNS.
+
+    Errors name the file, the row and the column, never the file's contents (a wrong path must not
+    print a line of whatever file it points at).
+    """
     file = Path(path)
+    where = f"devices.trace_csv {file}"
     if not file.is_file():
         raise ValueError(f"devices.trace_csv: file not found: {file}")
-    with file.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        unknown = set(reader.fieldnames or ()) - set(TRACE_COLUMNS)
-        if unknown:
-            raise ValueError(
-                f"devices.trace_csv {file}: unknown columns {sorted(unknown)}; "
-                f"allowed: {', '.join(TRACE_COLUMNS)}"
-            )
-        rows = list(reader)
+    try:
+        with file.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            unknown = [i + 1 for i, name in enumerate(header) if name not in TRACE_COLUMNS]
+            if unknown or not header or len(set(header)) != len(header):
+                raise ValueError(
+                    f"{where}: the first line must be a header of distinct columns among "
+                    f"{', '.join(TRACE_COLUMNS)} (column(s) {unknown or '?'} are not)"
+                )
+            rows = list(itertools.islice(reader, n + 1))
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: not a UTF-8 text file") from None
+    except csv.Error:
+        raise ValueError(f"{where}: not a CSV file") from None
+    except OSError as err:
+        raise ValueError(f"{where}: cannot be read ({err.strerror or type(err).__name__})") from None
     if len(rows) != n:
-        raise ValueError(f"devices.trace_csv {file}: {len(rows)} device rows, cell.num_devices is {n}")
+        raise ValueError(
+            f"{where}: {len(rows)}{'+' if len(rows) > n else ''} device rows, cell.num_devices is {n}"
+        )
     columns: dict[str, FloatArray] = {}
-    for name in reader.fieldnames or ():
-        try:
-            values = np.array([float(row[name]) for row in rows])
-        except ValueError as err:
-            raise ValueError(f"devices.trace_csv {file}: column {name!r}: {err}") from None
-        if name != "tx_power_dbm" and np.any(values <= 0):
-            raise ValueError(f"devices.trace_csv {file}: column {name!r} must be > 0")
+    for index, name in enumerate(header):
+        values = np.empty(n)
+        for row_number, row in enumerate(rows, start=2):
+            try:
+                values[row_number - 2] = float(row[index]) if len(row) == len(header) else np.nan
+            except ValueError:
+                values[row_number - 2] = np.nan
+            if not np.isfinite(values[row_number - 2]):
+                raise ValueError(
+                    f"{where}: line {row_number}, column {name!r}: not a finite number "
+                    f"(or the line does not have {len(header)} fields)"
+                )
+        low, high, positive = DEVICE_RANGES[name]
+        if np.any(values < low) or np.any(values > high) or (positive and np.any(values <= 0)):
+            raise ValueError(
+                f"{where}: column {name!r} must be in {'(' if positive else '['}{low:g}, {high:g}]"
+            )
         columns[name] = values
     return columns
 
