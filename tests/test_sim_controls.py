@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from sim_helpers import N0_W_PER_HZ, TX_POWER_W, make_simulator, select, unit_gain, workload
 
 from channels import ChannelModel, DynamicChannel, ofdma_rate_bps
 from channels.fading import RayleighFading
@@ -15,7 +16,6 @@ from channels.pathloss import MacroCellParams, MacroCellPathLoss
 from fedsimenv.config import NetworkConfig, PacketErrorConfig, ResourceBlockConfig
 from fedsimenv.sim import DeviceFleet, RoundDecision, RoundSimulator
 from fedsimenv.sim.timeline import timeline_records
-from tests.sim_helpers import N0_W_PER_HZ, TX_POWER_W, make_simulator, select, unit_gain, workload
 
 
 def test_decided_power_and_frequency_set_time_and_energy() -> None:
