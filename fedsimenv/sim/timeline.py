@@ -61,13 +61,11 @@ def timeline_records(report: RoundReport) -> list[dict[str, Any]]:
 
 def _controls(report: RoundReport, k: int) -> dict[str, Any]:
     """The radio and CPU settings of device k's job (where the report has them)."""
-    out: dict[str, Any] = {}
-    if report.tx_power_w is not None:
-        out["tx_power_w"] = float(report.tx_power_w[k])
-    if report.cpu_freq_hz is not None:
-        out["cpu_freq_hz"] = float(report.cpu_freq_hz[k])
-    if report.transmissions is not None:
-        out["transmissions"] = int(report.transmissions[k])
+    out: dict[str, Any] = {
+        "tx_power_w": float(report.tx_power_w[k]),
+        "cpu_freq_hz": float(report.cpu_freq_hz[k]),
+        "transmissions": int(report.transmissions[k]),
+    }
     if report.resource_blocks is not None:
         out["resource_blocks"] = int(report.resource_blocks[k])
     return out

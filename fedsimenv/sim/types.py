@@ -169,12 +169,12 @@ class RoundReport:
     staleness: NDArray[np.int64]
     battery_j: FloatArray
     stop_s: FloatArray  # when each job ended in this round (arrival, drop or failure); NaN otherwise
-    protocol: str = "synchronous"
     #: (N,) transmit power and CPU frequency each job ran with (the device maxima unless decided).
-    tx_power_w: FloatArray | None = None
-    cpu_freq_hz: FloatArray | None = None
+    tx_power_w: FloatArray
+    cpu_freq_hz: FloatArray
     #: (N,) upload attempts of each job (ARQ; 0 where no upload started, 1 without packet errors).
-    transmissions: IntArray | None = None
+    transmissions: IntArray
+    protocol: str = "synchronous"
     #: (N,) resource blocks of each job (OFDMA); None in FDMA mode.
     resource_blocks: IntArray | None = None
 
