@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from gymnasium import spaces
 
 from fedsimenv.actions import decode_action, encode_decision, place_resource_blocks
 from fedsimenv.config import ActionConfig
@@ -43,6 +44,7 @@ def test_encode_then_decode_recovers_the_settings() -> None:
     )
     assert action.shape == (10,)
     d = decode_action(action, 2, CFG, 1e6, tx_power_max_w=P_MAX, cpu_freq_max_hz=F_MAX)
+    assert d.tx_power_w is not None and d.cpu_freq_hz is not None
     np.testing.assert_allclose(d.tx_power_w, power, rtol=1e-6)
     np.testing.assert_allclose(d.cpu_freq_hz, freq, rtol=1e-6)
     np.testing.assert_allclose(d.bandwidth_hz, [0.25e6, 0.75e6], rtol=1e-5)
@@ -87,6 +89,7 @@ def test_env_applies_decided_power_and_frequency() -> None:
 
 def test_dict_and_multidiscrete_wrappers_carry_the_controls() -> None:
     env = DictActionWrapper(_env(**{"action.controls": list(ALL)}))
+    assert isinstance(env.action_space, spaces.Dict)
     assert set(env.action_space.spaces) >= {"tx_power_fraction", "cpu_freq_fraction"}
     env.reset(seed=0)
     action = {
@@ -102,7 +105,8 @@ def test_dict_and_multidiscrete_wrappers_carry_the_controls() -> None:
     np.testing.assert_allclose(base.last_report.tx_power_w, 0.1 * base.simulator.fleet.tx_power_w, rtol=1e-5)
 
     md = MultiDiscreteActionWrapper(_env(**{"action.controls": list(ALL)}), levels=2)
-    np.testing.assert_array_equal(md.action_space.nvec, [3] * 10 + [4] * 20)  # type: ignore[attr-defined]
+    assert isinstance(md.action_space, spaces.MultiDiscrete)
+    np.testing.assert_array_equal(md.action_space.nvec, [3] * 10 + [4] * 20)
     md.reset(seed=0)
     md.step(np.array([1] * 10 + [0] * 10 + [3] * 10))
     inner = md.unwrapped
