@@ -96,7 +96,8 @@ def pair_values(
     sinr_per_w = g / noise  # (N, R)
 
     def upload_s(p: FloatArray) -> FloatArray:
-        return np.asarray(bits / (rb_bandwidth_hz * np.log2(1.0 + p * sinr_per_w)))
+        with np.errstate(divide="ignore"):  # a zero-gain pair never finishes: inf, infeasible
+            return np.asarray(bits / (rb_bandwidth_hz * np.log2(1.0 + p * sinr_per_w)))
 
     upload_budget = delay_limit_s - t_comp
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
