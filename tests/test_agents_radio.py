@@ -145,7 +145,7 @@ def test_energy_agent_plans_the_downlink_of_its_own_set() -> None:
     view = _view([0.004, 0.005, 0.006, 0.244], [-100, -102, -101, -125])
     controls = ("select", "rho", "bandwidth", "power", "cpu_freq")
     agent = make_agent("energy-yang", _context(view, controls))
-    agent.deadline_s = lambda view: 0.1  # type: ignore[method-assign]
+    agent.deadline_s = lambda view: 0.1  # type: ignore[attr-defined]
     action = agent.act({}, {})
     d = decode_action(action, 4, ActionConfig(controls=controls), 10e6, tx_power_max_w=view.tx_power_w,
                       cpu_freq_max_hz=view.cpu_freq_hz)  # fmt: skip
@@ -162,7 +162,7 @@ def test_energy_agent_plans_the_downlink_of_its_own_set() -> None:
 def test_liu_without_selection_takes_everyone_and_raises_an_infeasible_deadline() -> None:
     view = _view([0.002, 0.003, 0.004], [-100, -110, -145])
     agent = make_agent("liu-no-selection", _context(view, ("select", "rho", "bandwidth")))
-    agent.deadline_s = lambda view: 0.05  # type: ignore[method-assign]
+    agent.deadline_s = lambda view: 0.05  # type: ignore[attr-defined]
     d = decode_action(agent.act({}, {}), 3, ActionConfig(), 10e6)
     assert d.selected.all()
     assert "raised" in agent.last_note  # type: ignore[attr-defined]
@@ -190,7 +190,7 @@ def test_chen_assigns_each_device_its_better_resource_block_in_ofdma() -> None:
                          "rb_gain_linear": rb_gain, "packet_error_waterfall": 0.5})  # fmt: skip
     controls = ("select", "rho", "bandwidth", "power", "rb")
     agent = make_agent("chen-selection", _context(view, controls))
-    agent.deadline_s = lambda view: 0.5  # type: ignore[method-assign]
+    agent.deadline_s = lambda view: 0.5  # type: ignore[attr-defined]
     d = decode_action(agent.act({}, {}), 2, ActionConfig(controls=controls), 10e6,
                       tx_power_max_w=view.tx_power_w, num_resource_blocks=2)  # fmt: skip
     assert d.selected.all()

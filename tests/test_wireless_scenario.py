@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gymnasium import spaces
 
 from agents import AgentContext, configure_for_agent, make_agent
 from fedsimenv.env import WirelessFLEnv
