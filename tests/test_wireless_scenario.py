@@ -26,9 +26,9 @@ def test_scenario_runs_and_energies_add_up(agent_name: str) -> None:
     config = configure_for_agent(load_scenario("wireless-controls", {"episode.max_rounds": 3}), agent_name)
     env = WirelessFLEnv(config, trainer="surrogate")
     observation, info = env.reset(seed=1)
-    agent = make_agent(
-        agent_name, AgentContext.from_scenario(env.config, env.action_space, env.system_view), 0
-    )
+    assert isinstance(env.action_space, spaces.Box)
+    context = AgentContext.from_scenario(env.config, env.action_space, env.system_view)
+    agent = make_agent(agent_name, context, 0)
     tries, blocks = [], []
     for _ in range(3):
         observation, _, _, _, info = env.step(agent.act(observation, info))
