@@ -49,6 +49,8 @@ METRIC_KEYS = (
     "loss",
     "num_selected",
     "num_arrived",
+    "num_failed",
+    "num_packet_errors",
     "mean_pruning_rate",
     "upload_bits",
     "reward",
