@@ -71,7 +71,8 @@ def largest_feasible_set(view: SystemView, deadline_s: float) -> tuple[NDArray[n
 @AGENTS.register("energy-yang")
 class EnergyAgent(ViewAgent):
     """Yang et al.-style energy minimisation over (bandwidth, power, CPU frequency) under the default
-    deadline, no pruning.
+    deadline, no pruning. In OFDMA mode at most R devices (the fastest) are planned for, and the
+    bandwidth split becomes RB counts by the action's proportional rule.
 
     Plan: the largest set of devices that each meet the deadline alone with the set's own broadcast
     time (:func:`largest_feasible_set`); the slowest members are dropped until the set is jointly
@@ -99,6 +100,10 @@ class EnergyAgent(ViewAgent):
             deadline = relaxed * (1 + 1e-6)
             members, _ = largest_feasible_set(view, deadline)
         order = members[np.argsort(_alone_latency_s(view)[members], kind="stable")]
+        if view.num_resource_blocks is not None and order.size > view.num_resource_blocks:
+            # OFDMA: the plan is FDMA shares; more devices than blocks would leave some without one
+            order = order[: view.num_resource_blocks]
+            notes.append(f"kept the {view.num_resource_blocks} fastest devices (one RB each at least)")
         result, chosen = self._solve(view, list(order), deadline, notes)
         n = view.num_devices
         selected = np.zeros(n, dtype=bool)
