@@ -86,6 +86,10 @@ class Agent(ABC):
 
     #: Dotted scenario overrides the algorithm needs (e.g. ``{"learning.aggregation": "r2sp"}``).
     learning_overrides: ClassVar[Mapping[str, Any]] = {}
+    #: Optional action controls the agent decides (``power``, ``cpu_freq``, ``rb``):
+    #: :func:`configure_for_agent` adds them to the scenario's ``action.controls`` (``rb`` only in
+    #: OFDMA mode). They widen the action, never change the world or the learning task.
+    wanted_controls: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, context: AgentContext, seed: int | None = None) -> None:
         self.context = context
@@ -156,7 +160,8 @@ def learning_changes(
 
 
 def configure_for_agent(config: ScenarioConfig, name: str, same_model: bool = False) -> ScenarioConfig:
-    """``config`` with agent ``name``'s :attr:`Agent.learning_overrides` applied (unchanged if none).
+    """``config`` with agent ``name``'s :attr:`Agent.learning_overrides` applied and its
+    :attr:`Agent.wanted_controls` added to ``action.controls`` (unchanged if neither).
 
     With ``same_model`` the overrides of :data:`MODEL_KEYS` are left out: the agent trains the
     scenario's model (its algorithm-defining settings, e.g. FedMP's pruning and aggregation, still
@@ -164,5 +169,11 @@ def configure_for_agent(config: ScenarioConfig, name: str, same_model: bool = Fa
     """
     from fedsimenv.scenario import load_scenario
 
+    if ":" in name:  # a saved policy (ALGO:PATH) trains with the scenario as it is
+        return config
     overrides = learning_changes(config, name, same_model)["applied"]
+    wanted = [c for c in AGENTS.get(name).wanted_controls if c != "rb" or config.network.access == "ofdma"]
+    missing = [c for c in wanted if c not in config.action.controls]
+    if missing:
+        overrides["action.controls"] = [*config.action.controls, *missing]
     return load_scenario(config, overrides) if overrides else config

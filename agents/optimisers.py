@@ -29,12 +29,10 @@ from numpy.typing import NDArray
 
 from agents.allocation import minmax_latency_bandwidth
 from agents.base import AGENTS, Agent
-from agents.energy import EnergyProblem, minimise_energy
 from agents.fading_plan import expected_objective, fast_fading, sampled_round_latency
 from agents.optimal.closed_form import solve_closed_form
 from agents.optimal.cvx import CvxJointSolver
 from agents.optimal.problem import rate_bps
-from agents.packet_error import assign_resource_blocks, pair_values
 from agents.planning import (
     BANDWIDTH_MARGIN,
     RHO_MARGIN,
@@ -277,99 +275,3 @@ class MinMaxLatencyAgent(ViewAgent):
                 f"(expected round {expected[best]:.3g} s vs {expected[0]:.3g} s for the min-max split)"
             )
         return np.asarray((1 - self.hedges[best]) * bandwidth + self.hedges[best] * equal)
-
-
-@AGENTS.register("energy-yang")
-class EnergyAgent(ViewAgent):
-    """Yang et al.-style energy minimisation under the default deadline; applies its bandwidth
-    split and selection (the simulator keeps its own powers and CPU frequencies)."""
-
-    def act(
-        self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]
-    ) -> NDArray[np.float32]:
-        view = self.context.view()
-        deadline = self.deadline_s(view)
-        budget = deadline - float(view.downlink_time_s.max())
-        n = view.num_devices
-        problem = EnergyProblem(
-            channel_gain_linear=view.channel_gain_linear,
-            noise_psd_w_per_hz=view.noise_psd_w_per_hz,
-            tx_power_max_w=view.tx_power_w,
-            compute_cycles=view.compute_cycles,
-            cpu_freq_max_hz=view.cpu_freq_hz,
-            kappa=max(view.kappa, 1e-40),
-            upload_bits=view.upload_bits,
-            bandwidth_hz=view.bandwidth_hz,
-            latency_budget_s=max(budget, 1e-9),
-        )
-        feasible = problem.feasible_alone()
-        selected = np.zeros(n, dtype=bool)
-        bandwidth = np.zeros(n)
-        # drop the slowest devices until the rest fit together (each alone is necessary, not enough)
-        order = np.argsort(
-            view.compute_latency_s + view.upload_bits / rate_bps(view.bandwidth_hz, view.snr_bandwidth_hz)
-        )
-        members = [int(k) for k in order if feasible[k]]
-        while members:
-            idx = np.array(sorted(members))
-            sub = EnergyProblem(
-                problem.channel_gain_linear[idx],
-                problem.noise_psd_w_per_hz,
-                problem.tx_power_max_w[idx],
-                problem.compute_cycles[idx],
-                problem.cpu_freq_max_hz[idx],
-                problem.kappa,
-                problem.upload_bits[idx],
-                problem.bandwidth_hz,
-                problem.latency_budget_s,
-            )
-            try:
-                result = minimise_energy(sub)
-            except Exception as err:  # infeasible together or a solver failure: drop the slowest
-                self.last_note = f"energy solve with {len(members)} devices failed ({err}); dropping one"
-                members.pop()
-                continue
-            selected[idx] = True
-            bandwidth[idx] = result.bandwidth_hz
-            self.last_result = result
-            break
-        return self.encode(selected, np.zeros(n), bandwidth)
-
-
-@AGENTS.register("chen-selection")
-class ChenAgent(ViewAgent):
-    """Chen et al.-style packet-error-aware selection: R = ceil(N / 2) equal RBs, Hungarian assignment
-    maximising expected arriving data under the deadline and an energy limit of ``energy_factor`` x
-    the median unpruned compute energy. RB interference is zero here (the env has none)."""
-
-    energy_factor: ClassVar[float] = 3.0
-    waterfall: ClassVar[float] = 0.023
-
-    def act(
-        self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]
-    ) -> NDArray[np.float32]:
-        view = self.context.view()
-        n = view.num_devices
-        num_rb = max(1, math.ceil(n / 2))
-        rb_hz = view.bandwidth_hz / num_rb
-        compute_energy = view.kappa * view.compute_cycles * view.cpu_freq_hz**2
-        deadline = self.deadline_s(view)
-        power, value = pair_values(
-            view.num_samples,
-            view.channel_gain_linear,
-            view.tx_power_w,
-            view.downlink_time_s + view.compute_latency_s,
-            compute_energy,
-            view.upload_bits,
-            np.zeros(num_rb),
-            view.noise_psd_w_per_hz,
-            rb_hz,
-            deadline,
-            self.energy_factor * max(float(np.median(compute_energy)), 1e-30)
-            + float(view.tx_power_w.max()) * deadline,
-            self.waterfall,
-        )
-        result = assign_resource_blocks(power, value)
-        self.last_result = result
-        selected = result.rb_of_device >= 0
-        return self.encode(selected, np.zeros(n), np.where(selected, rb_hz, 0.0))

@@ -79,9 +79,13 @@ def pair_values(
     energy_limit_j: float,
     waterfall: float = 0.023,
 ) -> tuple[FloatArray, FloatArray]:
-    """(N, R) best power per (device, RB) pair and the pair's expected data (0 if infeasible)."""
+    """(N, R) best power per (device, RB) pair and the pair's expected data (0 if infeasible).
+
+    ``channel_gain_linear`` is (N,) (every RB sees the device's gain) or (N, R) (a gain per RB).
+    """
     d = np.asarray(num_samples, dtype=np.float64)[:, None]
-    g = np.asarray(channel_gain_linear, dtype=np.float64)[:, None]
+    g = np.asarray(channel_gain_linear, dtype=np.float64)
+    g = g[:, None] if g.ndim == 1 else g  # (N,) flat over the RBs, or (N, R) a gain per RB
     p_max = np.broadcast_to(np.asarray(tx_power_max_w, dtype=np.float64), d.shape[:1])[:, None]
     t_comp = np.asarray(compute_time_s, dtype=np.float64)[:, None]
     e_comp = np.asarray(compute_energy_j, dtype=np.float64)[:, None]
@@ -92,7 +96,8 @@ def pair_values(
     sinr_per_w = g / noise  # (N, R)
 
     def upload_s(p: FloatArray) -> FloatArray:
-        return np.asarray(bits / (rb_bandwidth_hz * np.log2(1.0 + p * sinr_per_w)))
+        with np.errstate(divide="ignore"):  # a zero-gain pair never finishes: inf, infeasible
+            return np.asarray(bits / (rb_bandwidth_hz * np.log2(1.0 + p * sinr_per_w)))
 
     upload_budget = delay_limit_s - t_comp
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):

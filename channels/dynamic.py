@@ -125,3 +125,18 @@ class DynamicChannel:
         self.fading.advance(dt_s, speed_mps=speed)
         self.time_s += dt_s
         return self._gain()
+
+    def resource_block_gains(self, num_resource_blocks: int, rng: np.random.Generator) -> FloatArray:
+        """(N, R) gains of the current block on R resource blocks: the large-scale gain (path loss,
+        shadowing, LOS state) times an independent draw of the fading model per device and RB.
+
+        Frequency-selective across RBs (RBs assumed wider than the coherence bandwidth) and i.i.d.
+        across calls: time correlation of a Gauss-Markov model is not carried over to per-RB gains.
+        The ``none`` fading model gives every RB the large-scale gain.
+        """
+        if num_resource_blocks < 1:
+            raise ValueError(f"num_resource_blocks must be >= 1, got {num_resource_blocks!r}")
+        large = self.channel.large_scale_gain(self.distance_m, self.shadowing_db, self.los)
+        n = len(large)
+        fading = self.channel.fading.sample_power_gain(n * num_resource_blocks, rng)
+        return np.asarray(large[:, None] * fading.reshape(n, num_resource_blocks), dtype=np.float64)

@@ -92,6 +92,29 @@ class CellConfig(_Frozen):
         return self
 
 
+class ResourceBlockConfig(_Frozen):
+    """OFDMA resource blocks (``network.access: ofdma``)."""
+
+    count: int = Field(ge=1, le=10_000, description="number of uplink resource blocks R")
+    bandwidth_hz: float = Field(gt=0, le=1e9, description="bandwidth of one resource block W (<= 1 GHz)")
+    fading: Literal["independent", "flat"] = Field(
+        "independent",
+        description="independent: each RB draws its own fading gain from the channel's fading model "
+        "(frequency-selective across RBs); flat: every RB sees the device's wideband gain",
+    )
+
+
+class PacketErrorConfig(_Frozen):
+    """Packet errors of uploads: Chen et al.'s waterfall ``q = 1 - exp(-m / SNR)`` (off when absent)."""
+
+    waterfall_threshold: float = Field(
+        0.023, gt=0, le=1e6, description="m of q = 1 - exp(-m N0 b / (p g)), linear SNR units"
+    )
+    max_transmissions: int = Field(
+        1, ge=1, le=100, description="ARQ: tries per upload, each a full re-send (1 = no retransmission)"
+    )
+
+
 class NetworkConfig(_Frozen):
     bandwidth_hz: float = Field(20e6, gt=0, le=1e11, description="shared uplink bandwidth B (<= 100 GHz)")
     noise_psd_dbm_per_hz: float = Field(-174.0, ge=-250, le=0)
@@ -102,6 +125,26 @@ class NetworkConfig(_Frozen):
     tx_power_dbm: float = Field(10.0, ge=-50, le=50, description="device uplink transmit power")
     downlink_bandwidth_hz: float = Field(20e6, gt=0, le=1e11, description="downlink bandwidth (<= 100 GHz)")
     bs_tx_power_dbm: float = Field(33.0, ge=-50, le=70, description="base-station downlink power")
+    access: Literal["fdma", "ofdma"] = Field(
+        "fdma", description="fdma: real-valued bandwidth shares; ofdma: integer resource blocks"
+    )
+    resource_blocks: ResourceBlockConfig | None = Field(None, description="needed by access: ofdma")
+    packet_error: PacketErrorConfig | None = Field(None, description="null = uploads never fail")
+
+    @model_validator(mode="after")
+    def _access_fits(self) -> NetworkConfig:
+        rb = self.resource_blocks
+        if self.access == "ofdma":
+            if rb is None:
+                raise ValueError("access 'ofdma' needs resource_blocks (count and bandwidth_hz)")
+            if rb.count * rb.bandwidth_hz > self.bandwidth_hz * (1 + 1e-9):
+                raise ValueError(
+                    f"resource_blocks: count x bandwidth_hz = {rb.count * rb.bandwidth_hz:.6g} Hz exceeds "
+                    f"bandwidth_hz = {self.bandwidth_hz:.6g} Hz"
+                )
+        elif rb is not None:
+            raise ValueError("resource_blocks is used only with access: ofdma (allowed access: fdma, ofdma)")
+        return self
 
 
 class ChannelConfig(_Frozen):
@@ -378,8 +421,40 @@ class LearningConfig(_Frozen):
         return _known_name(value, info, str(info.field_name))
 
 
+#: Components of the canonical action, in layout order; the first three are always present.
+ACTION_CONTROLS = ("select", "rho", "bandwidth", "power", "cpu_freq", "rb")
+BASE_CONTROLS = ACTION_CONTROLS[:3]
+
+
 class ActionConfig(_Frozen):
+    controls: Annotated[tuple[str, ...], BeforeValidator(_list_to_tuple)] = Field(
+        BASE_CONTROLS,
+        description="components of the canonical action: select, rho, bandwidth (always) plus any of "
+        "power, cpu_freq, rb (rb needs network.access: ofdma); laid out in that order",
+    )
     rho_max: float = Field(0.9, ge=0, lt=1, description="largest pruning rate an action can ask for")
+    power_range_db: float = Field(
+        30.0, gt=0, le=100, description="control power: a in [-1, 1] maps to p_max 10^(-range (1 - a) / 20)"
+    )
+    cpu_freq_min_fraction: float = Field(
+        0.1, gt=0, le=1, description="control cpu_freq: a = -1 maps to this fraction of f_max, a = 1 to f_max"
+    )
+
+    @field_validator("controls")
+    @classmethod
+    def _known_controls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [c for c in value if c not in ACTION_CONTROLS]
+        if unknown:
+            raise ValueError(f"unknown control(s) {unknown}; allowed: {', '.join(ACTION_CONTROLS)}")
+        if len(set(value)) != len(value):
+            raise ValueError("each control may be listed once")
+        missing = [c for c in BASE_CONTROLS if c not in value]
+        if missing:
+            raise ValueError(
+                f"controls must include {', '.join(BASE_CONTROLS)} (missing {', '.join(missing)})"
+            )
+        return tuple(c for c in ACTION_CONTROLS if c in value)
+
     selection_threshold: float = Field(0.0, ge=-1, le=1)
     bandwidth_logit_scale: float = Field(
         5.0,
@@ -448,6 +523,12 @@ class ScenarioConfig(_Frozen):
     action: ActionConfig = ActionConfig()
     episode: EpisodeConfig = EpisodeConfig()
     reward: RewardConfig = RewardConfig()
+
+    @model_validator(mode="after")
+    def _rb_control_needs_ofdma(self) -> ScenarioConfig:
+        if "rb" in self.action.controls and self.network.access != "ofdma":
+            raise ValueError("action.controls: 'rb' needs network.access: ofdma")
+        return self
 
     @field_validator("trainer")
     @classmethod

@@ -55,7 +55,10 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
     ``Box(-1, 1, (3N,), float32)``, laid out ``[select | rho | bandwidth]`` (see
     :mod:`fedsimenv.actions`): device k is selected iff ``select_k > selection_threshold`` (if none
     is, the device with the largest ``select_k``), ``rho_k = rho_max (a_k + 1) / 2``, bandwidth is a
-    softmax of ``bandwidth_logit_scale * a_k`` over the selected devices times B.
+    softmax of ``bandwidth_logit_scale * a_k`` over the selected devices times B. The scenario's
+    ``action.controls`` may add N entries each for ``power`` (transmit power, a dB map below the
+    device's maximum), ``cpu_freq`` (CPU frequency, a fraction of its maximum) and ``rb`` (first
+    OFDMA resource block), in that order after the three: ``Box(-1, 1, (C N,))`` for C controls.
 
     Clipping, never a crash: NaN entries become 0, +inf becomes +1, -inf becomes -1, then every
     entry is clipped to [-1, 1]; so an all-NaN action selects device 0 (ties go to the lowest index)
@@ -126,7 +129,8 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
 
     ``round``, ``sim_time_s`` (cumulative), ``round_latency_s``, ``energy_j`` (cumulative),
     ``round_energy_j``, ``accuracy``, ``loss``, ``num_selected``, ``num_arrived``, ``num_dropped``
-    (deadline, over-commit), ``num_failed`` (unavailable, went offline, battery), ``max_staleness``,
+    (deadline, over-commit), ``num_failed`` (unavailable, went offline, battery, packet error, no
+    resource block), ``num_packet_errors``, ``max_staleness``,
     ``mean_pruning_rate``, ``upload_bits`` (of the arrived updates), ``downlink_time_s``,
     ``min_covering`` and ``mean_covering`` (the covering index of the aggregated masks,
     :mod:`fedsimenv.learning.covering`), ``server_time_s`` (server computation of a training
@@ -212,7 +216,10 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         self.target_accuracy = self.reward_fn.episode_target(cfg.episode.target_accuracy)
 
         self.action_space = gym.spaces.Box(
-            np.float32(-1.0), np.float32(1.0), shape=(3 * self.num_devices,), dtype=np.float32
+            np.float32(-1.0),
+            np.float32(1.0),
+            shape=(len(cfg.action.controls) * self.num_devices,),
+            dtype=np.float32,
         )
         self.observation_space = observation_space(cfg)
         self._seed_root = np.random.SeedSequence(cfg.seed)
@@ -260,7 +267,16 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         if self._simulator is None:
             raise RuntimeError("call reset() before step()")
         cfg = self.config
-        decision = decode_action(action, self.num_devices, cfg.action, cfg.network.bandwidth_hz)
+        fleet = self.simulator.fleet
+        decision = decode_action(
+            action,
+            self.num_devices,
+            cfg.action,
+            cfg.network.bandwidth_hz,
+            tx_power_max_w=fleet.tx_power_w,
+            cpu_freq_max_hz=fleet.cpu_freq_hz,
+            num_resource_blocks=self.simulator.uplink.num_blocks,
+        )
         return self.step_decision(decision)
 
     def step_decision(

@@ -56,7 +56,7 @@ def draw_gantt(
     once per Axes (for ``ax.legend()``). The y axis lists ``dev K`` (``dev K (status)`` with
     ``label_status``) top to bottom.
     """
-    shown = list(records)[:max_devices]
+    shown = [r for r in records if r["status"] != "idle"][:max_devices]  # idle rows have no bars
     labelled: set[str] = set()
     for row, record in enumerate(shown):
         limit = _min(record.get("stop_s"), end_s)
@@ -98,7 +98,7 @@ def plot_gantt(report: RoundReport, path: Path, max_devices: int = 60) -> None:
     Bars are clipped to the round's end; a cross marks where a dropped or failed device stopped.
     """
     plt = _pyplot()
-    records = timeline_records(report)
+    records = [r for r in timeline_records(report) if r["status"] != "idle"]
     rows = min(len(records), max_devices)
     fig, ax = plt.subplots(figsize=(9, 0.3 * max(rows, 4) + 1.5))
     try:

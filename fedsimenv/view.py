@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -114,6 +114,13 @@ class SystemView:
             round's downlink time is the maximum over the selected devices.
         num_samples: (N,) local training samples D_k.
         rho_max: Largest pruning rate an action can encode.
+        num_resource_blocks: OFDMA resource blocks R (None in FDMA mode).
+        rb_bandwidth_hz: Bandwidth of one resource block W, Hz (0 in FDMA mode).
+        rb_gain_linear: (N, R) gain of each device on each RB in the coming round, where the channel
+            draws per-RB fading (``resource_blocks.fading: independent``); None otherwise.
+        packet_error_waterfall: m of the world's packet-error model ``q = 1 - exp(-m / SNR)``; None
+            when uploads never fail.
+        max_transmissions: ARQ tries per upload (1 without retransmissions).
         cost_curve_source: Computes :attr:`cost_curve` (on first access, once: asking the trainer
             for a curve costs a few model evaluations); ``None``: no exact curve.
         planning_gain_linear: (N,) the gain a device can plan its round on: the snapshot
@@ -146,6 +153,11 @@ class SystemView:
     downlink_time_s: FloatArray
     num_samples: FloatArray
     rho_max: float
+    num_resource_blocks: int | None = None
+    rb_bandwidth_hz: float = 0.0
+    rb_gain_linear: FloatArray | None = None
+    packet_error_waterfall: float | None = None
+    max_transmissions: int = 1
     cost_curve_source: Callable[[], CostCurve] | None = field(default=None, compare=False, repr=False)
     planning_gain_linear: FloatArray | None = None
     planning_downlink_time_s: FloatArray | None = None
@@ -156,6 +168,8 @@ class SystemView:
     bs_tx_power_w: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.rb_gain_linear is not None:
+            object.__setattr__(self, "rb_gain_linear", _frozen(self.rb_gain_linear))
         for name in (
             "planning_gain_linear",
             "planning_downlink_time_s",
@@ -270,4 +284,19 @@ def build_system_view(
         coherence_time_s=sim.coherence_time_s,
         downlink_bandwidth_hz=config.network.downlink_bandwidth_hz,
         bs_tx_power_w=sim.bs_tx_power_w,
+        **_radio_fields(config, sim),
     )
+
+
+def _radio_fields(config: ScenarioConfig, sim: RoundSimulator) -> dict[str, Any]:
+    """OFDMA and packet-error fields of the view (additive; defaults in FDMA without errors)."""
+    rb, per = config.network.resource_blocks, config.network.packet_error
+    out: dict[str, Any] = {}
+    if config.network.access == "ofdma" and rb is not None:
+        out["num_resource_blocks"] = rb.count
+        out["rb_bandwidth_hz"] = rb.bandwidth_hz
+        out["rb_gain_linear"] = sim.blocks.rb_gain(sim.blocks.index_at(sim.now_s))
+    if per is not None:
+        out["packet_error_waterfall"] = per.waterfall_threshold
+        out["max_transmissions"] = per.max_transmissions
+    return out

@@ -1,7 +1,7 @@
 """Wrappers around :class:`~fedsimenv.env.WirelessFLEnv`: readable and discrete actions, and a flat
 scaled observation for MLP policies.
 
-Every action wrapper maps its action to the canonical ``Box(-1, 1, (3N,))`` with
+Every action wrapper maps its action to the canonical ``Box(-1, 1, (C N,))`` with
 :func:`fedsimenv.actions.encode_decision`, so it composes with any other wrapper and the base env
 sees (and reports) the usual action. Bad values are clipped as each class documents, never raised.
 """
@@ -53,16 +53,24 @@ def _base(env: gym.Env[Any, Any]) -> WirelessFLEnv:
     return base
 
 
+#: Dict-action keys of the optional controls (``action.controls``), fractions of each device's maximum.
+_FRACTION_KEYS = {"power": "tx_power_fraction", "cpu_freq": "cpu_freq_fraction"}
+
+
 class DictActionWrapper(gym.ActionWrapper[Any, dict[str, Any], NDArray[np.float32]]):
     """A readable action: ``Dict(selected=MultiBinary(N), pruning_rate=Box(0, rho_max, (N,)),
-    bandwidth_share=Box(0, 1, (N,)))``.
+    bandwidth_share=Box(0, 1, (N,)))``, plus one key per optional control of ``action.controls``:
+    ``tx_power_fraction`` (power) and ``cpu_freq_fraction`` (cpu_freq), ``Box(0, 1, (N,))`` as a
+    fraction of each device's maximum, and ``first_resource_block`` (rb), ``MultiDiscrete([R] * N)``.
 
     Decoding: device k is selected iff ``selected_k > 0.5`` (if none is, the device with the largest
     ``bandwidth_share``, ties to the lowest index); pruning rates: NaN -> 0, then clipped to
     [0, rho_max]; bandwidth shares are relative over the selected devices (NaN/negative -> 0,
     +inf -> 1, clipped to [0, 1]; a selected device with share 0 gets a 1e-6 floor, and all-zero
     shares mean equal shares). Shares more than ``exp(2 bandwidth_logit_scale)`` apart are raised
-    to that ratio (the canonical encoding's range). Not for SB3 (which has no Dict actions).
+    to that ratio (the canonical encoding's range). Fractions: NaN -> 1, clipped to [0, 1] and then
+    raised to the encodable floor (``power_range_db`` below the maximum, ``cpu_freq_min_fraction``);
+    first blocks clipped to [0, R - 1]. Not for SB3 (which has no Dict actions).
     """
 
     def __init__(self, env: gym.Env[Any, NDArray[np.float32]]) -> None:
@@ -71,13 +79,20 @@ class DictActionWrapper(gym.ActionWrapper[Any, dict[str, Any], NDArray[np.float3
         self._config = base.config.action
         n = self._n = base.num_devices
         rho_max = np.float32(self._config.rho_max)
-        self.action_space = spaces.Dict(
-            {
-                "selected": spaces.MultiBinary(n),
-                "pruning_rate": spaces.Box(np.float32(0.0), rho_max, shape=(n,), dtype=np.float32),
-                "bandwidth_share": spaces.Box(np.float32(0.0), np.float32(1.0), shape=(n,), dtype=np.float32),
-            }
-        )
+        unit = spaces.Box(np.float32(0.0), np.float32(1.0), shape=(n,), dtype=np.float32)
+        keys: dict[str, spaces.Space[Any]] = {
+            "selected": spaces.MultiBinary(n),
+            "pruning_rate": spaces.Box(np.float32(0.0), rho_max, shape=(n,), dtype=np.float32),
+            "bandwidth_share": unit,
+        }
+        for control, key in _FRACTION_KEYS.items():
+            if control in self._config.controls:
+                keys[key] = spaces.Box(np.float32(0.0), np.float32(1.0), shape=(n,), dtype=np.float32)
+        rb = base.config.network.resource_blocks
+        self._num_blocks = rb.count if rb is not None else None
+        if "rb" in self._config.controls and rb is not None:
+            keys["first_resource_block"] = spaces.MultiDiscrete(np.full(n, rb.count, dtype=np.int64))
+        self.action_space = spaces.Dict(keys)
 
     def action(self, action: Mapping[str, Any]) -> NDArray[np.float32]:
         n = self._n
@@ -98,13 +113,26 @@ class DictActionWrapper(gym.ActionWrapper[Any, dict[str, Any], NDArray[np.float3
         if not np.any(share[selected] > 0):
             share = np.ones(n)
         share = np.where(selected, np.maximum(share, 1e-6), 0.0)
-        return encode_decision(selected, rho, share, self._config)
+        extra: dict[str, Any] = {}
+        for control, key in _FRACTION_KEYS.items():
+            if control in self._config.controls:
+                extra[key] = np.clip(field(key, 1.0, 1.0), 0.0, 1.0)
+        if self._num_blocks is not None and "rb" in self._config.controls:
+            first = np.clip(np.rint(field("first_resource_block", 0.0, 0.0)), 0, self._num_blocks - 1)
+            extra["first_resource_block"] = first
+            extra["num_resource_blocks"] = self._num_blocks
+        return encode_decision(selected, rho, share, self._config, **extra)
 
 
 class MultiDiscreteDecoder:
     """``MultiDiscrete([L + 1] * N)`` -> canonical action: per device, 0 = off, l in 1..L = on with
     pruning rate ``rho_max (l - 1) / (L - 1)`` (rho = 0 if L = 1). Bandwidth comes from
     ``allocator`` (a name in :data:`ALLOCATORS` or a function) evaluated on the env's system view.
+
+    Each optional control of ``action.controls`` appends N more entries: ``power`` and ``cpu_freq``
+    with ``control_levels`` levels each, level j mapping to the canonical value ``-1 + 2 j / (M - 1)``
+    (the top level is the device's maximum), and ``rb`` with R levels, the first resource block.
+    The allocator sees compute latencies at the chosen frequencies (powers are not passed to it).
 
     Out-of-range entries are clipped to [0, L], non-integers rounded, NaN -> 0 (off). If no device is
     on, the device with the strongest channel this round is selected at level 1 (rho = 0).
@@ -114,15 +142,29 @@ class MultiDiscreteDecoder:
     (the simulator's costs are not linear in rho: index overhead, unprunable layers).
     """
 
-    def __init__(self, env: WirelessFLEnv, levels: int, allocator: str | Allocator) -> None:
+    def __init__(
+        self, env: WirelessFLEnv, levels: int, allocator: str | Allocator, control_levels: int = 4
+    ) -> None:
         if levels < 1:
             raise ValueError(f"levels must be >= 1, got {levels}")
+        if control_levels < 2:
+            raise ValueError(f"control_levels must be >= 2, got {control_levels}")
         if isinstance(allocator, str):
             allocator = ALLOCATORS.get(allocator)
         self.allocator = allocator
         self.env = env
         self.levels = levels
-        self.space = spaces.MultiDiscrete(np.full(env.num_devices, levels + 1, dtype=np.int64))
+        self.control_levels = control_levels
+        controls = env.config.action.controls
+        rb = env.config.network.resource_blocks
+        #: (control, number of levels) of the entries after the first N.
+        self.extra: list[tuple[str, int]] = [
+            (c, control_levels) for c in ("power", "cpu_freq") if c in controls
+        ]
+        if "rb" in controls and rb is not None:
+            self.extra.append(("rb", rb.count))
+        nvec = [levels + 1] * env.num_devices + [m for _, m in self.extra for _ in range(env.num_devices)]
+        self.space = spaces.MultiDiscrete(np.array(nvec, dtype=np.int64))
         self._cost_ratios: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
 
     def cost_ratios(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -146,8 +188,26 @@ class MultiDiscreteDecoder:
     def to_canonical(self, action: Any) -> NDArray[np.float32]:
         n = self.env.num_devices
         raw = np.asarray(action, dtype=np.float64).reshape(-1)
-        if raw.shape != (n,):
-            raise ValueError(f"action must have {n} entries, got shape {np.shape(action)}")
+        size = n * (1 + len(self.extra))
+        if raw.shape != (size,):
+            raise ValueError(f"action must have {size} entries, got shape {np.shape(action)}")
+        extra: dict[str, Any] = {}
+        cpu_fraction = np.ones(n)
+        config = self.env.config.action
+        for i, (control, m) in enumerate(self.extra):
+            part = raw[(i + 1) * n : (i + 2) * n]
+            j = np.clip(np.rint(np.nan_to_num(part, nan=m - 1, posinf=m - 1, neginf=0.0)), 0, m - 1)
+            a = -1.0 + 2.0 * j / (m - 1) if m > 1 else np.ones(n)
+            if control == "power":
+                extra["tx_power_fraction"] = 10.0 ** (-config.power_range_db * (1.0 - a) / 20.0)
+            elif control == "cpu_freq":
+                phi = config.cpu_freq_min_fraction
+                cpu_fraction = phi + (1.0 - phi) * (a + 1.0) / 2.0
+                extra["cpu_freq_fraction"] = cpu_fraction
+            else:
+                extra["first_resource_block"] = j
+                extra["num_resource_blocks"] = m
+        raw = raw[:n]
         level = np.clip(np.rint(np.nan_to_num(raw, nan=0.0, posinf=self.levels, neginf=0.0)), 0, self.levels)
         level = level.astype(np.int64)
         view = self.env.system_view()
@@ -157,11 +217,11 @@ class MultiDiscreteDecoder:
         index = np.maximum(level - 1, 0)
         rho = np.where(selected, self.pruning_rates()[index], 0.0)
         compute_ratio, bits_ratio = self.cost_ratios()
-        compute_s = view.compute_latency_s * compute_ratio[index]
+        compute_s = view.compute_latency_s * compute_ratio[index] / cpu_fraction
         bits = view.upload_bits * bits_ratio[index]
         share = np.asarray(self.allocator(view, selected, compute_s, bits), dtype=np.float64)
         share = np.where(selected, np.maximum(np.nan_to_num(share, nan=1.0), 1e-12), 0.0)
-        return encode_decision(selected, rho, share, self.env.config.action)
+        return encode_decision(selected, rho, share, config, **extra)
 
 
 class MultiDiscreteActionWrapper(gym.ActionWrapper[Any, NDArray[np.int64], NDArray[np.float32]]):

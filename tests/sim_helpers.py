@@ -51,6 +51,8 @@ def make_simulator(
     idle_power_w: float = 0.0,
     availability: MarkovAvailability | None = None,
     kappa: float = 1e-28,
+    network: NetworkConfig | None = None,
+    seed: int = 0,
 ) -> RoundSimulator:
     n = len(cpu_freq_hz)
     fleet = DeviceFleet(
@@ -68,8 +70,8 @@ def make_simulator(
     return RoundSimulator(
         fleet,
         channel,
-        NetworkConfig(bandwidth_hz=n * 1e6),
-        np.random.default_rng(0),
+        network or NetworkConfig(bandwidth_hz=n * 1e6),
+        np.random.default_rng(seed),
         protocol=protocol,
         coherence_time_s=coherence_time_s,
         availability=availability,

@@ -57,6 +57,7 @@ METRIC_KEYS = (
     "num_arrived",
     "num_dropped",
     "num_failed",
+    "num_packet_errors",
     "mean_pruning_rate",
     "upload_bits",
     "min_covering",

@@ -1,4 +1,4 @@
-"""SimPy simulation of federated rounds over an FDMA uplink.
+"""SimPy simulation of federated rounds over an FDMA or OFDMA uplink.
 
 A job, per selected device k (the model of docs/DESIGN.md):
 
@@ -6,14 +6,18 @@ A job, per selected device k (the model of docs/DESIGN.md):
    of them: ``r_dl = B_dl log2(1 + P_bs g_min / (N0 B_dl))``;
 2. local training: ``t_comp_k = E D_k 3 F_fwd_k / (f_k phi_k)`` with the forward FLOPs of the device's
    actual pruned model; compute energy ``kappa cycles f_k^2`` (power ``kappa f_k^3``);
-3. upload of ``bits_k`` at ``r_k = b_k log2(1 + p_k g_k / (N0 b_k))``; energy ``p_k t_up``.
+3. upload of ``bits_k`` at ``r_k = b_k log2(1 + p_k g_k / (N0 b_k))`` (FDMA) or over its resource
+   blocks (OFDMA), possibly in several ARQ tries when packet errors are on
+   (:mod:`fedsimenv.sim.uplink`); energy ``p_k t_up``.
 
-With a coherence time Tc, gains are redrawn every Tc seconds of simulated time and a transfer
-advances piecewise over the blocks at each block's rate; without one, one block spans one round.
+The decision may set each device's p_k and f_k (at most its maxima, used otherwise). Energy and the
+report: :mod:`fedsimenv.sim.accounting`; channel blocks (coherence time Tc, transfers advance
+piecewise over them): :mod:`fedsimenv.sim.blocks`.
 Every phase end is computed in closed form (:mod:`fedsimenv.sim.timing`) and scheduled as a SimPy
 timeout, so a round costs O(N) events. Failures interrupt a device's process (``simpy.Interrupt``):
 the device going off (Markov availability), its battery running out, or the server ending the round
-(deadline, over-commit). An interrupted update is lost; the energy spent up to then is counted.
+(deadline, over-commit). An interrupted update is lost; the energy spent up to then is counted. An
+upload whose every try hit a packet error ends as ``failed`` / ``packet-error``, not aggregated.
 
 Protocols (``ProtocolConfig``): synchronous, deadline, over-commit and buffered asynchronous, each a
 class registered in :data:`fedsimenv.sim.protocols.PROTOCOLS` whose hooks the simulator calls.
@@ -25,17 +29,18 @@ import dataclasses
 import gc
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import simpy
 from numpy.typing import NDArray
 
 from channels import ChannelModel, DynamicChannel, dbm_to_watt, shannon_rate_bps
-from channels.checks import WorkLimitError
 from channels.mobility import StaticMobility
 from fedsimenv.config import NetworkConfig, ProtocolConfig
+from fedsimenv.sim.accounting import PHASES, JobState, report_round
 from fedsimenv.sim.availability import MarkovAvailability
+from fedsimenv.sim.blocks import ChannelBlocks, EvolvingChannel
 from fedsimenv.sim.protocols import RoundProtocol, build_protocol
 from fedsimenv.sim.timing import compute_power_w, depletion_time, transfer_finish_times
 from fedsimenv.sim.types import (
@@ -46,9 +51,11 @@ from fedsimenv.sim.types import (
     STATUS_IN_FLIGHT,
     DeviceWorkload,
     FloatArray,
+    IntArray,
     RoundDecision,
     RoundReport,
 )
+from fedsimenv.sim.uplink import Uplink
 from fedsimenv.sim.world import DeviceFleet
 
 
@@ -67,22 +74,6 @@ def _cyclic_gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-class EvolvingChannel(Protocol):
-    """What the simulator needs of a channel: :class:`channels.DynamicChannel` implements it."""
-
-    @property
-    def distance_m(self) -> FloatArray: ...
-
-    def reset(
-        self, position_m: FloatArray, rng: np.random.Generator, shadowing_db: FloatArray | None = None
-    ) -> FloatArray: ...
-
-    def advance(self, dt_s: float) -> FloatArray: ...
-
-
-_PHASES = ("dl_start", "dl_finish", "comp_start", "comp_finish", "up_start", "up_finish")
 
 
 class RoundSimulator:
@@ -119,8 +110,6 @@ class RoundSimulator:
         self.protocol = protocol or ProtocolConfig()
         self.rules: RoundProtocol = build_protocol(self.protocol)
         self.coherence_time_s = coherence_time_s
-        self.max_blocks_per_round = max_blocks_per_round
-        self._first_block = 0  # the block the current round started in
         self.availability = availability
         # Noise figure and inter-cell interference (a PSD, so it scales with each share like noise)
         # fold into one effective PSD: r = b log2(1 + p g / ((N0 F + I0) b)) keeps the textbook form
@@ -132,6 +121,7 @@ class RoundSimulator:
         )
         self.bs_tx_power_w = float(dbm_to_watt(network.bs_tx_power_dbm))
         self.rng = rng
+        self.uplink = Uplink(network, self.noise_psd_w_per_hz)
         self.env = simpy.Environment()
         self.round_index = 0
         self.version = 0  # aggregations so far (async staleness)
@@ -141,28 +131,24 @@ class RoundSimulator:
             if fleet.battery_capacity_j is not None
             else np.full(n, np.inf)
         )
-        # Block 0 is the channel at time 0; each later block advances the channel by one step.
-        self._blocks: dict[int, FloatArray] = {0: channel.reset(fleet.position_m, rng, fleet.shadowing_db)}
-        self._last_block = 0
-        self._round_gain = self._blocks[0]
+        # Own children of the channel stream (spawned after the channel's, so its draws are unchanged):
+        # packet-error tries and per-RB fading.
+        gain0 = channel.reset(fleet.position_m, rng, fleet.shadowing_db)
+        self._per_rng, rb_rng = rng.spawn(2)
+        rb_count = self.uplink.num_blocks if self.uplink.rb_fading_independent else None
+        self.blocks = ChannelBlocks(channel, gain0, coherence_time_s, rb_count, rb_rng, max_blocks_per_round)
         # Per-device state of the current/last job.
-        self._times = {key: np.full(n, np.nan) for key in _PHASES}
+        self.jobs = JobState.fresh(fleet)
+        self._times = self.jobs.times
         self._active = np.zeros(n, dtype=bool)
         self._job_id = np.zeros(n, dtype=np.int64)
-        self._job_version = np.zeros(n, dtype=np.int64)
-        self._job_bandwidth = np.zeros(n)
-        self._job_rho = np.zeros(n)
-        self._job_bits = np.zeros(n)
-        self._stop_s = np.full(n, np.nan)
-        self._status = np.full(n, STATUS_IDLE, dtype=object)
-        self._reason = np.full(n, "", dtype=object)
+        self._delivered = np.zeros(n, dtype=bool)
+        self._owner: IntArray | None = None
         self._num_active = 0
         self._downlink_rate_bps = 0.0
         self._processes: dict[int, simpy.Process] = {}
         self._arrivals: list[int] = []
         self._round_done: simpy.Event = self.env.event()
-
-    # -- channel ------------------------------------------------------------------------------
 
     @property
     def now_s(self) -> float:
@@ -177,7 +163,17 @@ class RoundSimulator:
     @property
     def job_bandwidth_hz(self) -> FloatArray:
         """Bandwidth of each device's current/last job (a view: protocols read it, never write)."""
-        return self._job_bandwidth
+        return self.jobs.bandwidth_hz
+
+    @property
+    def resource_block_owner(self) -> IntArray | None:
+        """(R,) device of each resource block in the current round (OFDMA), -1 = unused."""
+        return self._owner
+
+    @property
+    def downlink_rate_bps(self) -> float:
+        """Broadcast rate of the current round's new jobs (0 if none started)."""
+        return self._downlink_rate_bps
 
     @property
     def arrivals(self) -> list[int]:
@@ -194,34 +190,10 @@ class RoundSimulator:
         """Current distance of each device to the base station (devices may move)."""
         return self.channel.distance_m
 
-    def _block_gain(self, block: int) -> FloatArray:
-        """Gains of coherence block ``block``; blocks are drawn in order so the stream is deterministic."""
-        if self.coherence_time_s is None:
-            return self._round_gain
-        if block - self._first_block > self.max_blocks_per_round:
-            raise WorkLimitError(
-                f"round {self.round_index + 1} spans more than channel.max_blocks_per_round="
-                f"{self.max_blocks_per_round} coherence blocks of channel.coherence_time_s="
-                f"{self.coherence_time_s:g} s; raise either (the run was stopped)"
-            )
-        while self._last_block < block:
-            self._last_block += 1
-            self._blocks[self._last_block] = self.channel.advance(self.coherence_time_s)
-        return self._blocks[block]
-
-    def _gain_at(self, time_s: float) -> FloatArray:
-        if self.coherence_time_s is None:
-            return self._round_gain
-        return self._block_gain(int(np.floor(time_s / self.coherence_time_s)))
-
     @property
     def channel_gain_linear(self) -> FloatArray:
         """Linear uplink gains of the block the next round starts in (the CSI an agent can observe)."""
-        return self._gain_at(self.now_s)
-
-    @property
-    def _block_length_s(self) -> float:
-        return self.coherence_time_s if self.coherence_time_s is not None else np.inf
+        return self.blocks.gain_at(self.now_s)
 
     # -- a round ------------------------------------------------------------------------------
 
@@ -232,20 +204,26 @@ class RoundSimulator:
 
     def _run_round(self, decision: RoundDecision, workload: DeviceWorkload) -> RoundReport:
         n = self.fleet.num_devices
-        decision.validate(n, self.network.bandwidth_hz)
+        decision.validate(
+            n,
+            self.network.bandwidth_hz,
+            self.fleet.tx_power_w,
+            self.fleet.cpu_freq_hz,
+            self.uplink.num_blocks if decision.resource_block_owner is not None else None,
+        )
         start = self.now_s
-        if self.coherence_time_s is not None:
-            self._first_block = int(np.floor(start / self.coherence_time_s))
+        self.blocks.start_round(start)
         on = self.availability.advance_to(start) if self.availability is not None else np.ones(n, bool)
         powered = on & (self.battery_j > 0)
         self._arrivals = []
         self._round_done = self.env.event()
         # Forget the finished jobs of earlier rounds (async jobs in flight are kept).
         idle = ~self._active
-        self._status[idle] = STATUS_IDLE
-        self._reason[idle] = ""
-        self._stop_s[idle] = np.nan
-        for key in _PHASES:
+        self.jobs.status[idle] = STATUS_IDLE
+        self.jobs.reason[idle] = ""
+        self.jobs.stop_s[idle] = np.nan
+        self.jobs.transmissions[idle] = 0
+        for key in PHASES:
             self._times[key][idle] = np.nan
         self._downlink_rate_bps = 0.0
 
@@ -254,8 +232,15 @@ class RoundSimulator:
         unavailable = starting & ~powered
         self.mark(unavailable, STATUS_FAILED, "unavailable", start)
         starting &= powered
-        starting, bandwidth = self.rules.admit(self, starting, decision.bandwidth_hz.copy(), start)
-        self._start_jobs(starting, bandwidth, decision.pruning_rate, workload, start)
+        owner, bandwidth = self.uplink.assign(decision.resource_block_owner, decision.bandwidth_hz.copy())
+        if owner is not None:
+            no_block = starting & (bandwidth <= 0)
+            self.mark(no_block, STATUS_FAILED, "no-resource-block", start)
+            starting &= ~no_block
+            owner = np.where((owner >= 0) & starting[np.maximum(owner, 0)], owner, -1)
+            self._owner = owner
+        starting, bandwidth = self.rules.admit(self, starting, bandwidth, start)
+        self._start_jobs(starting, bandwidth, decision, workload, start)
 
         if self._num_active == 0:
             self._round_done.succeed()
@@ -264,42 +249,43 @@ class RoundSimulator:
         self.env.run(until=self._round_done)
         end = self.now_s
         if self.rules.jobs_span_rounds:
-            self._status[self._active] = STATUS_IN_FLIGHT
+            self.jobs.status[self._active] = STATUS_IN_FLIGHT
             self.version += 1
         report = self._report(decision, start, end, powered)
+        self._owner = None
         spent = report.compute_energy_j + report.transmit_energy_j + report.idle_energy_j
         self.battery_j = np.maximum(self.battery_j - spent, 0.0)
         report = dataclasses.replace(report, battery_j=self.battery_j.copy())
         self.round_index += 1
-        if self.coherence_time_s is None:
-            self._round_gain = self.channel.advance(end - start)
-        else:
-            current = int(np.floor(end / self.coherence_time_s))
-            self._blocks = {b: g for b, g in self._blocks.items() if b >= current}
+        self.blocks.end_round(start, end)
         return report
 
     def mark(self, mask: NDArray[np.bool_], status: str, reason: str, time_s: float) -> None:
-        self._status[mask] = status
-        self._reason[mask] = reason
-        self._stop_s[mask] = time_s
+        self.jobs.status[mask] = status
+        self.jobs.reason[mask] = reason
+        self.jobs.stop_s[mask] = time_s
 
     def _start_jobs(
         self,
         starting: NDArray[np.bool_],
         bandwidth_hz: FloatArray,
-        pruning_rate: FloatArray,
+        decision: RoundDecision,
         workload: DeviceWorkload,
         start: float,
     ) -> None:
         """Plan every phase of the new jobs in closed form and start their SimPy processes."""
         if not starting.any():
             return
-        fleet, tc = self.fleet, self._block_length_s
+        fleet, tc = self.fleet, self.blocks.length_s
         noise = self.noise_psd_w_per_hz
         idx = np.flatnonzero(starting)
+        power = decision.tx_power_w if decision.tx_power_w is not None else fleet.tx_power_w
+        freq = decision.cpu_freq_hz if decision.cpu_freq_hz is not None else fleet.cpu_freq_hz
+        power = np.where(starting, power, fleet.tx_power_w).astype(np.float64)
+        freq = np.where(starting, freq, fleet.cpu_freq_hz).astype(np.float64)
 
         def downlink_rate(block: int) -> FloatArray:
-            g_min = self._block_gain(block)[idx].min()
+            g_min = self.blocks.gain(block)[idx].min()
             rate = shannon_rate_bps(self.network.downlink_bandwidth_hz, self.bs_tx_power_w, g_min, noise)
             return np.full(len(idx), float(rate))
 
@@ -312,16 +298,20 @@ class RoundSimulator:
         dl_finish[idx] = dl_finish_k
         self._downlink_rate_bps = float(downlink_rate(int(np.floor(start / tc)) if np.isfinite(tc) else 0)[0])
         cycles = workload.training_flops / fleet.flops_per_cycle
-        comp_finish = np.where(starting, dl_finish + cycles / fleet.cpu_freq_hz, np.nan)
+        comp_finish = np.where(starting, dl_finish + cycles / freq, np.nan)
+        owner = self._owner
 
         def uplink_rate(block: int) -> FloatArray:
-            return shannon_rate_bps(bandwidth_hz, fleet.tx_power_w, self._block_gain(block), noise)
+            return self.uplink.rate_bps(
+                bandwidth_hz, power, self.blocks.gain(block), owner, self.blocks.rb_gain(block)
+            )
 
-        up_finish = transfer_finish_times(
-            comp_finish, np.where(starting, workload.upload_bits, 0.0), uplink_rate, tc
-        )
+        uniforms = self.uplink.draw_tries(self._per_rng, len(idx))
+        bits = np.where(starting, workload.upload_bits, 0.0)
+        upload = self.uplink.plan(comp_finish, bits, uplink_rate, bandwidth_hz, tc, uniforms, idx)
+        up_finish = upload.finish_s
 
-        t = self._times
+        t, jobs = self._times, self.jobs
         t["dl_start"][idx] = start
         t["dl_finish"][idx] = t["comp_start"][idx] = dl_finish[idx]
         t["comp_finish"][idx] = t["up_start"][idx] = comp_finish[idx]
@@ -329,12 +319,18 @@ class RoundSimulator:
         self._active[idx] = True
         self._num_active += len(idx)
         self._job_id[idx] += 1
-        self._job_version[idx] = self.version
-        self._job_bandwidth[idx] = bandwidth_hz[idx]
-        self._job_rho[idx] = pruning_rate[idx]
-        self._job_bits[idx] = workload.upload_bits[idx]
-        self._status[idx] = STATUS_IN_FLIGHT
-        self._reason[idx] = ""
+        self._delivered[idx] = upload.delivered[idx]
+        jobs.version[idx] = self.version
+        jobs.bandwidth_hz[idx] = bandwidth_hz[idx]
+        jobs.rho[idx] = decision.pruning_rate[idx]
+        jobs.bits[idx] = workload.upload_bits[idx]
+        jobs.tx_power_w[idx] = power[idx]
+        jobs.cpu_freq_hz[idx] = freq[idx]
+        jobs.transmissions[idx] = upload.transmissions[idx]
+        if owner is not None:
+            jobs.resource_blocks[idx] = np.bincount(owner[owner >= 0], minlength=fleet.num_devices)[idx]
+        jobs.status[idx] = STATUS_IN_FLIGHT
+        jobs.reason[idx] = ""
 
         # When would each device fail on its own: going off, or its battery running out?
         offline_at = (
@@ -347,12 +343,8 @@ class RoundSimulator:
             self.battery_j,
             [
                 (np.full(fleet.num_devices, start), dl_finish, idle_w),
-                (
-                    dl_finish,
-                    comp_finish,
-                    compute_power_w(fleet.kappa, fleet.cpu_freq_hz),
-                ),
-                (comp_finish, up_finish, fleet.tx_power_w),
+                (dl_finish, comp_finish, compute_power_w(fleet.kappa, freq)),
+                (comp_finish, up_finish, power),
             ],
         )
         for k in idx:
@@ -372,7 +364,10 @@ class RoundSimulator:
             yield download
             yield self.env.timeout(max(self._times["comp_finish"][k] - self.env.now, 0.0))
             yield self.env.timeout(max(self._times["up_finish"][k] - self.env.now, 0.0))
-            self._end_job(k, STATUS_ARRIVED, "")
+            if self._delivered[k]:
+                self._end_job(k, STATUS_ARRIVED, "")
+            else:
+                self._end_job(k, STATUS_FAILED, "packet-error")
         except simpy.Interrupt as interrupt:
             cause: tuple[str, str] = interrupt.cause  # type: ignore[assignment]
             self._end_job(k, *cause)
@@ -393,7 +388,7 @@ class RoundSimulator:
         self._active[k] = False
         self._num_active -= 1
         self._processes.pop(k, None)
-        self._status[k], self._reason[k], self._stop_s[k] = status, reason, self.now_s
+        self.jobs.status[k], self.jobs.reason[k], self.jobs.stop_s[k] = status, reason, self.now_s
         if status == STATUS_ARRIVED:
             self._arrivals.append(k)
         end_now = self.rules.on_job_end(self)
@@ -407,56 +402,4 @@ class RoundSimulator:
     def _report(
         self, decision: RoundDecision, start: float, end: float, powered: NDArray[np.bool_]
     ) -> RoundReport:
-        fleet, n, t = self.fleet, self.fleet.num_devices, self._times
-        stop = np.where(np.isnan(self._stop_s), end, np.minimum(self._stop_s, end))
-
-        def overlap(a: FloatArray, b: FloatArray) -> FloatArray:
-            lo, hi = np.maximum(a, start), np.minimum(np.minimum(b, stop), end)
-            return np.asarray(np.nan_to_num(np.maximum(hi - lo, 0.0)), dtype=np.float64)
-
-        compute_s = overlap(t["comp_start"], t["comp_finish"])
-        upload_s = overlap(t["up_start"], t["up_finish"])
-        # A device that failed is off (or flat) from then on; one that merely finished idles.
-        alive_until = np.where(self._status == STATUS_FAILED, np.maximum(stop, start), end)
-        idle_s = np.where(powered, np.maximum(alive_until - start - compute_s - upload_s, 0.0), 0.0)
-        arrived = np.zeros(n, dtype=bool)
-        arrived[self._arrivals] = True
-        gain = self._gain_at(start)
-        bandwidth = self._job_bandwidth_for_report(decision)
-        uplink_rate = shannon_rate_bps(bandwidth, fleet.tx_power_w, gain, self.noise_psd_w_per_hz)
-        has_job = ~np.isnan(t["dl_start"])
-        return RoundReport(
-            round_index=self.round_index,
-            start_time_s=start,
-            end_time_s=end,
-            selected=decision.selected.copy(),
-            arrived=arrived,
-            channel_gain_linear=gain.copy(),
-            bandwidth_hz=bandwidth,
-            pruning_rate=np.where(decision.selected, decision.pruning_rate, 0.0),
-            uplink_rate_bps=uplink_rate,
-            downlink_rate_bps=self._downlink_rate_bps,
-            download_start_s=t["dl_start"].copy(),
-            download_finish_s=t["dl_finish"].copy(),
-            compute_start_s=t["comp_start"].copy(),
-            compute_finish_s=t["comp_finish"].copy(),
-            upload_start_s=t["up_start"].copy(),
-            upload_finish_s=t["up_finish"].copy(),
-            upload_bits=np.where(has_job, self._job_bits, 0.0),
-            compute_energy_j=compute_power_w(fleet.kappa, fleet.cpu_freq_hz) * compute_s,
-            transmit_energy_j=fleet.tx_power_w * upload_s,
-            idle_energy_j=fleet.idle_power_w * idle_s,
-            status=self._status.astype(str),
-            reason=self._reason.astype(str),
-            staleness=np.where(arrived, self.version - 1 - self._job_version, 0)
-            if self.rules.jobs_span_rounds
-            else np.zeros(n, dtype=np.int64),
-            battery_j=self.battery_j.copy(),
-            stop_s=np.array(self._stop_s, dtype=np.float64),
-            protocol=self.protocol.name,
-        )
-
-    def _job_bandwidth_for_report(self, decision: RoundDecision) -> FloatArray:
-        source = self._job_bandwidth if self.rules.jobs_span_rounds else decision.bandwidth_hz
-        result: FloatArray = np.array(source, dtype=np.float64)
-        return result
+        return report_round(self, decision, start, end, powered)

@@ -23,14 +23,18 @@ def _number(value: float) -> float | None:
 
 
 def timeline_records(report: RoundReport) -> list[dict[str, Any]]:
-    """One record per device that had a job in the round: status, reason, phase times, energy, bits.
+    """One record per device that had a job in the round, or idled at a cost: status, reason, phase
+    times, energy, bits, power, CPU frequency, upload tries.
 
     Phase times are as planned; ``stop_s`` is when the job actually ended in this round (arrival,
-    drop or failure; null while still in flight). ``round`` is 1-based, as in ``metrics.jsonl``.
+    drop or failure; null while still in flight). A device without a job that drew idle power gets a
+    record with status ``idle``, no phases and its idle energy, so the records' energies add up to
+    the round energy of ``metrics.jsonl`` (:attr:`RoundReport.energy_j`). ``round`` is 1-based, as in
+    ``metrics.jsonl``.
     """
     records = []
     for k in range(len(report.status)):
-        if report.status[k] == "idle":
+        if report.status[k] == "idle" and not report.idle_energy_j[k] > 0:
             continue
         phases = {
             name: {"start_s": _number(getattr(report, a)[k]), "finish_s": _number(getattr(report, b)[k])}
@@ -50,7 +54,20 @@ def timeline_records(report: RoundReport) -> list[dict[str, Any]]:
                 "transmit_energy_j": float(report.transmit_energy_j[k]),
                 "idle_energy_j": float(report.idle_energy_j[k]),
                 "stop_s": _number(report.stop_s[k]),
+                **_controls(report, k),
                 "phases": phases,
             }
         )
     return records
+
+
+def _controls(report: RoundReport, k: int) -> dict[str, Any]:
+    """The radio and CPU settings of device k's job (where the report has them)."""
+    out: dict[str, Any] = {
+        "tx_power_w": float(report.tx_power_w[k]),
+        "cpu_freq_hz": float(report.cpu_freq_hz[k]),
+        "transmissions": int(report.transmissions[k]),
+    }
+    if report.resource_blocks is not None:
+        out["resource_blocks"] = int(report.resource_blocks[k])
+    return out

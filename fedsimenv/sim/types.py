@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
+IntArray = NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -19,15 +20,35 @@ class RoundDecision:
     Attributes:
         selected: (N,) which devices take part.
         pruning_rate: (N,) fraction of model parameters each device removes, in [0, 1).
-        bandwidth_hz: (N,) uplink FDMA bandwidth per device; 0 for unselected devices.
+        bandwidth_hz: (N,) uplink FDMA bandwidth per device; 0 for unselected devices. In OFDMA mode
+            the shares ``bandwidth_hz / B`` set each device's number of resource blocks (largest
+            remainder) unless ``resource_block_owner`` is given.
+        tx_power_w: (N,) transmit power per device, in (0, device max]; None = every device at its max.
+        cpu_freq_hz: (N,) CPU frequency per device, in (0, device max]; None = every device at its max.
+        resource_block_owner: (R,) OFDMA only: the device each resource block is given to, -1 = unused;
+            None = from the bandwidth shares (see :mod:`fedsimenv.sim.uplink`).
     """
 
     selected: BoolArray
     pruning_rate: FloatArray
     bandwidth_hz: FloatArray
+    tx_power_w: FloatArray | None = None
+    cpu_freq_hz: FloatArray | None = None
+    resource_block_owner: IntArray | None = None
 
-    def validate(self, num_devices: int, total_bandwidth_hz: float) -> None:
-        """Raise ``ValueError`` naming the field if the decision is malformed or infeasible."""
+    def validate(
+        self,
+        num_devices: int,
+        total_bandwidth_hz: float,
+        tx_power_max_w: FloatArray | None = None,
+        cpu_freq_max_hz: FloatArray | None = None,
+        num_resource_blocks: int | None = None,
+    ) -> None:
+        """Raise ``ValueError`` naming the field if the decision is malformed or infeasible.
+
+        Powers and frequencies are checked against the device maxima when those are given (relative
+        tolerance 1e-9); ``resource_block_owner`` needs ``num_resource_blocks`` (OFDMA mode).
+        """
         for name in ("selected", "pruning_rate", "bandwidth_hz"):
             shape = np.shape(getattr(self, name))
             if shape != (num_devices,):
@@ -39,13 +60,44 @@ class RoundDecision:
             raise ValueError("RoundDecision.pruning_rate must be finite and in [0, 1)")
         if not np.all(np.isfinite(bw)) or np.any(bw < 0):
             raise ValueError("RoundDecision.bandwidth_hz must be finite and >= 0")
-        if np.any(bw[self.selected] <= 0):
+        if self.resource_block_owner is None and np.any(bw[self.selected] <= 0):
             raise ValueError("RoundDecision.bandwidth_hz must be > 0 for every selected device")
         if bw.sum() > total_bandwidth_hz * (1 + 1e-9):
             raise ValueError(
                 f"RoundDecision.bandwidth_hz sums to {bw.sum():.6g} Hz, "
                 f"above the budget {total_bandwidth_hz:.6g} Hz"
             )
+        for name, maximum in (("tx_power_w", tx_power_max_w), ("cpu_freq_hz", cpu_freq_max_hz)):
+            self._check_device_setting(name, num_devices, maximum)
+        if self.resource_block_owner is not None:
+            self._check_owner(num_devices, num_resource_blocks)
+
+    def _check_device_setting(self, name: str, num_devices: int, maximum: FloatArray | None) -> None:
+        value = getattr(self, name)
+        if value is None:
+            return
+        if np.shape(value) != (num_devices,):
+            raise ValueError(f"RoundDecision.{name} must have shape ({num_devices},), got {np.shape(value)}")
+        chosen = np.asarray(value)[self.selected]
+        if not np.all(np.isfinite(chosen)) or np.any(chosen <= 0):
+            raise ValueError(f"RoundDecision.{name} must be finite and > 0 for every selected device")
+        if maximum is not None and np.any(chosen > np.asarray(maximum)[self.selected] * (1 + 1e-9)):
+            raise ValueError(f"RoundDecision.{name} exceeds a device's maximum (devices.{name} limits)")
+
+    def _check_owner(self, num_devices: int, num_resource_blocks: int | None) -> None:
+        owner = self.resource_block_owner
+        assert owner is not None
+        if num_resource_blocks is None:
+            raise ValueError("RoundDecision.resource_block_owner needs network.access: ofdma")
+        if np.shape(owner) != (num_resource_blocks,):
+            raise ValueError(
+                f"RoundDecision.resource_block_owner must have shape ({num_resource_blocks},), "
+                f"got {np.shape(owner)}"
+            )
+        if np.any((owner < -1) | (owner >= num_devices)):
+            raise ValueError(f"RoundDecision.resource_block_owner must be in [-1, {num_devices - 1}]")
+        if np.any(~self.selected[owner[owner >= 0]]):
+            raise ValueError("RoundDecision.resource_block_owner gives a block to an unselected device")
 
 
 @dataclass(frozen=True)
@@ -78,7 +130,7 @@ STATUS_IDLE = "idle"  # had no job in this round
 STATUS_ARRIVED = "arrived"  # update reached the server in this round and is aggregated
 STATUS_DROPPED = "dropped"  # the server discarded it (reason: deadline, over-commit)
 STATUS_FAILED = "failed"  # the device could not finish (reason: unavailable, went-offline, battery-depleted,
-# no-free-bandwidth)
+# no-free-bandwidth, no-resource-block, packet-error)
 STATUS_IN_FLIGHT = "in-flight"  # async only: still working when the round (aggregation) ended
 
 
@@ -118,7 +170,14 @@ class RoundReport:
     staleness: NDArray[np.int64]
     battery_j: FloatArray
     stop_s: FloatArray  # when each job ended in this round (arrival, drop or failure); NaN otherwise
+    #: (N,) transmit power and CPU frequency each job ran with (the device maxima unless decided).
+    tx_power_w: FloatArray
+    cpu_freq_hz: FloatArray
+    #: (N,) upload attempts of each job (ARQ; 0 where no upload started, 1 without packet errors).
+    transmissions: IntArray
     protocol: str = "synchronous"
+    #: (N,) resource blocks of each job (OFDMA); None in FDMA mode.
+    resource_blocks: IntArray | None = None
 
     @property
     def round_latency_s(self) -> float:
@@ -147,6 +206,7 @@ class RoundReport:
             "num_arrived": int(self.arrived.sum()),
             "num_dropped": int((self.status == STATUS_DROPPED).sum()),
             "num_failed": int((self.status == STATUS_FAILED).sum()),
+            "num_packet_errors": int((self.reason == "packet-error").sum()),
             "downlink_time_s": float(np.nanmax(downlink)) if np.isfinite(downlink).any() else 0.0,
             "upload_bits": float(self.upload_bits[self.arrived].sum()),
             "mean_pruning_rate": float(self.pruning_rate[self.selected].mean()),
