@@ -135,15 +135,21 @@ def summarise(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def surrogate_gap_of_run(run_dir: Path) -> dict[str, float]:
     """:func:`surrogate_gap` for a finished run directory (its scenario, seed, actions and accuracy
     from the replay log of the newest checkpoint and ``metrics.jsonl``)."""
-    from fedsimenv.experiments.rundir import latest_checkpoint, read_jsonl, read_run_meta
+    import sys
+
+    from fedsimenv.experiments.checkpoints import CHECKPOINT_DIR, newest_valid_checkpoint
+    from fedsimenv.experiments.rundir import read_jsonl, read_run_meta
     from fedsimenv.scenario import load_scenario
 
-    checkpoint = latest_checkpoint(run_dir)
+    meta = read_run_meta(run_dir)
+    checkpoint = newest_valid_checkpoint(
+        run_dir / CHECKPOINT_DIR, meta["fingerprint"], lambda text: print(f"warning: {text}", file=sys.stderr)
+    )
     if checkpoint is None:
         raise ValueError(f"{run_dir}: no checkpoint with a replay log")
     rows = read_jsonl(run_dir / "metrics.jsonl")
     episode = {
-        "seed": int(read_run_meta(run_dir)["seed"]),
+        "seed": int(meta["seed"]),
         "actions": [r["action"] for r in checkpoint["records"]],
         "accuracy": [float(r["accuracy"]) for r in rows][: len(checkpoint["records"])],
     }
