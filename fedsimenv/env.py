@@ -230,6 +230,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         #: The plan and learning result of the last round (what a replay log records).
         self.last_plan: RoundPlan | None = None
         self.last_learning: LearningResult | None = None
+        self.last_covering: tuple[float, float] = (0.0, 0.0)
         #: Async protocol: the jobs started and not yet arrived, by device.
         self._in_flight: dict[int, DeviceJob] = {}
         self._view_cache: tuple[int, SystemView] | None = None
@@ -322,11 +323,12 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
                 # Server-side computation (e.g. FedDUAP's server update) ends the round later: the
                 # simulated clock runs on through it (no device works meanwhile).
                 simulator.env.run(until=simulator.now_s + learning.server_time_s)
-        covering = covering_index(
+        covering = learning.covering or covering_index(
             [job.masks for job in jobs],
             jobs[0].cost.total_params if jobs else 0,
             None if is_async else [job.masks for job in plan.jobs.values()],
         )
+        self.last_covering = (float(covering[0]), float(covering[1]))  # one JSON form, replayed or not
         self.last_plan = plan
         self.last_learning = learning
 
@@ -360,7 +362,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         truncated = ended["time_budget"] or ended["energy_budget"] or ended["max_rounds"]
         end_reason = next((name for name in END_REASONS if ended[name]), "")
         info = self._info(report, learning, terms)
-        info["min_covering"], info["mean_covering"] = covering
+        info["min_covering"], info["mean_covering"] = self.last_covering
         info["episode_end"] = end_reason
         return self._observation(), float(reward), terminated, truncated, info
 

@@ -50,6 +50,8 @@ class RoundRecord:
     num_trained: int
     #: (device, bits) of the jobs that downloaded a model of their own (not the full broadcast).
     download_bits: list[tuple[int, float]] = field(default_factory=list)
+    #: ``[min, mean]`` covering index of the round (the masks it came from are not recorded).
+    covering: list[float] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RoundRecord:
@@ -72,6 +74,8 @@ class RoundRecord:
                 accuracy=_real(data["accuracy"]),
                 loss=_real(data["loss"]),
                 num_trained=_integer(data["num_trained"]),
+                download_bits=[(_integer(k), _real(b)) for k, b in data["download_bits"]],
+                covering=[_real(c) for c in data["covering"]],
             )
         except (TypeError, ValueError, KeyError):
             raise ResumeError("malformed checkpoint: a round record has missing or mistyped fields") from None
@@ -128,6 +132,7 @@ def record_round(env: WirelessFLEnv, action: NDArray[Any]) -> RoundRecord:
         download_bits=[
             (int(k), float(c.download_bits)) for k, c in plan.costs.items() if c.download_bits is not None
         ],
+        covering=[float(c) for c in env.last_covering],
     )
 
 
@@ -183,7 +188,10 @@ class ReplayTrainer(Trainer):
                 f"the interrupted run recorded {record.arrived}"
             )
         self.index += 1
-        return LearningResult(accuracy=record.accuracy, loss=record.loss, num_trained=record.num_trained)
+        covering = (record.covering[0], record.covering[1]) if len(record.covering) == 2 else None
+        return LearningResult(
+            accuracy=record.accuracy, loss=record.loss, num_trained=record.num_trained, covering=covering
+        )
 
 
 def trainer_state(trainer: Trainer) -> dict[str, Any] | None:

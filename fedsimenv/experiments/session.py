@@ -268,10 +268,12 @@ class EpisodeSession:
         assert self.out_dir is not None
         recorded = self.pending_rows
         for index, (old, new) in enumerate(zip(recorded, self.rows, strict=False)):
-            if old != comparable(new):
+            replayed = comparable(new)
+            if old != replayed:
+                keys = sorted(k for k in set(old) | set(replayed) if old.get(k) != replayed.get(k))
                 raise ReplayDivergedError(
                     f"replay diverged: round {index + 1} of metrics.jsonl differs from the replayed round "
-                    "(nothing was changed)"
+                    f"in {', '.join(keys)} (nothing was changed)"
                 )
         if len(recorded) < len(self.rows):
             _warn(

@@ -61,6 +61,9 @@ class LearningResult:
     #: Algorithm-specific per-round metrics (e.g. Sub-FedAvg's personalised accuracy), logged as
     #: extra ``metrics.jsonl`` columns.
     extra: Mapping[str, float] = field(default_factory=dict)
+    #: ``(min, mean)`` covering index of the round when the trainer knows it without the masks (a
+    #: replayed round); None: the env computes it from the plan's masks.
+    covering: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
