@@ -30,8 +30,15 @@ from fedsimenv.env import WirelessFLEnv
 from fedsimenv.scenario import builtin_scenarios, load_scenario
 from fedsimenv.view import CostCurve, SystemView
 
-#: Built-in scenarios whose channel is static within a round (the guarantee's domain).
-STATIC = [name for name in builtin_scenarios() if name != "vehicular"]
+#: Built-in scenarios whose channel is static within a round, in FDMA with the default action (the
+#: guarantee's domain; ``wireless-controls`` plans OFDMA resource blocks, power and CPU frequency).
+STATIC = [
+    name
+    for name in builtin_scenarios()
+    if name != "vehicular"
+    and load_scenario(name).network.access == "fdma"
+    and list(load_scenario(name).action.controls) == ["select", "rho", "bandwidth"]
+]
 
 
 def _context(env: WirelessFLEnv) -> AgentContext:
