@@ -191,15 +191,20 @@ def _parent(data: Any, path: tuple[Any, ...]) -> Any:
     return data
 
 
+def duplicate_key_line(rng: random.Random, text: str) -> str:
+    """``text`` with one keyed line written twice (a duplicate YAML key)."""
+    lines = text.splitlines()
+    keyed = [i for i, line in enumerate(lines) if ":" in line and not line.lstrip().startswith("#")]
+    i = rng.choice(keyed)
+    return "\n".join([*lines[: i + 1], lines[i], *lines[i + 1 :]]) + "\n"
+
+
 def mutant(rng: random.Random, text: str) -> str:
     """One seeded mutation of a scenario: a leaf replaced by a hostile value, a key deleted, a line
     duplicated (a duplicate key), or a bogus key added."""
     kind = rng.choice(["replace"] * 5 + ["delete", "duplicate", "extra"])
     if kind == "duplicate":
-        lines = text.splitlines()
-        keyed = [i for i, line in enumerate(lines) if ":" in line and not line.lstrip().startswith("#")]
-        i = rng.choice(keyed)
-        return "\n".join([*lines[: i + 1], lines[i], *lines[i + 1 :]]) + "\n"
+        return duplicate_key_line(rng, text)
     data = strict_yaml_load(text)
     paths = [p for p in _paths(data) if p]
     path = rng.choice(paths)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from fuzz import duplicate_key_line
 
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.scenario import ScenarioError, load_scenario, strict_yaml_load
@@ -142,10 +143,7 @@ def _delete(data: Any, path: tuple[Any, ...]) -> None:
 def _mutant(rng: random.Random, text: str) -> str:
     kind = rng.choice(["replace", "replace", "replace", "delete", "duplicate"])
     if kind == "duplicate":
-        lines = text.splitlines()
-        keyed = [i for i, line in enumerate(lines) if ":" in line and not line.lstrip().startswith("#")]
-        i = rng.choice(keyed)
-        return "\n".join([*lines[: i + 1], lines[i], *lines[i + 1 :]]) + "\n"
+        return duplicate_key_line(rng, text)
     data = strict_yaml_load(text)
     paths = [p for p in _leaves(data) if p]
     path = rng.choice(paths)
