@@ -34,7 +34,7 @@ from fedsimenv.learning.pruning.base import (
     count_parameters,
     prunable_weights,
 )
-from fedsimenv.learning.pruning.unstructured import _global_masks
+from fedsimenv.learning.pruning.unstructured import global_masks
 
 
 def grasp_scores(model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
@@ -64,10 +64,8 @@ class GraSPPruning(PruningMethod):
             raise ValueError("GraSP needs a calibration batch (inputs, labels)")
         scores = grasp_scores(model, batch)
         weights = prunable_weights(model)
-        # _global_masks removes the lowest scores: negate so the highest S go first.
-        return _global_masks(
-            weights, {k: -v for k, v in scores.items()}, round(rho * count_parameters(model))
-        )
+        # global_masks removes the lowest scores: negate so the highest S go first.
+        return global_masks(weights, {k: -v for k, v in scores.items()}, round(rho * count_parameters(model)))
 
 
 class _SynFlowProbe:
@@ -133,5 +131,5 @@ class SynFlowPruning(PruningMethod):
             scores = probe.scores(tuple(batch[0].shape[1:]), masks)
             # Pruned weights score -1: they stay pruned (masks are nested).
             scores = {k: torch.where(masks[k], s, torch.full_like(s, -1.0)) for k, s in scores.items()}
-            masks = _global_masks(weights, scores, prunable - kept_target)
+            masks = global_masks(weights, scores, prunable - kept_target)
         return masks

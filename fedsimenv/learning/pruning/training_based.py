@@ -39,7 +39,7 @@ from fedsimenv.learning.pruning.base import (
     count_parameters,
     prunable_weights,
 )
-from fedsimenv.learning.pruning.unstructured import _global_masks
+from fedsimenv.learning.pruning.unstructured import global_masks
 
 State = dict[str, torch.Tensor]
 
@@ -88,7 +88,7 @@ def lottery_ticket(
         scores = {
             k: torch.where(masks[k], w.detach().abs(), torch.full_like(w, -1.0)) for k, w in weights.items()
         }
-        masks = _global_masks(weights, scores, prunable - kept_target)
+        masks = global_masks(weights, scores, prunable - kept_target)
         probe.load_state_dict(rewind)
         with torch.no_grad():
             for name, mask in masks.items():

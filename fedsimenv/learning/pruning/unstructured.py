@@ -47,7 +47,7 @@ def _layerwise_masks(model: nn.Module, rho: float, order: Callable[[torch.Tensor
     return result
 
 
-def _global_masks(weights: dict[str, torch.Tensor], scores: dict[str, torch.Tensor], remove: int) -> Masks:
+def global_masks(weights: dict[str, torch.Tensor], scores: dict[str, torch.Tensor], remove: int) -> Masks:
     """Remove the ``remove`` lowest-scoring weights over all layers (ties broken by position)."""
     flat = torch.cat([scores[name].flatten() for name in weights])
     keep = torch.ones_like(flat, dtype=torch.bool)
@@ -85,7 +85,7 @@ class GlobalMagnitudePruning(PruningMethod):
         check_rate(rho)
         weights = prunable_weights(model)
         scores = {name: w.detach().abs() for name, w in weights.items()}
-        return _global_masks(weights, scores, round(rho * count_parameters(model)))
+        return global_masks(weights, scores, round(rho * count_parameters(model)))
 
 
 @PRUNING_METHODS.register("random")
@@ -120,7 +120,7 @@ class SNIPPruning(PruningMethod):
         loss = F.cross_entropy(probe(batch[0]), batch[1])
         grads = torch.autograd.grad(loss, list(weights.values()))
         scores = {name: (g * w).detach().abs() for (name, w), g in zip(weights.items(), grads, strict=True)}
-        return _global_masks(weights, scores, round(rho * count_parameters(model)))
+        return global_masks(weights, scores, round(rho * count_parameters(model)))
 
 
 def _copy_for_gradients(model: nn.Module) -> nn.Module:
