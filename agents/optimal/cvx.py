@@ -12,10 +12,12 @@ DPP (every parameter multiplies a parameter-free expression):
 
     minimise    w . rho
     subject to  y <= q(x),  z >= inv_pos(kappa * y + 1),  rho >= (1 - theta) + theta * z,
-                0 <= rho <= rho_max,  0 <= x <= x_ub,  sum x <= 1,  y >= 0.
+                0 <= rho <= rho_max,  0 <= x <= 1,  active . x <= 1,  y >= 0.
 
 One problem of capacity N is compiled once; smaller sets are padded with inactive slots
-(``x_ub = 0, w = 0, theta = 0``) so every later solve is a DPP re-solve. Deep-faded devices are never
+(``active = 0, w = 0, theta = 0``: outside the budget, interior, never binding) so every later solve
+is a DPP re-solve; a set CLARABEL cannot finish padded is retried on a problem compiled for its exact
+size before the closed-form fallback. Deep-faded devices are never
 handed to CLARABEL (their SNR spread makes it stop with InsufficientProgress, docs/DESIGN.md): a device is
 deselected up front if its full-band SNR is below ``snr_floor`` or if even the whole band cannot carry
 its upload by the deadline at rho_max (checked on the rate formula directly). The minimum bandwidths
@@ -93,23 +95,24 @@ class CvxJointSolver:
         self.theta = cp.Parameter(n, nonneg=True)
         self.offset = cp.Parameter(n)
         self.weight = cp.Parameter(n, nonneg=True)
-        self.x_ub = cp.Parameter(n, nonneg=True)
+        self.active = cp.Parameter(n, nonneg=True)
         self.rho_max = cp.Parameter(nonneg=True)
         self.x = cp.Variable(n, nonneg=True)
         y = cp.Variable(n, nonneg=True)
         z = cp.Variable(n)
         self.rho = cp.Variable(n, nonneg=True)
-        self.budget = cp.sum(self.x) <= 1
+        self.budget = self.active @ self.x <= 1
         constraints = [
             y <= -cp.rel_entr(self.x, self.x + self.snr) / LN2,
             z >= cp.inv_pos(cp.multiply(self.kappa, y) + 1),
             self.rho >= self.offset + cp.multiply(self.theta, z),
             self.rho <= self.rho_max,
-            self.x <= self.x_ub,
+            self.x <= 1,
             self.budget,
         ]
         self.problem = cp.Problem(cp.Minimize(self.weight @ self.rho), constraints)
         self.solves = 0
+        self._exact_size: dict[int, CvxJointSolver] = {}
 
     def allocate_fixed(self, problem: JointProblem) -> Allocation | None:
         """Every device of ``problem`` takes part: the optimal (rho, b) by cvxpy, or ``None`` if the
@@ -121,6 +124,35 @@ class CvxJointSolver:
         if not np.all(np.isfinite(b_min)) or b_min.sum() > problem.bandwidth_hz * (1 + 1e-12):
             return None
         big_b = problem.bandwidth_hz
+        solver, reason = self, self._solve(problem)
+        if reason and m < self.capacity:
+            # Padding changes CLARABEL's iterates: a set it cannot finish padded often solves at its
+            # own size (and vice versa), so retry on a solver compiled for exactly m devices.
+            solver = self._exact_size.setdefault(m, CvxJointSolver(m, self.snr_floor, self.solver))
+            retry = solver._solve(problem)
+            reason = "" if not retry else f"{reason}; at exact size: {retry}"
+        if reason:
+            fallback = allocate_fixed(problem)
+            if fallback is None:
+                return None
+            return Allocation(**{**fallback.__dict__, "fallback_reason": reason + "; used the closed form"})
+        x_value, dual = solver.x.value, solver.budget.dual_value
+        assert x_value is not None
+        bandwidth = np.clip(np.asarray(x_value[:m]), 0.0, None) * big_b
+        bandwidth, rho = _repair(problem, bandwidth, b_min)
+        return Allocation(
+            selected=np.ones(m, dtype=bool),
+            pruning_rate=rho,
+            bandwidth_hz=bandwidth,
+            objective=float(problem.weight @ rho),
+            multiplier_per_hz=float(dual) / big_b if dual is not None else np.nan,
+            solver="cvxpy",
+        )
+
+    def _solve(self, problem: JointProblem) -> str:
+        """Set the parameters for ``problem`` (padded to capacity) and solve down the tolerance
+        ladder; returns ``""`` on success, else why it failed."""
+        m, big_b = problem.num_devices, problem.bandwidth_hz
         pad = self.capacity - m
 
         def padded(values: FloatArray, fill: float) -> FloatArray:
@@ -135,9 +167,11 @@ class CvxJointSolver:
         self.theta.value = padded(ratio + problem.fixed_bits / problem.upload_bits, 0.0)
         self.offset.value = padded(1.0 - ratio, 0.0)
         self.weight.value = padded(problem.weight, 0.0)
-        self.x_ub.value = padded(np.ones(m), 0.0)
+        # Inactive slots stay interior (x free in [0, 1], outside the budget): pinning them at
+        # x = 0 puts them on the exponential cone's boundary, where CLARABEL stalls.
+        self.active.value = padded(np.ones(m), 0.0)
         self.rho_max.value = problem.rho_max
-        ok, reason = False, ""
+        reason = ""
         ladder = CLARABEL_TOLERANCE_LADDER if self.solver == "CLARABEL" else (None,)
         for tol in ladder:
             options = {} if tol is None else {"tol_gap_abs": tol, "tol_gap_rel": tol, "tol_feas": tol}
@@ -147,29 +181,12 @@ class CvxJointSolver:
                     self.problem.solve(solver=self.solver, **options)
                 self.solves += 1
                 status = self.problem.status
-                ok = status == cp.OPTIMAL and self.x.value is not None and self.rho.value is not None
-                reason = "" if ok else f"cvxpy {self.solver} status {status}"
+                if status == cp.OPTIMAL and self.x.value is not None and self.rho.value is not None:
+                    return ""
+                reason = f"cvxpy {self.solver} status {status}"
             except cp.SolverError as err:
-                ok, reason = False, f"cvxpy {self.solver} SolverError: {err}"
-            if ok:
-                break
-        if not ok:
-            fallback = allocate_fixed(problem)
-            if fallback is None:
-                return None
-            return Allocation(**{**fallback.__dict__, "fallback_reason": reason + "; used the closed form"})
-        assert self.x.value is not None and self.rho.value is not None
-        bandwidth = np.clip(np.asarray(self.x.value[:m]), 0.0, None) * big_b
-        bandwidth, rho = _repair(problem, bandwidth, b_min)
-        dual = self.budget.dual_value
-        return Allocation(
-            selected=np.ones(m, dtype=bool),
-            pruning_rate=rho,
-            bandwidth_hz=bandwidth,
-            objective=float(problem.weight @ rho),
-            multiplier_per_hz=float(dual) / big_b if dual is not None else np.nan,
-            solver="cvxpy",
-        )
+                reason = f"cvxpy {self.solver} SolverError: {err}"
+        return reason
 
     def solve(
         self,
