@@ -21,6 +21,9 @@ upload whose every try hit a packet error ends as ``failed`` / ``packet-error``,
 
 Protocols (``ProtocolConfig``): synchronous, deadline, over-commit and buffered asynchronous, each a
 class registered in :data:`fedsimenv.sim.protocols.PROTOCOLS` whose hooks the simulator calls.
+Where no hook, failure or earlier event can act (a synchronous round without mid-job failures), the
+round ends in closed form without the event loop, with the same result bit for bit
+(:mod:`fedsimenv.sim.closedform`; ``closed_form_rounds = False`` forces the event loop).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from fedsimenv.config import NetworkConfig, ProtocolConfig
 from fedsimenv.sim.accounting import PHASES, JobState, report_round
 from fedsimenv.sim.availability import MarkovAvailability
 from fedsimenv.sim.blocks import ChannelBlocks, EvolvingChannel
+from fedsimenv.sim.closedform import finish_round, protocol_allows, queue_is_inert
 from fedsimenv.sim.protocols import RoundProtocol, build_protocol
 from fedsimenv.sim.timing import compute_power_w, depletion_time, transfer_finish_times
 from fedsimenv.sim.types import (
@@ -149,6 +153,9 @@ class RoundSimulator:
         self._processes: dict[int, simpy.Process] = {}
         self._arrivals: list[int] = []
         self._round_done: simpy.Event = self.env.event()
+        #: Finish eligible rounds in closed form (:mod:`fedsimenv.sim.closedform`); False = always SimPy.
+        self.closed_form_rounds = True
+        self.closed_form_count = 0  # rounds finished in closed form (tests, profiling)
 
     @property
     def now_s(self) -> float:
@@ -240,13 +247,14 @@ class RoundSimulator:
             owner = np.where((owner >= 0) & starting[np.maximum(owner, 0)], owner, -1)
             self._owner = owner
         starting, bandwidth = self.rules.admit(self, starting, bandwidth, start)
-        self._start_jobs(starting, bandwidth, decision, workload, start)
-
-        if self._num_active == 0:
-            self._round_done.succeed()
+        if self._start_jobs(starting, bandwidth, decision, workload, start):
+            self.closed_form_count += 1
         else:
-            self.rules.on_round_start(self)
-        self.env.run(until=self._round_done)
+            if self._num_active == 0:
+                self._round_done.succeed()
+            else:
+                self.rules.on_round_start(self)
+            self.env.run(until=self._round_done)
         end = self.now_s
         if self.rules.jobs_span_rounds:
             self.jobs.status[self._active] = STATUS_IN_FLIGHT
@@ -272,10 +280,11 @@ class RoundSimulator:
         decision: RoundDecision,
         workload: DeviceWorkload,
         start: float,
-    ) -> None:
-        """Plan every phase of the new jobs in closed form and start their SimPy processes."""
+    ) -> bool:
+        """Plan every phase of the new jobs in closed form and start their SimPy processes (or, where
+        nothing can interfere, end the round in closed form: returns True then)."""
         if not starting.any():
-            return
+            return False
         fleet, tc = self.fleet, self.blocks.length_s
         noise = self.noise_psd_w_per_hz
         idx = np.flatnonzero(starting)
@@ -347,6 +356,17 @@ class RoundSimulator:
                 (comp_finish, up_finish, power),
             ],
         )
+        fail_at = np.where(offline_at <= battery_at, offline_at, battery_at)  # as chosen below
+        watched = fail_at[idx] < up_finish[idx]
+        if (
+            self.closed_form_rounds
+            and protocol_allows(self.rules)
+            and not watched.any()
+            and self._num_active == len(idx)
+            and queue_is_inert(self.env)
+            and finish_round(self, idx, start, dl_finish, comp_finish, up_finish)
+        ):
+            return True
         for k in idx:
             process = self.env.process(self._job(int(k), self.env.timeout(dl_finish[k] - start)))
             self._processes[int(k)] = process
@@ -357,6 +377,7 @@ class RoundSimulator:
             )
             if fail_at < up_finish[k]:
                 self.env.process(self._watchdog(int(k), int(self._job_id[k]), float(fail_at), reason))
+        return False
 
     def _job(self, k: int, download: simpy.Event) -> Generator[simpy.Event, Any, None]:
         """One device's job: receive its download, train, upload; stops early if interrupted."""

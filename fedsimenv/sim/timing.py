@@ -47,6 +47,14 @@ def transfer_finish_times(
     if not pending.any():
         return finish
     remaining = np.where(pending, bits, 0.0).astype(np.float64)
+    if not np.isfinite(coherence_time_s):
+        # One block (no coherence time): what the loop below computes in its first iteration, where
+        # every pending transfer is active and ends at ``start + bits / rate`` (inf if the rate is 0).
+        idx = np.flatnonzero(pending)
+        rate = np.asarray(rate_in_block(0), dtype=np.float64)[idx]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            finish[idx] = np.where(rate > 0, start_s[idx] + remaining[idx] / rate, np.inf)
+        return finish
     now = np.where(pending, start_s, np.inf)
     block = int(np.floor(np.min(now[pending]) / coherence_time_s))
     for _ in range(MAX_BLOCKS_PER_TRANSFER):
@@ -71,6 +79,15 @@ def transfer_finish_times(
     return finish
 
 
+def nan_to_zero(values: FloatArray) -> FloatArray:
+    """``np.nan_to_num(values)`` of a float array (NaN -> 0, +-inf -> the largest finite floats),
+    without its per-call overhead in the usual case of no infinities (the hot path of every round)."""
+    out = np.where(np.isnan(values), 0.0, values)
+    if not np.isfinite(out).all():
+        return np.asarray(np.nan_to_num(out), dtype=np.float64)
+    return out
+
+
 def compute_power_w(kappa: float, cpu_freq_hz: FloatArray) -> FloatArray:
     """Dynamic CPU power ``kappa f^3`` in W: energy ``kappa cycles f^2`` spread over ``cycles / f`` s."""
     return kappa * np.asarray(cpu_freq_hz, dtype=np.float64) ** 3
@@ -92,7 +109,7 @@ def depletion_time(
     left = np.asarray(battery_j, dtype=np.float64).copy()
     result = np.full(left.shape, np.inf)
     for start, end, power in segments:
-        duration = np.nan_to_num(np.asarray(end) - np.asarray(start), nan=0.0)
+        duration = nan_to_zero(np.asarray(end) - np.asarray(start))
         energy = power * duration
         runs_out = np.isinf(result) & (energy > left) & (power > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
