@@ -67,11 +67,6 @@ def job_end_times(
     return t1, t2, t3
 
 
-def arrival_order(idx: IntArray, t1: FloatArray, t2: FloatArray, t3: FloatArray) -> IntArray:
-    """The devices ``idx`` in the order their jobs end in SimPy: by (t3, t2, t1, device)."""
-    return idx[np.lexsort((idx, t1, t2, t3))]
-
-
 def finish_round(
     sim: RoundSimulator,
     idx: IntArray,
@@ -95,7 +90,7 @@ def finish_round(
     jobs.status[ended[delivered]], jobs.reason[ended[delivered]] = STATUS_ARRIVED, ""
     jobs.status[ended[~delivered]], jobs.reason[ended[~delivered]] = STATUS_FAILED, "packet-error"
     jobs.stop_s[ended] = t3[order]
-    sim._arrivals.extend(int(k) for k in ended[delivered])
+    sim._arrivals.extend(ended[delivered].tolist())
     sim._active[idx] = False
     sim._num_active -= len(idx)
     end_s = float(t3[order[-1]])
@@ -105,8 +100,8 @@ def finish_round(
         heapq.heappop(queue)
     env._now = end_s
     done = sim.round_done  # triggered and processed, as after ``env.run(until=done)``
-    done._ok, done._value, done.callbacks = True, None, None
+    done._ok, done._value, done.callbacks = True, None, None  # type: ignore[assignment]
     return True
 
 
-__all__ = ["arrival_order", "finish_round", "job_end_times", "protocol_allows", "queue_is_inert"]
+__all__ = ["finish_round", "job_end_times", "protocol_allows", "queue_is_inert"]

@@ -204,20 +204,27 @@ class RoundSimulator:
 
     # -- a round ------------------------------------------------------------------------------
 
-    def run_round(self, decision: RoundDecision, workload: DeviceWorkload) -> RoundReport:
-        """Simulate one round (one aggregation) and advance the clock to its end."""
-        with _cyclic_gc_paused():
-            return self._run_round(decision, workload)
+    def run_round(
+        self, decision: RoundDecision, workload: DeviceWorkload, *, validated: bool = False
+    ) -> RoundReport:
+        """Simulate one round (one aggregation) and advance the clock to its end.
 
-    def _run_round(self, decision: RoundDecision, workload: DeviceWorkload) -> RoundReport:
+        ``validated=True`` skips :meth:`RoundDecision.validate` for a decision known to be feasible
+        (the env's decoded actions are, by construction).
+        """
+        with _cyclic_gc_paused():
+            return self._run_round(decision, workload, validated)
+
+    def _run_round(self, decision: RoundDecision, workload: DeviceWorkload, validated: bool) -> RoundReport:
         n = self.fleet.num_devices
-        decision.validate(
-            n,
-            self.network.bandwidth_hz,
-            self.fleet.tx_power_w,
-            self.fleet.cpu_freq_hz,
-            self.uplink.num_blocks if decision.resource_block_owner is not None else None,
-        )
+        if not validated:
+            decision.validate(
+                n,
+                self.network.bandwidth_hz,
+                self.fleet.tx_power_w,
+                self.fleet.cpu_freq_hz,
+                self.uplink.num_blocks if decision.resource_block_owner is not None else None,
+            )
         start = self.now_s
         self.blocks.start_round(start)
         on = self.availability.advance_to(start) if self.availability is not None else np.ones(n, bool)
@@ -293,15 +300,20 @@ class RoundSimulator:
         power = np.where(starting, power, fleet.tx_power_w).astype(np.float64)
         freq = np.where(starting, freq, fleet.cpu_freq_hz).astype(np.float64)
 
+        downlink_cache: dict[int, float] = {}  # a pure function of the block: computed once each
+
         def downlink_rate(block: int) -> FloatArray:
-            g_min = self.blocks.gain(block)[idx].min()
-            rate = shannon_rate_bps(self.network.downlink_bandwidth_hz, self.bs_tx_power_w, g_min, noise)
-            return np.full(len(idx), float(rate))
+            if block not in downlink_cache:
+                g_min = self.blocks.gain(block)[idx].min()
+                rate = shannon_rate_bps(self.network.downlink_bandwidth_hz, self.bs_tx_power_w, g_min, noise)
+                downlink_cache[block] = float(rate)
+            return np.full(len(idx), downlink_cache[block])
 
         # One downlink at the weakest starting device's rate; a device whose model is its own (a
         # sub-model, a compressed model) is done once its own bits are through (the BS sends the
         # nested content first), so each device's download ends at its own time.
-        dl_bits = np.broadcast_to(np.asarray(workload.download_bits, dtype=np.float64), starting.shape)
+        dl_bits = np.asarray(workload.download_bits, dtype=np.float64)
+        dl_bits = np.full(starting.shape, dl_bits) if dl_bits.ndim == 0 else dl_bits
         dl_finish_k = transfer_finish_times(np.full(len(idx), start), dl_bits[idx], downlink_rate, tc)
         dl_finish = np.full(fleet.num_devices, start, dtype=np.float64)
         dl_finish[idx] = dl_finish_k
