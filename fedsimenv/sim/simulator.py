@@ -353,21 +353,24 @@ class RoundSimulator:
         jobs.status[idx] = STATUS_IN_FLIGHT
         jobs.reason[idx] = ""
 
-        # When would each device fail on its own: going off, or its battery running out?
-        offline_at = (
-            self.availability.next_off_time_s()
-            if self.availability is not None
-            else np.full(fleet.num_devices, np.inf)
-        )
-        idle_w = np.full(fleet.num_devices, fleet.idle_power_w)
-        battery_at = depletion_time(
-            self.battery_j,
-            [
-                (np.full(fleet.num_devices, start), dl_finish, idle_w),
-                (dl_finish, comp_finish, compute_power_w(fleet.kappa, freq)),
-                (comp_finish, up_finish, power),
-            ],
-        )
+        # When would each device fail on its own: going off, or its battery running out? (Never
+        # without availability and with unlimited batteries: then nothing is computed.)
+        never = np.full(fleet.num_devices, np.inf)
+        offline_at = self.availability.next_off_time_s() if self.availability is not None else never
+        battery_at = never
+        if not np.isinf(self.battery_j).all():
+            battery_at = depletion_time(
+                self.battery_j,
+                [
+                    (
+                        np.full(fleet.num_devices, start),
+                        dl_finish,
+                        np.full(fleet.num_devices, fleet.idle_power_w),
+                    ),
+                    (dl_finish, comp_finish, compute_power_w(fleet.kappa, freq)),
+                    (comp_finish, up_finish, power),
+                ],
+            )
         fail_at = np.where(offline_at <= battery_at, offline_at, battery_at)  # as chosen below
         watched = fail_at[idx] < up_finish[idx]
         if (

@@ -39,6 +39,8 @@ def transfer_finish_times(
         (N,) finish times in seconds (NaN where there was no transfer, inf where the rate stayed 0).
     """
     start_s = np.asarray(start_s, dtype=np.float64)
+    if not np.isfinite(coherence_time_s):
+        return _one_block_finish_times(start_s, np.asarray(bits, dtype=np.float64), rate_in_block)
     finish = np.full(start_s.shape, np.nan)
     pending = np.isfinite(start_s)
     zero = pending & (np.asarray(bits) <= 0)
@@ -47,14 +49,6 @@ def transfer_finish_times(
     if not pending.any():
         return finish
     remaining = np.where(pending, bits, 0.0).astype(np.float64)
-    if not np.isfinite(coherence_time_s):
-        # One block (no coherence time): what the loop below computes in its first iteration, where
-        # every pending transfer is active and ends at ``start + bits / rate`` (inf if the rate is 0).
-        idx = np.flatnonzero(pending)
-        rate = np.asarray(rate_in_block(0), dtype=np.float64)[idx]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            finish[idx] = np.where(rate > 0, start_s[idx] + remaining[idx] / rate, np.inf)
-        return finish
     now = np.where(pending, start_s, np.inf)
     block = int(np.floor(np.min(now[pending]) / coherence_time_s))
     for _ in range(MAX_BLOCKS_PER_TRANSFER):
@@ -76,6 +70,23 @@ def transfer_finish_times(
             return finish
         block += 1
     finish[pending] = np.inf
+    return finish
+
+
+def _one_block_finish_times(
+    start_s: FloatArray, bits: FloatArray, rate_in_block: Callable[[int], FloatArray]
+) -> FloatArray:
+    """:func:`transfer_finish_times` without a coherence time: what its loop computes in its first
+    block (which never ends), in a few array operations: ``start + bits / rate`` (inf if the rate is
+    0), the start for transfers of no bits, NaN where there is no transfer."""
+    pending = np.isfinite(start_s)
+    finish = np.where(pending, start_s, np.nan)
+    sending = pending & ~(bits <= 0)
+    if sending.any():
+        idx = np.flatnonzero(sending)
+        rate = np.asarray(rate_in_block(0), dtype=np.float64)[idx]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            finish[idx] = np.where(rate > 0, start_s[idx] + bits[idx] / rate, np.inf)
     return finish
 
 
