@@ -77,6 +77,13 @@ def shannon_rate_bps(
     """
     b = check_nonnegative("bandwidth_hz", bandwidth_hz)
     safe_b = np.where(b > 0, b, 1.0)
+    if noise_figure_db == 0 and type(interference_w) in (float, int) and interference_w == 0:
+        # The common call (the simulator's, every round): the same operations as the general branch
+        # (``N0 b x 1 + 0`` is ``N0 b`` exactly), with each input checked once.
+        received = _received_w(tx_power_w, gain_linear)
+        noise = check_nonnegative("noise_psd_w_per_hz", noise_psd_w_per_hz) * safe_b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(b > 0, safe_b * np.log2(1.0 + received / noise), 0.0)
     sinr = sinr_linear(
         tx_power_w,
         gain_linear,

@@ -42,7 +42,8 @@ def sanitize_action(action: ArrayLike, num_devices: int, num_controls: int = 3) 
             f"action must have {num_controls} * num_devices = {size} entries "
             f"(action.controls has {num_controls}), got shape {np.shape(action)}"
         )
-    return np.clip(np.nan_to_num(flat, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+    # NaN -> 0, then clip (which also takes +-inf to +-1): the documented rule, in two ufunc calls.
+    return np.minimum(np.maximum(np.where(np.isnan(flat), 0.0, flat), -1.0), 1.0)
 
 
 def place_resource_blocks(

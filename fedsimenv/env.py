@@ -278,12 +278,13 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
             cpu_freq_max_hz=fleet.cpu_freq_hz,
             num_resource_blocks=self.simulator.uplink.num_blocks,
         )
-        return self.step_decision(decision)
+        return self.step_decision(decision, validated=True)
 
     def step_decision(
-        self, decision: RoundDecision
+        self, decision: RoundDecision, *, validated: bool = False
     ) -> tuple[Observation, SupportsFloat, bool, bool, dict[str, Any]]:
-        """One round from a decoded (and validated) :class:`RoundDecision`; ``step`` decodes first."""
+        """One round from a :class:`RoundDecision` (checked unless ``validated``: ``step`` decodes an
+        action into a feasible one, so it skips the check)."""
         cfg = self.config
         simulator = self.simulator
         is_async = simulator.rules.jobs_span_rounds
@@ -308,7 +309,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
             local_epochs=cfg.learning.local_epochs,
         )
         reference_s = self.system_view().reference_latency_s() if self.reward_fn.uses_reference else None
-        report = simulator.run_round(decision, workload)
+        report = simulator.run_round(decision, workload, validated=validated)
         arrived = [int(k) for k in np.flatnonzero(report.arrived)]
         if is_async:
             self._in_flight.update(plan.jobs)

@@ -29,6 +29,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -125,10 +126,15 @@ class CostTable:
     def cost(self, rho: float) -> ModelCost:
         return self.costs(np.array([rho]))[0]
 
+    @cached_property
+    def _arrays(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The grid and the (3, G) columns as arrays, built once (``costs`` runs every round)."""
+        columns = np.array([self.forward_flops_per_sample, self.upload_bits, self.kept_params])
+        return np.asarray(self.rho), columns
+
     def costs(self, rho: NDArray[np.float64]) -> list[ModelCost]:
         """Costs at each pruning rate (clipped to the measured range), in one pass per column."""
-        columns = np.array([self.forward_flops_per_sample, self.upload_bits, self.kept_params])
-        grid = np.asarray(self.rho)
+        grid, columns = self._arrays
         r = np.clip(rho, grid[0], grid[-1])
         flops, bits, kept = (np.interp(r, grid, column).tolist() for column in columns)
         return [

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fedsimenv.sim.timing import compute_power_w
+from fedsimenv.sim.timing import compute_power_w, nan_to_zero
 from fedsimenv.sim.types import (
     STATUS_FAILED,
     STATUS_IDLE,
@@ -80,7 +80,7 @@ def report_round(
 
     def overlap(a: FloatArray, b: FloatArray) -> FloatArray:
         lo, hi = np.maximum(a, start), np.minimum(np.minimum(b, stop), end)
-        return np.asarray(np.nan_to_num(np.maximum(hi - lo, 0.0)), dtype=np.float64)
+        return nan_to_zero(np.maximum(hi - lo, 0.0))
 
     compute_s = overlap(t["comp_start"], t["comp_finish"])
     upload_s = overlap(t["up_start"], t["up_finish"])

@@ -21,6 +21,9 @@ upload whose every try hit a packet error ends as ``failed`` / ``packet-error``,
 
 Protocols (``ProtocolConfig``): synchronous, deadline, over-commit and buffered asynchronous, each a
 class registered in :data:`fedsimenv.sim.protocols.PROTOCOLS` whose hooks the simulator calls.
+Where no hook, failure or earlier event can act (a synchronous round without mid-job failures), the
+round ends in closed form without the event loop, with the same result bit for bit
+(:mod:`fedsimenv.sim.closedform`; ``closed_form_rounds = False`` forces the event loop).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from fedsimenv.config import NetworkConfig, ProtocolConfig
 from fedsimenv.sim.accounting import PHASES, JobState, report_round
 from fedsimenv.sim.availability import MarkovAvailability
 from fedsimenv.sim.blocks import ChannelBlocks, EvolvingChannel
+from fedsimenv.sim.closedform import finish_round, protocol_allows, queue_is_inert
 from fedsimenv.sim.protocols import RoundProtocol, build_protocol
 from fedsimenv.sim.timing import compute_power_w, depletion_time, transfer_finish_times
 from fedsimenv.sim.types import (
@@ -149,6 +153,9 @@ class RoundSimulator:
         self._processes: dict[int, simpy.Process] = {}
         self._arrivals: list[int] = []
         self._round_done: simpy.Event = self.env.event()
+        #: Finish eligible rounds in closed form (:mod:`fedsimenv.sim.closedform`); False = always SimPy.
+        self.closed_form_rounds = True
+        self.closed_form_count = 0  # rounds finished in closed form (tests, profiling)
 
     @property
     def now_s(self) -> float:
@@ -197,20 +204,27 @@ class RoundSimulator:
 
     # -- a round ------------------------------------------------------------------------------
 
-    def run_round(self, decision: RoundDecision, workload: DeviceWorkload) -> RoundReport:
-        """Simulate one round (one aggregation) and advance the clock to its end."""
-        with _cyclic_gc_paused():
-            return self._run_round(decision, workload)
+    def run_round(
+        self, decision: RoundDecision, workload: DeviceWorkload, *, validated: bool = False
+    ) -> RoundReport:
+        """Simulate one round (one aggregation) and advance the clock to its end.
 
-    def _run_round(self, decision: RoundDecision, workload: DeviceWorkload) -> RoundReport:
+        ``validated=True`` skips :meth:`RoundDecision.validate` for a decision known to be feasible
+        (the env's decoded actions are, by construction).
+        """
+        with _cyclic_gc_paused():
+            return self._run_round(decision, workload, validated)
+
+    def _run_round(self, decision: RoundDecision, workload: DeviceWorkload, validated: bool) -> RoundReport:
         n = self.fleet.num_devices
-        decision.validate(
-            n,
-            self.network.bandwidth_hz,
-            self.fleet.tx_power_w,
-            self.fleet.cpu_freq_hz,
-            self.uplink.num_blocks if decision.resource_block_owner is not None else None,
-        )
+        if not validated:
+            decision.validate(
+                n,
+                self.network.bandwidth_hz,
+                self.fleet.tx_power_w,
+                self.fleet.cpu_freq_hz,
+                self.uplink.num_blocks if decision.resource_block_owner is not None else None,
+            )
         start = self.now_s
         self.blocks.start_round(start)
         on = self.availability.advance_to(start) if self.availability is not None else np.ones(n, bool)
@@ -240,13 +254,14 @@ class RoundSimulator:
             owner = np.where((owner >= 0) & starting[np.maximum(owner, 0)], owner, -1)
             self._owner = owner
         starting, bandwidth = self.rules.admit(self, starting, bandwidth, start)
-        self._start_jobs(starting, bandwidth, decision, workload, start)
-
-        if self._num_active == 0:
-            self._round_done.succeed()
+        if self._start_jobs(starting, bandwidth, decision, workload, start):
+            self.closed_form_count += 1
         else:
-            self.rules.on_round_start(self)
-        self.env.run(until=self._round_done)
+            if self._num_active == 0:
+                self._round_done.succeed()
+            else:
+                self.rules.on_round_start(self)
+            self.env.run(until=self._round_done)
         end = self.now_s
         if self.rules.jobs_span_rounds:
             self.jobs.status[self._active] = STATUS_IN_FLIGHT
@@ -272,10 +287,11 @@ class RoundSimulator:
         decision: RoundDecision,
         workload: DeviceWorkload,
         start: float,
-    ) -> None:
-        """Plan every phase of the new jobs in closed form and start their SimPy processes."""
+    ) -> bool:
+        """Plan every phase of the new jobs in closed form and start their SimPy processes (or, where
+        nothing can interfere, end the round in closed form: returns True then)."""
         if not starting.any():
-            return
+            return False
         fleet, tc = self.fleet, self.blocks.length_s
         noise = self.noise_psd_w_per_hz
         idx = np.flatnonzero(starting)
@@ -284,15 +300,20 @@ class RoundSimulator:
         power = np.where(starting, power, fleet.tx_power_w).astype(np.float64)
         freq = np.where(starting, freq, fleet.cpu_freq_hz).astype(np.float64)
 
+        downlink_cache: dict[int, float] = {}  # a pure function of the block: computed once each
+
         def downlink_rate(block: int) -> FloatArray:
-            g_min = self.blocks.gain(block)[idx].min()
-            rate = shannon_rate_bps(self.network.downlink_bandwidth_hz, self.bs_tx_power_w, g_min, noise)
-            return np.full(len(idx), float(rate))
+            if block not in downlink_cache:
+                g_min = self.blocks.gain(block)[idx].min()
+                rate = shannon_rate_bps(self.network.downlink_bandwidth_hz, self.bs_tx_power_w, g_min, noise)
+                downlink_cache[block] = float(rate)
+            return np.full(len(idx), downlink_cache[block])
 
         # One downlink at the weakest starting device's rate; a device whose model is its own (a
         # sub-model, a compressed model) is done once its own bits are through (the BS sends the
         # nested content first), so each device's download ends at its own time.
-        dl_bits = np.broadcast_to(np.asarray(workload.download_bits, dtype=np.float64), starting.shape)
+        dl_bits = np.asarray(workload.download_bits, dtype=np.float64)
+        dl_bits = np.full(starting.shape, dl_bits) if dl_bits.ndim == 0 else dl_bits
         dl_finish_k = transfer_finish_times(np.full(len(idx), start), dl_bits[idx], downlink_rate, tc)
         dl_finish = np.full(fleet.num_devices, start, dtype=np.float64)
         dl_finish[idx] = dl_finish_k
@@ -332,21 +353,35 @@ class RoundSimulator:
         jobs.status[idx] = STATUS_IN_FLIGHT
         jobs.reason[idx] = ""
 
-        # When would each device fail on its own: going off, or its battery running out?
-        offline_at = (
-            self.availability.next_off_time_s()
-            if self.availability is not None
-            else np.full(fleet.num_devices, np.inf)
-        )
-        idle_w = np.full(fleet.num_devices, fleet.idle_power_w)
-        battery_at = depletion_time(
-            self.battery_j,
-            [
-                (np.full(fleet.num_devices, start), dl_finish, idle_w),
-                (dl_finish, comp_finish, compute_power_w(fleet.kappa, freq)),
-                (comp_finish, up_finish, power),
-            ],
-        )
+        # When would each device fail on its own: going off, or its battery running out? (Never
+        # without availability and with unlimited batteries: then nothing is computed.)
+        never = np.full(fleet.num_devices, np.inf)
+        offline_at = self.availability.next_off_time_s() if self.availability is not None else never
+        battery_at = never
+        if not np.isinf(self.battery_j).all():
+            battery_at = depletion_time(
+                self.battery_j,
+                [
+                    (
+                        np.full(fleet.num_devices, start),
+                        dl_finish,
+                        np.full(fleet.num_devices, fleet.idle_power_w),
+                    ),
+                    (dl_finish, comp_finish, compute_power_w(fleet.kappa, freq)),
+                    (comp_finish, up_finish, power),
+                ],
+            )
+        fail_at = np.where(offline_at <= battery_at, offline_at, battery_at)  # as chosen below
+        watched = fail_at[idx] < up_finish[idx]
+        if (
+            self.closed_form_rounds
+            and protocol_allows(self.rules)
+            and not watched.any()
+            and self._num_active == len(idx)
+            and queue_is_inert(self.env)
+            and finish_round(self, idx, start, dl_finish, comp_finish, up_finish)
+        ):
+            return True
         for k in idx:
             process = self.env.process(self._job(int(k), self.env.timeout(dl_finish[k] - start)))
             self._processes[int(k)] = process
@@ -357,6 +392,7 @@ class RoundSimulator:
             )
             if fail_at < up_finish[k]:
                 self.env.process(self._watchdog(int(k), int(self._job_id[k]), float(fail_at), reason))
+        return False
 
     def _job(self, k: int, download: simpy.Event) -> Generator[simpy.Event, Any, None]:
         """One device's job: receive its download, train, upload; stops early if interrupted."""

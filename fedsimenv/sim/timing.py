@@ -39,6 +39,8 @@ def transfer_finish_times(
         (N,) finish times in seconds (NaN where there was no transfer, inf where the rate stayed 0).
     """
     start_s = np.asarray(start_s, dtype=np.float64)
+    if not np.isfinite(coherence_time_s):
+        return _one_block_finish_times(start_s, np.asarray(bits, dtype=np.float64), rate_in_block)
     finish = np.full(start_s.shape, np.nan)
     pending = np.isfinite(start_s)
     zero = pending & (np.asarray(bits) <= 0)
@@ -71,6 +73,32 @@ def transfer_finish_times(
     return finish
 
 
+def _one_block_finish_times(
+    start_s: FloatArray, bits: FloatArray, rate_in_block: Callable[[int], FloatArray]
+) -> FloatArray:
+    """:func:`transfer_finish_times` without a coherence time: what its loop computes in its first
+    block (which never ends), in a few array operations: ``start + bits / rate`` (inf if the rate is
+    0), the start for transfers of no bits, NaN where there is no transfer."""
+    pending = np.isfinite(start_s)
+    finish = np.where(pending, start_s, np.nan)
+    sending = pending & ~(bits <= 0)
+    if sending.any():
+        idx = np.flatnonzero(sending)
+        rate = np.asarray(rate_in_block(0), dtype=np.float64)[idx]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            finish[idx] = np.where(rate > 0, start_s[idx] + bits[idx] / rate, np.inf)
+    return finish
+
+
+def nan_to_zero(values: FloatArray) -> FloatArray:
+    """``np.nan_to_num(values)`` of a float array (NaN -> 0, +-inf -> the largest finite floats),
+    without its per-call overhead in the usual case of no infinities (the hot path of every round)."""
+    out = np.where(np.isnan(values), 0.0, values)
+    if not np.isfinite(out).all():
+        return np.asarray(np.nan_to_num(out), dtype=np.float64)
+    return out
+
+
 def compute_power_w(kappa: float, cpu_freq_hz: FloatArray) -> FloatArray:
     """Dynamic CPU power ``kappa f^3`` in W: energy ``kappa cycles f^2`` spread over ``cycles / f`` s."""
     return kappa * np.asarray(cpu_freq_hz, dtype=np.float64) ** 3
@@ -92,7 +120,7 @@ def depletion_time(
     left = np.asarray(battery_j, dtype=np.float64).copy()
     result = np.full(left.shape, np.inf)
     for start, end, power in segments:
-        duration = np.nan_to_num(np.asarray(end) - np.asarray(start), nan=0.0)
+        duration = nan_to_zero(np.asarray(end) - np.asarray(start))
         energy = power * duration
         runs_out = np.isinf(result) & (energy > left) & (power > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
