@@ -13,7 +13,7 @@ A job, per selected device k (the model of docs/DESIGN.md):
 The decision may set each device's p_k and f_k (at most its maxima, used otherwise). Energy and the
 report: :mod:`fedsimenv.sim.accounting`; channel blocks (coherence time Tc, transfers advance
 piecewise over them): :mod:`fedsimenv.sim.blocks`.
-Every phase end is computed in closed form (:mod:`fedsimenv.sim.timing`) and scheduled as a SimPy
+Every phase end is computed in closed form (:mod:`fedsimenv.sim.phases`) and scheduled as a SimPy
 timeout, so a round costs O(N) events. Failures interrupt a device's process (``simpy.Interrupt``):
 the device going off (Markov availability), its battery running out, or the server ending the round
 (deadline, over-commit). An interrupted update is lost; the energy spent up to then is counted. An
@@ -38,15 +38,15 @@ import numpy as np
 import simpy
 from numpy.typing import NDArray
 
-from channels import ChannelModel, DynamicChannel, dbm_to_watt, shannon_rate_bps
+from channels import ChannelModel, DynamicChannel, dbm_to_watt
 from channels.mobility import StaticMobility
 from fedsimenv.config import NetworkConfig, ProtocolConfig
 from fedsimenv.sim.accounting import PHASES, JobState, report_round
 from fedsimenv.sim.availability import MarkovAvailability
 from fedsimenv.sim.blocks import ChannelBlocks, EvolvingChannel
 from fedsimenv.sim.closedform import finish_round, protocol_allows, queue_is_inert
+from fedsimenv.sim.phases import failure_times, plan_phases
 from fedsimenv.sim.protocols import RoundProtocol, build_protocol
-from fedsimenv.sim.timing import compute_power_w, depletion_time, transfer_finish_times
 from fedsimenv.sim.types import (
     STATUS_ARRIVED,
     STATUS_DROPPED,
@@ -292,45 +292,11 @@ class RoundSimulator:
         nothing can interfere, end the round in closed form: returns True then)."""
         if not starting.any():
             return False
-        fleet, tc = self.fleet, self.blocks.length_s
-        noise = self.noise_psd_w_per_hz
-        idx = np.flatnonzero(starting)
-        power = decision.tx_power_w if decision.tx_power_w is not None else fleet.tx_power_w
-        freq = decision.cpu_freq_hz if decision.cpu_freq_hz is not None else fleet.cpu_freq_hz
-        power = np.where(starting, power, fleet.tx_power_w).astype(np.float64)
-        freq = np.where(starting, freq, fleet.cpu_freq_hz).astype(np.float64)
-
-        downlink_cache: dict[int, float] = {}  # a pure function of the block: computed once each
-
-        def downlink_rate(block: int) -> FloatArray:
-            if block not in downlink_cache:
-                g_min = self.blocks.gain(block)[idx].min()
-                rate = shannon_rate_bps(self.network.downlink_bandwidth_hz, self.bs_tx_power_w, g_min, noise)
-                downlink_cache[block] = float(rate)
-            return np.full(len(idx), downlink_cache[block])
-
-        # One downlink at the weakest starting device's rate; a device whose model is its own (a
-        # sub-model, a compressed model) is done once its own bits are through (the BS sends the
-        # nested content first), so each device's download ends at its own time.
-        dl_bits = np.asarray(workload.download_bits, dtype=np.float64)
-        dl_bits = np.full(starting.shape, dl_bits) if dl_bits.ndim == 0 else dl_bits
-        dl_finish_k = transfer_finish_times(np.full(len(idx), start), dl_bits[idx], downlink_rate, tc)
-        dl_finish = np.full(fleet.num_devices, start, dtype=np.float64)
-        dl_finish[idx] = dl_finish_k
-        self._downlink_rate_bps = float(downlink_rate(int(np.floor(start / tc)) if np.isfinite(tc) else 0)[0])
-        cycles = workload.training_flops / fleet.flops_per_cycle
-        comp_finish = np.where(starting, dl_finish + cycles / freq, np.nan)
-        owner = self._owner
-
-        def uplink_rate(block: int) -> FloatArray:
-            return self.uplink.rate_bps(
-                bandwidth_hz, power, self.blocks.gain(block), owner, self.blocks.rb_gain(block)
-            )
-
-        uniforms = self.uplink.draw_tries(self._per_rng, len(idx))
-        bits = np.where(starting, workload.upload_bits, 0.0)
-        upload = self.uplink.plan(comp_finish, bits, uplink_rate, bandwidth_hz, tc, uniforms, idx)
-        up_finish = upload.finish_s
+        plan = plan_phases(self, starting, bandwidth_hz, decision, workload, start, self._per_rng)
+        idx, power, freq, upload = plan.idx, plan.tx_power_w, plan.cpu_freq_hz, plan.upload
+        dl_finish, comp_finish, up_finish = plan.dl_finish_s, plan.comp_finish_s, upload.finish_s
+        self._downlink_rate_bps = plan.downlink_rate_bps
+        fleet, owner = self.fleet, self._owner
 
         t, jobs = self._times, self.jobs
         t["dl_start"][idx] = start
@@ -353,24 +319,7 @@ class RoundSimulator:
         jobs.status[idx] = STATUS_IN_FLIGHT
         jobs.reason[idx] = ""
 
-        # When would each device fail on its own: going off, or its battery running out? (Never
-        # without availability and with unlimited batteries: then nothing is computed.)
-        never = np.full(fleet.num_devices, np.inf)
-        offline_at = self.availability.next_off_time_s() if self.availability is not None else never
-        battery_at = never
-        if not np.isinf(self.battery_j).all():
-            battery_at = depletion_time(
-                self.battery_j,
-                [
-                    (
-                        np.full(fleet.num_devices, start),
-                        dl_finish,
-                        np.full(fleet.num_devices, fleet.idle_power_w),
-                    ),
-                    (dl_finish, comp_finish, compute_power_w(fleet.kappa, freq)),
-                    (comp_finish, up_finish, power),
-                ],
-            )
+        offline_at, battery_at = failure_times(self, plan, start)
         fail_at = np.where(offline_at <= battery_at, offline_at, battery_at)  # as chosen below
         watched = fail_at[idx] < up_finish[idx]
         if (
