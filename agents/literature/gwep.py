@@ -64,6 +64,7 @@ class GWEPStrategy(ScheduledStrategy):
     """
 
     sparse_index_overhead = True
+    quantises_uploads = True
 
     def __init__(
         self,
@@ -72,6 +73,7 @@ class GWEPStrategy(ScheduledStrategy):
         final_rho: float,
         ramp_rounds: int,
         error_feedback: bool = True,
+        quantiser: str = "nearest",
     ) -> None:
         super().__init__(train_rounds=0)
         if not 0.0 <= final_rho < 1.0:
@@ -80,7 +82,10 @@ class GWEPStrategy(ScheduledStrategy):
         self.download_bits = download_bits
         self.final_rho = final_rho
         self.ramp_rounds = ramp_rounds
-        self.feedback: ErrorFeedback | None = ErrorFeedback(upload_bits) if error_feedback else None
+        self.quantiser = quantiser
+        self.feedback: ErrorFeedback | None = (
+            ErrorFeedback(upload_bits, quantiser) if error_feedback else None
+        )
         # Validates the bit widths (ErrorFeedback only checks the upload's).
         ErrorFeedback(download_bits)
 
@@ -138,16 +143,19 @@ class GWEPStrategy(ScheduledStrategy):
         start: Mapping[str, torch.Tensor],
         states: Sequence[State],
         masks: Sequence[Masks],
+        value_bits: Sequence[int | None] | None = None,
     ) -> list[State]:
         global_state = trainer.model.state_dict()
         params = [name for name, _ in trainer.model.named_parameters()]
         received: list[State] = []
-        for device, state, mask in zip(devices, states, masks, strict=True):
+        widths = [None] * len(devices) if value_bits is None else list(value_bits)
+        for device, state, mask, width in zip(devices, states, masks, widths, strict=True):
+            bits = self.upload_bits if width is None else int(width)  # a decided width wins
             update = {name: state[name] - start[name] for name in params}
             if self.feedback is not None:
-                sent = self.feedback.send(device, update, trainer.generator, mask)
+                sent = self.feedback.send(device, update, trainer.generator, mask, bits)
             else:
-                sent = quantise_state(update, self.upload_bits, trainer.generator, mask)
+                sent = quantise_state(update, bits, trainer.generator, mask, self.quantiser)
             out = {k: v.detach().clone() for k, v in state.items()}  # buffers as trained
             for name in params:
                 out[name] = global_state[name] + sent[name]
