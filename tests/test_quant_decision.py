@@ -18,6 +18,7 @@ from fedsimenv.config import ActionConfig
 from fedsimenv.env import WirelessFLEnv
 from fedsimenv.learning.quantisation import SCALE_BITS, quantised_upload
 from fedsimenv.learning.trainer import TorchTrainer
+from fedsimenv.scenario import load_scenario
 from fedsimenv.sim.types import RoundDecision
 from fedsimenv.wrappers import DictActionWrapper, MultiDiscreteActionWrapper
 
@@ -148,3 +149,64 @@ def test_check_env_and_wrappers_with_the_component_on() -> None:
     inner = md.unwrapped
     assert isinstance(inner, WirelessFLEnv) and inner.last_plan is not None
     assert {job.upload_value_bits for job in inner.last_plan.jobs.values()} == {8}
+
+
+def _agent_env(name: str, **agent_attrs: float) -> tuple[WirelessFLEnv, Any]:
+    from agents import AgentContext, configure_for_agent, make_agent
+
+    config = configure_for_agent(load_scenario("tiny", {"episode.max_rounds": 2}), name)
+    env = WirelessFLEnv(config, trainer="surrogate")
+    assert isinstance(env.action_space, spaces.Box)
+    agent = make_agent(name, AgentContext.from_scenario(env.config, env.action_space, env.system_view))
+    for key, value in agent_attrs.items():
+        setattr(agent, key, value)
+    agent.bind(env)
+    return env, agent
+
+
+def test_quant_deadline_gives_each_device_the_largest_width_that_fits() -> None:
+    env, agent = _agent_env("quant-deadline")
+    assert "quant_bits" in env.config.action.controls
+    observation, info = env.reset(seed=0)
+    view = env.system_view()
+    action = agent.act(observation, info)
+    widths = decode_action(action, 10, env.config.action, view.bandwidth_hz).upload_value_bits
+    assert widths is not None
+    # By hand: the surrogate prices b bits as upload - kept (32 - b); deadline = median equal-share latency.
+    kept = env.trainer.cost_at(0.0).kept_params
+    share = view.bandwidth_hz / 10
+    rate = share * np.log2(1 + view.planning_snr_bandwidth_hz / share)
+    fixed = view.planning_downlink + view.compute_latency_s
+    deadline = float(np.median(fixed + view.upload_bits / rate))
+    for k in range(10):
+        fitting = [
+            b
+            for b in env.config.action.quant_bits_levels
+            if fixed[k] + (view.upload_bits[k] - kept * (32 - b)) / rate[k] <= deadline
+        ]
+        assert widths[k] == (max(fitting) if fitting else 1)
+    assert len(set(widths.tolist())) > 1  # the stragglers are quantised, the others not
+    env.step(action)
+    assert env.last_plan is not None
+    assert [env.last_plan.jobs[k].upload_value_bits for k in range(10)] == widths.tolist()
+
+
+def test_optimal_quant_trades_bits_against_its_penalty() -> None:
+    from agents.optimal.closed_form import solve_closed_form
+
+    env, agent = _agent_env("optimal-quant", quant_penalty=0.0)
+    observation, info = env.reset(seed=0)
+    action = agent.act(observation, info)
+    # At 32 bits the problem is optimal's own; fewer bits never raise J, so without a penalty the
+    # smallest width with the least J is taken.
+    plain = agent.plan(env.system_view(), solve_closed_form)
+    assert agent.last_values[32] == pytest.approx(plain.objective)
+    values = agent.last_values
+    assert values[agent.last_bits] <= min(values.values()) + 1e-9
+    assert values[1] <= values[32] - 0.01  # fewer bits, less pruning or exclusion under the deadline
+    decoded = decode_action(action, 10, env.config.action, env.config.network.bandwidth_hz)
+    assert decoded.upload_value_bits is not None and set(decoded.upload_value_bits) == {agent.last_bits}
+    # A prohibitive penalty keeps full precision.
+    agent.quant_penalty = 1e9
+    agent.act(observation, info)
+    assert agent.last_bits == 32

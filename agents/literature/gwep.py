@@ -3,14 +3,20 @@ survey ``000_``: "unstructured + magnitude + gradual pruning + quantisation + er
 
 What it does, as the survey describes it, and how it runs here:
 
-* **Double quantisation.** The server quantises the global model it broadcasts; each device quantises
-  its update (trained weights minus the downloaded ones) before upload. Both use stochastic uniform
-  quantisation with per-tensor scaling (:func:`fedsimenv.learning.quantisation.stochastic_quantise`:
-  ``2^b`` levels between ``-max|x|`` and ``max|x|``, unbiased). The server keeps its model in full
+* **Double quantisation.** The server quantises the global model it broadcasts (stochastic uniform
+  quantisation with per-tensor scaling, :func:`fedsimenv.learning.quantisation.stochastic_quantise`:
+  ``2^b`` levels between ``-max|x|`` and ``max|x|``, unbiased); each device quantises its update
+  (trained weights minus the downloaded ones) before upload. The server keeps its model in full
   precision and adds the average of the quantised updates to it (the download's quantisation error
   does not accumulate in the global model).
-* **Error feedback.** Each device keeps the residual of its last quantised update and adds it to its
-  next update (:class:`fedsimenv.learning.quantisation.ErrorFeedback`).
+* **Error feedback** (EF-SGD, Karimireddy et al. ICML 2019): each device keeps the residual of its
+  last quantised update and adds it to its next update
+  (:class:`fedsimenv.learning.quantisation.ErrorFeedback`). EF needs a *contractive* compressor, so
+  the uploads use the deterministic ``nearest`` quantiser (scaled sign ``mean|x| sign(x)`` at one bit,
+  nearest rounding onto a zero-centred grid above). The unbiased stochastic quantiser is not a
+  contraction: under EF at one bit its residual grew without bound and training diverged (accuracy
+  0.10, residual NaN on tiny), which is why it is refused there; without EF it is the right choice
+  (``quantiser="stochastic"``, ``error_feedback=False``).
 * **Gradual pruning** to a preset final rate along Zhu & Gupta's cubic schedule, by layer-wise weight
   magnitude (:func:`fedsimenv.learning.pruning.gradual.zhu_gupta_sparsity`); the pruned weights are
   zeroed in the global model after each round, so masks only grow.
@@ -26,9 +32,12 @@ of the project; biases and norm parameters are quantised but never pruned; buffe
 statistics) travel in full precision and are not counted, as for every method; the final rate is reached
 after half the episode (``ramp_fraction``) and then held (fine-tuning). The bit widths, final rate and
 ramp are class attributes (GWEP presets them; the survey notes this as its weakness). The convergence
-analysis of the paper is not reproduced. Measured on tiny (seed 0, 20 rounds): 8-bit updates with error
-feedback 0.969 vs 0.967 at full precision; at 2 bits error feedback neither helps nor hurts (0.969 both);
-at 1 bit error feedback diverges (0.10 vs 0.96 without): use ``upload_bits >= 2`` with it.
+analysis of the paper is not reproduced. Measured on tiny (20 rounds, uploads quantised only; the
+figures are in docs/quantisation.md): 8-bit with EF within 1 point of full precision; 2 bits without
+EF clearly worse than with it; at 1 bit the scaled sign without EF ends close to it with EF on
+digits but learns more slowly.
+A decided per-device width (``RoundDecision.upload_value_bits``, action control ``quant_bits``)
+replaces ``upload_bits`` for that device's upload, error feedback included.
 Synchronous protocols only (the async protocol trains jobs
 from stored downloads without the strategy's hooks).
 """
