@@ -5,7 +5,7 @@ Every agent is registered by name in :data:`AGENTS` and follows the :class:`Agen
 policies are built by name as ``ALGO:PATH`` through :data:`POLICY_AGENTS`.
 """
 
-from agents import heuristics, literature, optimisers, radio, rl
+from agents import heuristics, literature, optimisers, quantised, radio, rl
 from agents.base import (
     AGENTS,
     POLICY_AGENTS,
@@ -27,6 +27,7 @@ __all__ = [
     "literature",
     "make_agent",
     "optimisers",
+    "quantised",
     "radio",
     "rl",
 ]

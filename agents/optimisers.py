@@ -74,6 +74,11 @@ class ViewAgent(Agent):
     def deadline_s(self, view: SystemView) -> float:
         return default_deadline_s(view, self.deadline_factor)
 
+    def planning_view(self) -> SystemView:
+        """The view :meth:`encode` and :meth:`apply` check the plan against (the env's own; an agent
+        that plans with other costs, e.g. quantised uploads, returns its planning view)."""
+        return self.context.view()
+
     #: Fractions of the deadline tried as the planning deadline under fast fading.
     deadline_hedges: ClassVar[tuple[float, ...]] = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 
@@ -133,7 +138,7 @@ class ViewAgent(Agent):
         self, selected: NDArray[np.bool_], rho: NDArray[np.float64], bandwidth: NDArray[np.float64]
     ) -> NDArray[np.float32]:
         if not selected.any():
-            view = self.context.view()
+            view = self.planning_view()
             full = rate_bps(view.bandwidth_hz, view.planning_snr_bandwidth_hz)
             latency = (1 - view.rho_max) * (view.compute_latency_s + view.upload_bits / full)
             best = int(np.argmin(view.planning_downlink + latency))
@@ -170,7 +175,7 @@ class ViewAgent(Agent):
         # The action's share floor can move bandwidth between devices: check the decoded decision
         # and prune more (grid rates) where a device would otherwise miss the planned deadline.
         decision = self.decoded(action)
-        view = self.context.view()
+        view = self.planning_view()
         repaired = repair_decoded(
             view,
             CostModel.of(view),

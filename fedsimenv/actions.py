@@ -2,7 +2,7 @@
 
 The scenario's ``action.controls`` chooses the C components; the default is the three of
 ``[select_0..N-1 | rho_0..N-1 | bandwidth_0..N-1]`` and optional ones follow in the order
-``power``, ``cpu_freq``, ``rb``:
+``power``, ``cpu_freq``, ``rb``, ``quant_bits``:
 
 * select: device k takes part iff ``select_k > selection_threshold``; if none does, the device with
   the largest ``select_k`` is selected (a round always has at least one device);
@@ -18,6 +18,9 @@ The scenario's ``action.controls`` chooses the C components; the default is the 
   claim their blocks in order of decreasing block count (ties: lower index first), each taking its
   count of free blocks from its first block upwards, cyclically. Without this control the blocks are
   placed contiguously in device order.
+* quant_bits: device k uploads its values at ``levels[round((a_k + 1) / 2 (L - 1))]`` bits, the L
+  levels being ``quant_bits_levels`` (default 1, 2, 4, 8, 16, 32); without this control uploads are
+  unquantised (the trainer's own encoding).
 
 Out-of-range and non-finite entries are clipped, never rejected: NaN -> 0 (the midpoint), +inf -> 1,
 -inf -> -1, then everything is clipped to [-1, 1].
@@ -87,7 +90,7 @@ def decode_action(
     logits = np.where(selected, config.bandwidth_logit_scale * part["bandwidth"], -np.inf)
     weights = np.exp(logits - logits[selected].max())
     bandwidth_hz = total_bandwidth_hz * weights / weights.sum()
-    power = freq = owner = None
+    power = freq = owner = value_bits = None
     if "power" in part:
         if tx_power_max_w is None:
             raise ValueError("action.controls has 'power': decode_action needs tx_power_max_w")
@@ -106,6 +109,10 @@ def decode_action(
         counts = allocate_resource_blocks(bandwidth_hz / total_bandwidth_hz, num_resource_blocks)
         first = np.rint((part["rb"] + 1.0) / 2.0 * (num_resource_blocks - 1)).astype(np.int64)
         owner = place_resource_blocks(counts, first, num_resource_blocks)
+    if "quant_bits" in part:
+        levels = np.asarray(config.quant_bits_levels, dtype=np.int64)
+        index = np.rint((part["quant_bits"] + 1.0) / 2.0 * (len(levels) - 1)).astype(np.int64)
+        value_bits = levels[index]
     return RoundDecision(
         selected=selected,
         pruning_rate=pruning_rate,
@@ -113,6 +120,7 @@ def decode_action(
         tx_power_w=power,
         cpu_freq_hz=freq,
         resource_block_owner=owner,
+        upload_value_bits=value_bits,
     )
 
 
@@ -126,6 +134,7 @@ def encode_decision(
     cpu_freq_fraction: ArrayLike | None = None,
     first_resource_block: ArrayLike | None = None,
     num_resource_blocks: int | None = None,
+    upload_value_bits: ArrayLike | None = None,
 ) -> NDArray[np.float32]:
     """The canonical action that decodes to (approximately) the given decision.
 
@@ -134,7 +143,8 @@ def encode_decision(
     largest; smaller shares are raised to that floor. The optional parts are written only when
     ``config.controls`` has them: ``tx_power_fraction`` = p / p_max and ``cpu_freq_fraction`` =
     f / f_max (default 1: the maxima; clipped to the encodable range), ``first_resource_block``
-    with ``num_resource_blocks`` R (default: block 0).
+    with ``num_resource_blocks`` R (default: block 0), ``upload_value_bits`` (each one of
+    ``quant_bits_levels``; default the largest level).
     """
     sel = np.asarray(selected, dtype=bool)
     rho = np.asarray(pruning_rate, dtype=np.float64)
@@ -166,6 +176,30 @@ def encode_decision(
         )
         span = max((num_resource_blocks or 1) - 1, 1)
         parts["rb"] = 2.0 * first / span - 1.0
+    if "quant_bits" in config.controls:
+        parts["quant_bits"] = quant_bits_raw(upload_value_bits, n, config)
     action = np.concatenate([parts[name] for name in config.controls])
     result: NDArray[np.float32] = np.clip(action, -1.0, 1.0).astype(np.float32)
+    return result
+
+
+def quant_bits_raw(
+    upload_value_bits: ArrayLike | None, num_devices: int, config: ActionConfig
+) -> NDArray[np.float64]:
+    """The canonical ``quant_bits`` entries of the given bit widths (None: the largest level)."""
+    levels = list(config.quant_bits_levels)
+    if upload_value_bits is None:
+        index = np.full(num_devices, len(levels) - 1, dtype=np.float64)
+    else:
+        bits = np.asarray(upload_value_bits).reshape(-1)
+        unknown = sorted({int(b) for b in bits if int(b) not in levels or b != int(b)})
+        if bits.shape != (num_devices,) or unknown:
+            raise ValueError(
+                f"upload_value_bits must be {num_devices} values from action.quant_bits_levels "
+                f"{levels}, got {np.asarray(upload_value_bits).tolist()}"
+            )
+        index = np.array([levels.index(int(b)) for b in bits], dtype=np.float64)
+    if len(levels) == 1:
+        return np.ones(num_devices)
+    result: NDArray[np.float64] = 2.0 * index / (len(levels) - 1) - 1.0
     return result

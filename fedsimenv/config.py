@@ -422,7 +422,7 @@ class LearningConfig(_Frozen):
 
 
 #: Components of the canonical action, in layout order; the first three are always present.
-ACTION_CONTROLS = ("select", "rho", "bandwidth", "power", "cpu_freq", "rb")
+ACTION_CONTROLS = ("select", "rho", "bandwidth", "power", "cpu_freq", "rb", "quant_bits")
 BASE_CONTROLS = ACTION_CONTROLS[:3]
 
 
@@ -430,7 +430,7 @@ class ActionConfig(_Frozen):
     controls: Annotated[tuple[str, ...], BeforeValidator(_list_to_tuple)] = Field(
         BASE_CONTROLS,
         description="components of the canonical action: select, rho, bandwidth (always) plus any of "
-        "power, cpu_freq, rb (rb needs network.access: ofdma); laid out in that order",
+        "power, cpu_freq, rb (rb needs network.access: ofdma), quant_bits; laid out in that order",
     )
     rho_max: float = Field(0.9, ge=0, lt=1, description="largest pruning rate an action can ask for")
     power_range_db: float = Field(
@@ -439,6 +439,19 @@ class ActionConfig(_Frozen):
     cpu_freq_min_fraction: float = Field(
         0.1, gt=0, le=1, description="control cpu_freq: a = -1 maps to this fraction of f_max, a = 1 to f_max"
     )
+
+    quant_bits_levels: Annotated[tuple[int, ...], BeforeValidator(_list_to_tuple)] = Field(
+        (1, 2, 4, 8, 16, 32),
+        description="control quant_bits: the upload bit widths it chooses from (increasing, each in "
+        "1..32; 32 = full precision); a in [-1, 1] picks level round((a + 1) / 2 (L - 1))",
+    )
+
+    @field_validator("quant_bits_levels")
+    @classmethod
+    def _bit_levels(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(not 1 <= b <= 32 for b in value) or list(value) != sorted(set(value)):
+            raise ValueError("quant_bits_levels must be strictly increasing integers in [1, 32]")
+        return value
 
     @field_validator("controls")
     @classmethod

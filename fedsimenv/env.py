@@ -291,7 +291,11 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         # In the async protocol a device already working keeps its job; only idle ones start one.
         starting = decision.selected & ~simulator.busy if is_async else decision.selected
         rates = {int(k): float(decision.pruning_rate[k]) for k in np.flatnonzero(starting)}
-        plan = self.trainer.plan_round(rates, spans_rounds=is_async)
+        if decision.upload_value_bits is None:
+            plan = self.trainer.plan_round(rates, spans_rounds=is_async)
+        else:  # quantised uploads (control quant_bits): the trainer prices each at its width
+            widths = {k: int(decision.upload_value_bits[k]) for k in rates}
+            plan = self.trainer.plan_round(rates, spans_rounds=is_async, upload_value_bits=widths)
 
         flops = np.zeros(self.num_devices)
         bits = np.zeros(self.num_devices)

@@ -61,7 +61,9 @@ class DictActionWrapper(gym.ActionWrapper[Any, dict[str, Any], NDArray[np.float3
     """A readable action: ``Dict(selected=MultiBinary(N), pruning_rate=Box(0, rho_max, (N,)),
     bandwidth_share=Box(0, 1, (N,)))``, plus one key per optional control of ``action.controls``:
     ``tx_power_fraction`` (power) and ``cpu_freq_fraction`` (cpu_freq), ``Box(0, 1, (N,))`` as a
-    fraction of each device's maximum, and ``first_resource_block`` (rb), ``MultiDiscrete([R] * N)``.
+    fraction of each device's maximum, ``first_resource_block`` (rb), ``MultiDiscrete([R] * N)``, and
+    ``quant_bits_level`` (quant_bits), ``MultiDiscrete([L] * N)``: device k uploads at
+    ``quant_bits_levels[level_k]`` bits per value.
 
     Decoding: device k is selected iff ``selected_k > 0.5`` (if none is, the device with the largest
     ``bandwidth_share``, ties to the lowest index); pruning rates: NaN -> 0, then clipped to
@@ -70,7 +72,8 @@ class DictActionWrapper(gym.ActionWrapper[Any, dict[str, Any], NDArray[np.float3
     shares mean equal shares). Shares more than ``exp(2 bandwidth_logit_scale)`` apart are raised
     to that ratio (the canonical encoding's range). Fractions: NaN -> 1, clipped to [0, 1] and then
     raised to the encodable floor (``power_range_db`` below the maximum, ``cpu_freq_min_fraction``);
-    first blocks clipped to [0, R - 1]. Not for SB3 (which has no Dict actions).
+    first blocks and bit levels clipped to their ranges (NaN -> the top level). Not for SB3 (which
+    has no Dict actions).
     """
 
     def __init__(self, env: gym.Env[Any, NDArray[np.float32]]) -> None:
@@ -92,6 +95,9 @@ class DictActionWrapper(gym.ActionWrapper[Any, dict[str, Any], NDArray[np.float3
         self._num_blocks = rb.count if rb is not None else None
         if "rb" in self._config.controls and rb is not None:
             keys["first_resource_block"] = spaces.MultiDiscrete(np.full(n, rb.count, dtype=np.int64))
+        self._bit_levels = np.asarray(self._config.quant_bits_levels, dtype=np.int64)
+        if "quant_bits" in self._config.controls:
+            keys["quant_bits_level"] = spaces.MultiDiscrete(np.full(n, len(self._bit_levels), dtype=np.int64))
         self.action_space = spaces.Dict(keys)
 
     def action(self, action: Mapping[str, Any]) -> NDArray[np.float32]:
@@ -121,6 +127,10 @@ class DictActionWrapper(gym.ActionWrapper[Any, dict[str, Any], NDArray[np.float3
             first = np.clip(np.rint(field("first_resource_block", 0.0, 0.0)), 0, self._num_blocks - 1)
             extra["first_resource_block"] = first
             extra["num_resource_blocks"] = self._num_blocks
+        if "quant_bits" in self._config.controls:
+            top = len(self._bit_levels) - 1
+            level = np.clip(np.rint(field("quant_bits_level", top, top)), 0, top).astype(np.int64)
+            extra["upload_value_bits"] = self._bit_levels[level]
         return encode_decision(selected, rho, share, self._config, **extra)
 
 
@@ -131,8 +141,11 @@ class MultiDiscreteDecoder:
 
     Each optional control of ``action.controls`` appends N more entries: ``power`` and ``cpu_freq``
     with ``control_levels`` levels each, level j mapping to the canonical value ``-1 + 2 j / (M - 1)``
-    (the top level is the device's maximum), and ``rb`` with R levels, the first resource block.
-    The allocator sees compute latencies at the chosen frequencies (powers are not passed to it).
+    (the top level is the device's maximum), ``rb`` with R levels, the first resource block, and
+    ``quant_bits`` with one level per entry of ``quant_bits_levels`` (level j: that many bits per
+    uploaded value). The allocator sees compute latencies at the chosen frequencies (powers are not
+    passed to it) and upload sizes scaled by ``width / bits_per_param`` (index overhead and scales
+    aside).
 
     Out-of-range entries are clipped to [0, L], non-integers rounded, NaN -> 0 (off). If no device is
     on, the device with the strongest channel this round is selected at level 1 (rho = 0).
@@ -163,6 +176,8 @@ class MultiDiscreteDecoder:
         ]
         if "rb" in controls and rb is not None:
             self.extra.append(("rb", rb.count))
+        if "quant_bits" in controls:
+            self.extra.append(("quant_bits", len(env.config.action.quant_bits_levels)))
         nvec = [levels + 1] * env.num_devices + [m for _, m in self.extra for _ in range(env.num_devices)]
         self.space = spaces.MultiDiscrete(np.array(nvec, dtype=np.int64))
         self._cost_ratios: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
@@ -193,6 +208,7 @@ class MultiDiscreteDecoder:
             raise ValueError(f"action must have {size} entries, got shape {np.shape(action)}")
         extra: dict[str, Any] = {}
         cpu_fraction = np.ones(n)
+        bits_fraction = np.ones(n)
         config = self.env.config.action
         for i, (control, m) in enumerate(self.extra):
             part = raw[(i + 1) * n : (i + 2) * n]
@@ -204,9 +220,13 @@ class MultiDiscreteDecoder:
                 phi = config.cpu_freq_min_fraction
                 cpu_fraction = phi + (1.0 - phi) * (a + 1.0) / 2.0
                 extra["cpu_freq_fraction"] = cpu_fraction
-            else:
+            elif control == "rb":
                 extra["first_resource_block"] = j
                 extra["num_resource_blocks"] = m
+            else:
+                width = np.asarray(config.quant_bits_levels, dtype=np.int64)[j.astype(np.int64)]
+                extra["upload_value_bits"] = width
+                bits_fraction = np.minimum(width / self.env.config.learning.bits_per_param, 1.0)
         raw = raw[:n]
         level = np.clip(np.rint(np.nan_to_num(raw, nan=0.0, posinf=self.levels, neginf=0.0)), 0, self.levels)
         level = level.astype(np.int64)
@@ -218,7 +238,7 @@ class MultiDiscreteDecoder:
         rho = np.where(selected, self.pruning_rates()[index], 0.0)
         compute_ratio, bits_ratio = self.cost_ratios()
         compute_s = view.compute_latency_s * compute_ratio[index] / cpu_fraction
-        bits = view.upload_bits * bits_ratio[index]
+        bits = view.upload_bits * bits_ratio[index] * bits_fraction
         share = np.asarray(self.allocator(view, selected, compute_s, bits), dtype=np.float64)
         share = np.where(selected, np.maximum(np.nan_to_num(share, nan=1.0), 1e-12), 0.0)
         return encode_decision(selected, rho, share, config, **extra)

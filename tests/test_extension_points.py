@@ -113,7 +113,13 @@ class _ConstantTrainer(Trainer):
     def cost_at(self, rho: float) -> ModelCost:
         return ModelCost(1e6, 1e6, 100, 100)
 
-    def plan_round(self, pruning_rate: Mapping[int, float], *, spans_rounds: bool = False) -> RoundPlan:
+    def plan_round(
+        self,
+        pruning_rate: Mapping[int, float],
+        *,
+        spans_rounds: bool = False,
+        upload_value_bits: Mapping[int, int] | None = None,
+    ) -> RoundPlan:
         return RoundPlan({k: DeviceJob(k, rho, self.cost_at(rho)) for k, rho in pruning_rate.items()})
 
     def train_round(self, plan: RoundPlan, arrived: Sequence[int]) -> LearningResult:

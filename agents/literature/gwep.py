@@ -3,14 +3,20 @@ survey ``000_``: "unstructured + magnitude + gradual pruning + quantisation + er
 
 What it does, as the survey describes it, and how it runs here:
 
-* **Double quantisation.** The server quantises the global model it broadcasts; each device quantises
-  its update (trained weights minus the downloaded ones) before upload. Both use stochastic uniform
-  quantisation with per-tensor scaling (:func:`fedsimenv.learning.quantisation.stochastic_quantise`:
-  ``2^b`` levels between ``-max|x|`` and ``max|x|``, unbiased). The server keeps its model in full
+* **Double quantisation.** The server quantises the global model it broadcasts (stochastic uniform
+  quantisation with per-tensor scaling, :func:`fedsimenv.learning.quantisation.stochastic_quantise`:
+  ``2^b`` levels between ``-max|x|`` and ``max|x|``, unbiased); each device quantises its update
+  (trained weights minus the downloaded ones) before upload. The server keeps its model in full
   precision and adds the average of the quantised updates to it (the download's quantisation error
   does not accumulate in the global model).
-* **Error feedback.** Each device keeps the residual of its last quantised update and adds it to its
-  next update (:class:`fedsimenv.learning.quantisation.ErrorFeedback`).
+* **Error feedback** (EF-SGD, Karimireddy et al. ICML 2019): each device keeps the residual of its
+  last quantised update and adds it to its next update
+  (:class:`fedsimenv.learning.quantisation.ErrorFeedback`). EF needs a *contractive* compressor, so
+  the uploads use the deterministic ``nearest`` quantiser (scaled sign ``mean|x| sign(x)`` at one bit,
+  nearest rounding onto a zero-centred grid above). The unbiased stochastic quantiser is not a
+  contraction: under EF at one bit its residual grew without bound and training diverged (accuracy
+  0.10, residual NaN on tiny), which is why it is refused there; without EF it is the right choice
+  (``quantiser="stochastic"``, ``error_feedback=False``).
 * **Gradual pruning** to a preset final rate along Zhu & Gupta's cubic schedule, by layer-wise weight
   magnitude (:func:`fedsimenv.learning.pruning.gradual.zhu_gupta_sparsity`); the pruned weights are
   zeroed in the global model after each round, so masks only grow.
@@ -26,9 +32,12 @@ of the project; biases and norm parameters are quantised but never pruned; buffe
 statistics) travel in full precision and are not counted, as for every method; the final rate is reached
 after half the episode (``ramp_fraction``) and then held (fine-tuning). The bit widths, final rate and
 ramp are class attributes (GWEP presets them; the survey notes this as its weakness). The convergence
-analysis of the paper is not reproduced. Measured on tiny (seed 0, 20 rounds): 8-bit updates with error
-feedback 0.969 vs 0.967 at full precision; at 2 bits error feedback neither helps nor hurts (0.969 both);
-at 1 bit error feedback diverges (0.10 vs 0.96 without): use ``upload_bits >= 2`` with it.
+analysis of the paper is not reproduced. Measured on tiny (20 rounds, uploads quantised only; the
+figures are in docs/quantisation.md): 8-bit with EF within 1 point of full precision; 2 bits without
+EF clearly worse than with it; at 1 bit the scaled sign without EF ends close to it with EF on
+digits but learns more slowly.
+A decided per-device width (``RoundDecision.upload_value_bits``, action control ``quant_bits``)
+replaces ``upload_bits`` for that device's upload, error feedback included.
 Synchronous protocols only (the async protocol trains jobs
 from stored downloads without the strategy's hooks).
 """
@@ -64,6 +73,7 @@ class GWEPStrategy(ScheduledStrategy):
     """
 
     sparse_index_overhead = True
+    quantises_uploads = True
 
     def __init__(
         self,
@@ -72,6 +82,7 @@ class GWEPStrategy(ScheduledStrategy):
         final_rho: float,
         ramp_rounds: int,
         error_feedback: bool = True,
+        quantiser: str = "nearest",
     ) -> None:
         super().__init__(train_rounds=0)
         if not 0.0 <= final_rho < 1.0:
@@ -80,7 +91,10 @@ class GWEPStrategy(ScheduledStrategy):
         self.download_bits = download_bits
         self.final_rho = final_rho
         self.ramp_rounds = ramp_rounds
-        self.feedback: ErrorFeedback | None = ErrorFeedback(upload_bits) if error_feedback else None
+        self.quantiser = quantiser
+        self.feedback: ErrorFeedback | None = (
+            ErrorFeedback(upload_bits, quantiser) if error_feedback else None
+        )
         # Validates the bit widths (ErrorFeedback only checks the upload's).
         ErrorFeedback(download_bits)
 
@@ -138,16 +152,19 @@ class GWEPStrategy(ScheduledStrategy):
         start: Mapping[str, torch.Tensor],
         states: Sequence[State],
         masks: Sequence[Masks],
+        value_bits: Sequence[int | None] | None = None,
     ) -> list[State]:
         global_state = trainer.model.state_dict()
         params = [name for name, _ in trainer.model.named_parameters()]
         received: list[State] = []
-        for device, state, mask in zip(devices, states, masks, strict=True):
+        widths = [None] * len(devices) if value_bits is None else list(value_bits)
+        for device, state, mask, width in zip(devices, states, masks, widths, strict=True):
+            bits = self.upload_bits if width is None else int(width)  # a decided width wins
             update = {name: state[name] - start[name] for name in params}
             if self.feedback is not None:
-                sent = self.feedback.send(device, update, trainer.generator, mask)
+                sent = self.feedback.send(device, update, trainer.generator, mask, bits)
             else:
-                sent = quantise_state(update, self.upload_bits, trainer.generator, mask)
+                sent = quantise_state(update, bits, trainer.generator, mask, self.quantiser)
             out = {k: v.detach().clone() for k, v in state.items()}  # buffers as trained
             for name in params:
                 out[name] = global_state[name] + sent[name]

@@ -165,7 +165,13 @@ class ReplayTrainer(Trainer):
     def cost_at(self, rho: float) -> ModelCost:
         return self.inner.cost_at(rho)
 
-    def plan_round(self, pruning_rate: Mapping[int, float], *, spans_rounds: bool = False) -> RoundPlan:
+    def plan_round(
+        self,
+        pruning_rate: Mapping[int, float],
+        *,
+        spans_rounds: bool = False,
+        upload_value_bits: Mapping[int, int] | None = None,
+    ) -> RoundPlan:
         if self.index >= len(self.records):
             raise ReplayDivergedError(
                 f"replay asked for round {self.index + 1}; {len(self.records)} were recorded"
@@ -177,7 +183,7 @@ class ReplayTrainer(Trainer):
                 f"replay diverged in round {self.index + 1}: the env asked for pruning rates {request}, "
                 f"the interrupted run recorded {record.request}"
             )
-        costs = record.model_costs()
+        costs = record.model_costs()  # recorded as charged, decided upload widths included
         return RoundPlan({k: DeviceJob(k, rho, costs[k]) for k, rho in request})
 
     def train_round(self, plan: RoundPlan, arrived: Sequence[int]) -> LearningResult:

@@ -77,6 +77,8 @@ class DeviceJob:
         masks: Keep-masks of the pruned model (empty: unpruned, or a trainer without masks).
         start_state: The global weights the job downloaded when it spans rounds (async protocol);
             ``None``: the job trains from the global model of the round it is trained in.
+        upload_value_bits: Bits per uploaded value when the round decided this device's upload
+            width (``cost.upload_bits`` is then priced at it); ``None``: the trainer's encoding.
     """
 
     device: int
@@ -84,6 +86,7 @@ class DeviceJob:
     cost: ModelCost
     masks: Masks = field(default_factory=dict)
     start_state: State | None = None
+    upload_value_bits: int | None = None
 
 
 @dataclass(frozen=True)

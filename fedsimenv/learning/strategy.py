@@ -51,6 +51,9 @@ class TrainingStrategy:
     """
 
     sparse_index_overhead: bool = False
+    #: Whether :meth:`uploaded_states` quantises the uploads itself (at ``value_bits`` where the round
+    #: decided a width); otherwise the trainer quantises the decided widths after it.
+    quantises_uploads: bool = False
 
     def reset(self, trainer: TorchTrainer) -> None:
         """A new episode started: the trainer's data split and fresh global model are in place."""
@@ -74,9 +77,11 @@ class TrainingStrategy:
         start: Mapping[str, torch.Tensor],
         states: Sequence[State],
         masks: Sequence[Masks],
+        value_bits: Sequence[int | None] | None = None,
     ) -> Sequence[State]:
         """What the server receives from ``devices`` (trained ``states`` from the downloaded ``start``);
-        by default the trained states themselves."""
+        by default the trained states themselves. ``value_bits``: each upload's decided bit width
+        (None: not decided), for strategies that quantise (:attr:`quantises_uploads`)."""
         return states
 
     def after_round(

@@ -28,7 +28,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -368,12 +368,34 @@ class SurrogateTrainer(Trainer):
     def cost_at(self, rho: float) -> ModelCost:
         return self.calibration.costs.cost(rho)
 
-    def plan_round(self, pruning_rate: Mapping[int, float], *, spans_rounds: bool = False) -> RoundPlan:
+    def plan_round(
+        self,
+        pruning_rate: Mapping[int, float],
+        *,
+        spans_rounds: bool = False,
+        upload_value_bits: Mapping[int, int] | None = None,
+    ) -> RoundPlan:
         devices = [int(k) for k in pruning_rate]
         rates = [float(rho) for rho in pruning_rate.values()]
         costs = self.calibration.costs.costs(np.array(rates, dtype=np.float64))
+        widths = [None if upload_value_bits is None else upload_value_bits.get(k) for k in devices]
+        # A decided upload width re-prices the values (kept x width); the index overhead stays. The
+        # 32-bit per-tensor scales are left out (the surrogate has no tensor list), and quantisation
+        # does not change the surrogate's learning curve.
+        costs = [
+            cost
+            if width is None
+            else replace(
+                cost,
+                upload_bits=cost.upload_bits - cost.kept_params * (self.config.bits_per_param - int(width)),
+            )
+            for cost, width in zip(costs, widths, strict=True)
+        ]
         return RoundPlan(
-            {k: DeviceJob(k, rho, cost) for k, rho, cost in zip(devices, rates, costs, strict=True)}
+            {
+                k: DeviceJob(k, rho, cost, upload_value_bits=width)
+                for k, rho, cost, width in zip(devices, rates, costs, widths, strict=True)
+            }
         )
 
     def train_round(self, plan: RoundPlan, arrived: Sequence[int]) -> LearningResult:

@@ -41,6 +41,7 @@ from fedsimenv.learning.models import build_model
 from fedsimenv.learning.partition import client_partition, load_configured_dataset
 from fedsimenv.learning.plan import DeviceJob, LearningResult, ModelCost, RoundPlan, model_cost
 from fedsimenv.learning.pruning import PRUNING_METHODS, Masks, count_parameters
+from fedsimenv.learning.quantisation import compressed_bits, quantised_upload
 from fedsimenv.learning.strategy import TrainingStrategy
 from fedsimenv.registry import Registry
 from fedsimenv.seeding import EpisodeStreams
@@ -77,13 +78,21 @@ class Trainer(ABC):
         random stream is consumed and nothing is kept). ``cost_at(0.0)`` is the unpruned model."""
 
     @abstractmethod
-    def plan_round(self, pruning_rate: Mapping[int, float], *, spans_rounds: bool = False) -> RoundPlan:
+    def plan_round(
+        self,
+        pruning_rate: Mapping[int, float],
+        *,
+        spans_rounds: bool = False,
+        upload_value_bits: Mapping[int, int] | None = None,
+    ) -> RoundPlan:
         """Prune the global model for each device starting a job (``{device: rho}``).
 
         Args:
             pruning_rate: The devices starting a job and their pruning rates.
             spans_rounds: The jobs may be trained in a later round (async protocol): each job then
                 carries the global weights it downloaded.
+            upload_value_bits: Bits per uploaded value of some devices (``RoundDecision.
+                upload_value_bits``): their uploads are quantised to that width and priced exactly.
         """
 
     @abstractmethod
@@ -227,7 +236,13 @@ class TorchTrainer(Trainer):
             self.model, self.input_shape, masks, self.config.bits_per_param, self.pruner.sparse_index_overhead
         )
 
-    def plan_round(self, pruning_rate: Mapping[int, float], *, spans_rounds: bool = False) -> RoundPlan:
+    def plan_round(
+        self,
+        pruning_rate: Mapping[int, float],
+        *,
+        spans_rounds: bool = False,
+        upload_value_bits: Mapping[int, int] | None = None,
+    ) -> RoundPlan:
         strategy = self.strategy
         jobs: dict[int, DeviceJob] = {}
         for device, rho in pruning_rate.items():
@@ -251,7 +266,13 @@ class TorchTrainer(Trainer):
                 # computed on the device, which then needs the full model (download_bits None).
                 if masks and (chosen is not None or not self.pruner.needs_batch):
                     cost = replace(cost, download_bits=cost.upload_bits)
-            jobs[int(device)] = DeviceJob(int(device), float(rho), cost, masks)
+            width = None if upload_value_bits is None else upload_value_bits.get(int(device))
+            if width is not None:
+                sparse = strategy.sparse_index_overhead if chosen is not None and strategy else None
+                sparse = self.pruner.sparse_index_overhead if sparse is None else sparse
+                shapes = {name: p.shape for name, p in self.model.named_parameters()}
+                cost = replace(cost, upload_bits=compressed_bits(shapes, masks, int(width), sparse))
+            jobs[int(device)] = DeviceJob(int(device), float(rho), cost, masks, upload_value_bits=width)
         if spans_rounds:
             # One snapshot of the global model, shared by every job that starts from it.
             snapshot = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -278,7 +299,15 @@ class TorchTrainer(Trainer):
                     global_state if start is None else start,
                     states,
                     [job.masks for job in jobs],
+                    value_bits=[job.upload_value_bits for job in jobs],
                 )
+            if self.strategy is None or not self.strategy.quantises_uploads:
+                base = global_state if start is None else start
+                params = {name for name, _ in self.model.named_parameters()}
+                states = [
+                    quantised_upload(base, state, job.upload_value_bits, self._generator, job.masks, params)
+                    for state, job in zip(states, jobs, strict=True)
+                ]
             weights = [float(self._num_samples[job.device]) for job in jobs]
             self.model.load_state_dict(
                 self.aggregate(global_state, states, [job.masks for job in jobs], weights)
@@ -300,10 +329,16 @@ class TorchTrainer(Trainer):
             groups.setdefault(id(job.start_state), []).append(job)
         order: list[DeviceJob] = []
         states: list[dict[str, torch.Tensor]] = []
+        params = {name for name, _ in self.model.named_parameters()}
         for group in groups.values():
             local = copy.deepcopy(self.model)
-            local.load_state_dict(dict(group[0].start_state or {}))
-            states.extend(self._train(local, self._local_jobs(group)))
+            start = dict(group[0].start_state or {})
+            local.load_state_dict(start)
+            trained = self._train(local, self._local_jobs(group))
+            states.extend(
+                quantised_upload(start, state, job.upload_value_bits, self._generator, job.masks, params)
+                for state, job in zip(trained, group, strict=True)
+            )
             order.extend(group)
         if order:
             tau = {job.device: int(t) for job, t in zip(jobs, staleness, strict=True)}

@@ -27,6 +27,9 @@ class RoundDecision:
         cpu_freq_hz: (N,) CPU frequency per device, in (0, device max]; None = every device at its max.
         resource_block_owner: (R,) OFDMA only: the device each resource block is given to, -1 = unused;
             None = from the bandwidth shares (see :mod:`fedsimenv.sim.uplink`).
+        upload_value_bits: (N,) integer bits per uploaded value of each device (a quantised upload,
+            1..32; 32 = full precision); None = the trainer's own encoding. The simulator does not
+            read it: the trainer prices each upload at its width (``DeviceWorkload.upload_bits``).
     """
 
     selected: BoolArray
@@ -35,6 +38,7 @@ class RoundDecision:
     tx_power_w: FloatArray | None = None
     cpu_freq_hz: FloatArray | None = None
     resource_block_owner: IntArray | None = None
+    upload_value_bits: IntArray | None = None
 
     def validate(
         self,
@@ -71,6 +75,18 @@ class RoundDecision:
             self._check_device_setting(name, num_devices, maximum)
         if self.resource_block_owner is not None:
             self._check_owner(num_devices, num_resource_blocks)
+        if self.upload_value_bits is not None:
+            self._check_value_bits(num_devices)
+
+    def _check_value_bits(self, num_devices: int) -> None:
+        bits = np.asarray(self.upload_value_bits)
+        if bits.shape != (num_devices,):
+            raise ValueError(
+                f"RoundDecision.upload_value_bits must have shape ({num_devices},), got {bits.shape}"
+            )
+        chosen = bits[self.selected]
+        if not np.issubdtype(bits.dtype, np.integer) or np.any((chosen < 1) | (chosen > 32)):
+            raise ValueError("RoundDecision.upload_value_bits must be integers in [1, 32]")
 
     def _check_device_setting(self, name: str, num_devices: int, maximum: FloatArray | None) -> None:
         value = getattr(self, name)
