@@ -495,7 +495,7 @@ class EpisodeConfig(_Frozen):
 
 
 class RewardConfig(_Frozen):
-    name: str = "accuracy-gain-per-second"
+    name: str = "accuracy-under-budget"
     params: dict[str, float] = Field(
         default_factory=dict, description="the reward's keyword arguments, finite, |value| <= 1e9"
     )

@@ -17,6 +17,7 @@ import fedsimenv
 from channels.checks import WorkLimitError
 from fedsimenv.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE
 from fedsimenv.cli.experiments import add_experiment_commands
+from fedsimenv.cli.recalibrate import add_recalibrate_command
 from fedsimenv.cli.rl import add_calibrate_command, add_train_command
 from fedsimenv.cli.run import add_run_commands
 from fedsimenv.experiments.errors import NonFiniteResultError, ReplayDivergedError
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_experiment_commands(sub)
     add_calibrate_command(sub)
     add_train_command(sub)
+    add_recalibrate_command(sub)
     return parser
 
 

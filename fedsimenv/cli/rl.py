@@ -16,6 +16,7 @@ from fedsimenv.cli.common import EXIT_OK, add_set_option, parse_overrides, scena
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from fedsimenv.atomic import write_text_atomic
     from fedsimenv.experiments.calibrate import calibrate
+    from fedsimenv.learning.surrogate_fit import records_to_json
     from fedsimenv.scenario import load_scenario
 
     config = load_scenario(args.scenario, scenario_overrides(args))
@@ -36,7 +37,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         final = record.rounds[-1]
         print(f"  run {done}/{args.runs}: {len(record.rounds)} rounds, final accuracy {final.accuracy:.4f}")
 
-    calibration = calibrate(config, args.runs, seed, on_run, workers=args.workers)
+    records_path = Path(args.records) if args.records else out.with_suffix(".runs.json")
+    calibration, records = calibrate(config, args.runs, seed, on_run, workers=args.workers, noise=args.noise)
+    write_text_atomic(records_path, records_to_json(records))
     write_text_atomic(out, calibration.to_json())
     held, fit = calibration.error["held_out"], calibration.error["fit"]
     print(
@@ -45,16 +48,36 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         f"{held['accuracy_mae']:.4f}, RMSE {held['accuracy_rmse']:.4f}, final-round MAE "
         f"{held['final_accuracy_mae']:.4f}, loss MAE {held['loss_mae']:.4f}"
     )
-    print(f"wrote {out} (use it with learning.surrogate.calibration_file: {out})")
+    print_region_errors(calibration.error["held_out_by_region"])
+    if calibration.curve.accuracy_noise_std > 0:
+        print(f"accuracy noise (spread around the fit): std {calibration.curve.accuracy_noise_std:.4f}")
+    print(f"wrote {out} (use it with learning.surrogate.calibration_file: {out}) and {records_path}")
     return EXIT_OK
+
+
+def print_region_errors(by_region: dict[str, dict[str, float]]) -> None:
+    """The held-out accuracy error per region of the action space, one line each."""
+    print("held-out accuracy error per region (region: rounds, MAE[, bias = predicted - real]):")
+    for name, err in by_region.items():
+        bias = f", bias {err['accuracy_bias']:+.4f}" if "accuracy_bias" in err else ""
+        print(f"  {name}: {err['rounds']} rounds, MAE {err['accuracy_mae']:.4f}{bias}")
 
 
 def add_calibrate_command(sub: Any) -> None:
     """Register the ``calibrate`` subcommand on the CLI's subparsers."""
     parser = sub.add_parser("calibrate", help="fit the surrogate trainer to real runs of a scenario")
     parser.add_argument("scenario", help="built-in scenario name or path to a YAML file")
-    parser.add_argument("--runs", type=int, default=8, help="real runs K (the last K // 4 are held out)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=12,
+        help="real runs K, regions round-robin (held out: one per region if K >= 12, else the last K // 4)",
+    )
     parser.add_argument("--out", required=True, help="calibration JSON file to write")
+    parser.add_argument("--records", help="where to keep the recorded runs (default: OUT with .runs.json)")
+    parser.add_argument(
+        "--noise", action="store_true", help="fit accuracy noise from the spread around the curve"
+    )
     parser.add_argument("--rounds", type=int, help="rounds per run (overrides episode.max_rounds)")
     parser.add_argument("--seed", type=int, help="seed of the first run (default: the scenario's)")
     parser.add_argument(

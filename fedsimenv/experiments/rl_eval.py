@@ -132,9 +132,10 @@ def summarise(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def surrogate_gap_of_run(run_dir: Path) -> dict[str, float]:
+def surrogate_gap_of_run(run_dir: Path, calibration: str | None = None) -> dict[str, float]:
     """:func:`surrogate_gap` for a finished run directory (its scenario, seed, actions and accuracy
-    from the replay log of the newest checkpoint and ``metrics.jsonl``)."""
+    from the replay log of the newest checkpoint and ``metrics.jsonl``); ``calibration`` (a file)
+    replaces the scenario's surrogate calibration."""
     import sys
 
     from fedsimenv.experiments.checkpoints import CHECKPOINT_DIR, newest_valid_checkpoint
@@ -153,4 +154,5 @@ def surrogate_gap_of_run(run_dir: Path) -> dict[str, float]:
         "actions": [r["action"] for r in checkpoint["records"]],
         "accuracy": [float(r["accuracy"]) for r in rows][: len(checkpoint["records"])],
     }
-    return surrogate_gap(load_scenario(run_dir / "config.yaml"), episode)
+    overrides = {} if calibration is None else {"learning.surrogate.calibration_file": calibration}
+    return surrogate_gap(load_scenario(run_dir / "config.yaml", overrides), episode)

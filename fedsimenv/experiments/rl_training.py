@@ -203,13 +203,6 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
     if policy_path.exists() and not overwrite:
         raise ValueError(f"{policy_path} already exists; choose another --out or pass --overwrite")
     train_config = training_config(config, settings)
-    from fedsimenv.rewards import REWARDS
-
-    if not REWARDS.get(train_config.reward.name).rl_safe:
-        say(
-            f"warning: reward {train_config.reward.name!r} rates degenerate short rounds above learning "
-            "ones (fedsimenv/rewards.py); train on time-to-target-shaped or accuracy-under-budget"
-        )
     eval_config = load_scenario(train_config, {"trainer": settings.eval_trainer})
     eval_seeds = [settings.seed + EVAL_SEED_OFFSET + i for i in range(settings.eval_seeds)]
     out_dir.mkdir(parents=True, exist_ok=True)
