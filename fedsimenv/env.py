@@ -99,17 +99,18 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
     From the scenario's ``reward`` section (registry ``fedsimenv.rewards.REWARDS``); every term is in
     ``info["reward_terms"]``:
 
-    * ``accuracy-gain-per-second`` (default): accuracy gained this round / round latency (s);
-    * ``accuracy-latency-energy``: ``w_acc gain - w_lat latency_s - w_energy energy_j``;
-    * ``time-to-target``: ``-w_time latency_s`` per round, plus ``bonus`` in the round the target
-      accuracy is reached;
-    * ``time-to-target-shaped`` (for RL): time in units of the round's reference latency, a
-      potential-based accuracy-progress term and a bonus at the target (episode ends there);
-    * ``accuracy-under-budget`` (for RL): the accuracy gained (the return is the final accuracy).
+    * ``accuracy-under-budget`` (default): the accuracy gained this round (the episode return is the
+      final accuracy minus the initial one);
+    * ``accuracy-latency-energy``: ``w_acc gain - w_lat latency / T_ref - w_energy energy_j``;
+    * ``time-to-target``: ``-w_time latency / T_ref`` per round, plus ``bonus`` in the round the
+      target accuracy is reached (episode ends there);
+    * ``time-to-target-shaped`` (for RL): the same time cost, a potential-based accuracy-progress
+      term and a bonus at the target.
 
-    The per-round ``accuracy-gain-per-second`` and ``accuracy-latency-energy`` rate a degenerate
-    policy (one device at rho_max: very short rounds that do not learn) above ``equal``; do not train
-    RL on them (``fedsimenv/rewards.py`` documents each reward's optimum).
+    ``T_ref`` is the round's reference latency (:meth:`SystemView.reference_latency_s`), so the
+    weights are scale-free. Every registered reward ranks the degenerate policy (one device at
+    rho_max: very short rounds that do not learn) below ``equal`` (tests/test_rl_rewards.py);
+    ``fedsimenv/rewards.py`` documents each reward's optimum.
 
     ## Starting State
 
