@@ -1,12 +1,13 @@
 """DWNP's server-side training (Gao et al., "Device-Wise Federated Network Pruning", Alg. 1, Eqs. 5-7)
 and its two hypernetwork baselines, FedILP and FedOSP, as one :class:`ScheduledStrategy`.
 
-Schedule, in rounds of the co-simulation (one round = one FedAvg of the weights W):
+Schedule, in rounds of the co-simulation (one round = one download, local training, one upload):
 
 * training phase (``train_fraction`` of the rounds; the paper trains 200 epochs then fine-tunes 200,
   i.e. one half): every round the devices train W under their current sub-network (Eq. 7: masks of
-  ``a^0 * a^n``; FedILP: ``a^0``); after a quarter of the training rounds, each round is followed by
-  hypernetwork (HN) training with W frozen (Eq. 6) on a 10% subset of each device's data;
+  ``a^0 * a^n``; FedILP: ``a^0``); after a quarter of the training rounds, the rounds also train
+  the hypernetwork (HN) with W frozen (Eq. 6) on a 10% subset of each device's data (inside the
+  round, see below);
 * at the end of the training phase the global model is pruned permanently with ``a^0``; for FedOSP,
   whose W were trained dense, the HN is trained here, one shot, with W frozen;
 * fine-tuning phase: devices train under ``a^0 * a^n`` (DWNP) or ``a^0`` (FedILP, FedOSP), frozen.
