@@ -115,7 +115,7 @@ class ScheduledStrategy(TrainingStrategy):
     def model_cost(self, trainer: TorchTrainer, device: int, masks: Masks) -> ModelCost | None:
         if self.periodic is None:
             return None
-        cost = base_cost(trainer, masks)
+        cost = base_cost(trainer, masks, self.sparse_index_overhead)
         up, down = self.periodic.extra_bits(trainer, device, cost)
         return with_extra_bits(cost, up, down, trainer.download_bits())
 

@@ -249,10 +249,12 @@ class PeriodicAveraging:
         return syncs * cost.upload_bits, syncs * down
 
 
-def base_cost(trainer: TorchTrainer, masks: Masks) -> ModelCost:
+def base_cost(trainer: TorchTrainer, masks: Masks, sparse_index_overhead: bool = False) -> ModelCost:
     """The trainer's own count for a server-side mask (what ``plan_round`` computes without a
-    strategy cost): kept weights up, and the same pruned model down when masked."""
-    cost = model_cost(trainer.model, trainer.input_shape, masks, trainer.config.bits_per_param, False)
+    strategy cost): kept weights (and, for unstructured masks, one index bit per masked entry) up,
+    and the same pruned model down when masked."""
+    bits = trainer.config.bits_per_param
+    cost = model_cost(trainer.model, trainer.input_shape, masks, bits, sparse_index_overhead)
     return replace(cost, download_bits=cost.upload_bits) if masks else cost
 
 
