@@ -303,3 +303,15 @@ def test_top5_by_hand() -> None:
     assert topk_accuracy(Fixed(), torch.arange(3.0)[:, None], labels, 5) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="k must be in"):
         topk_correct(logits, labels, 8)
+
+
+def test_table_base_follows_the_papers_protocol_and_reports_top5() -> None:
+    from scenarios.dwnp_table import base_rounds, table
+
+    # The paper: base 200 epochs; methods 200 training + 200 fine-tuning.
+    assert base_rounds(400) == 200 and base_rounds(16) == 8
+    row = {"acc": 0.6, "top5": 0.9, "acc_physical": 0.55, "flops_d": 0.5, "flops_s": 0.2}
+    text = table({"dwnp": [row]}, [0.5], [0.8])
+    assert "| Base Top-5 | delta-Top-5 |" in text
+    assert "| dwnp | 50.00% | +10.00% (sd 0.00) | 60.00% | 55.00% | 80.00% | +10.00% | 50% | 20% |" in text
+    assert "Top-5" not in table({"dwnp": [row]}, [0.5], [float("nan")])
