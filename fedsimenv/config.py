@@ -389,7 +389,9 @@ class SurrogateConfig(_Frozen):
 
 class LearningConfig(_Frozen):
     dataset: str = Field("digits", description="registry name in fedsimenv.learning.datasets.DATASETS")
-    data_dir: str | None = Field(None, description="local directory of cifar10/cifar100/femnist files")
+    data_dir: str | None = Field(
+        None, description="local directory of cifar10/cifar100/femnist/tinyimagenet files"
+    )
     synthetic: SyntheticDataConfig = SyntheticDataConfig()
     norm: Literal["batch", "layer", "group", "none"] | None = Field(
         None, description="normalisation layers; None = the model's default"

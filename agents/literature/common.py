@@ -15,6 +15,8 @@ from numpy.typing import NDArray
 from agents.base import Agent
 from channels import shannon_rate_bps
 from fedsimenv.actions import encode_decision
+from fedsimenv.learning.local_sgd import PeriodicAveraging, State, base_cost, with_extra_bits
+from fedsimenv.learning.plan import DeviceJob, ModelCost
 from fedsimenv.learning.pruning import Masks, apply_masks, kept_parameters
 from fedsimenv.learning.strategy import TrainingStrategy
 from fedsimenv.learning.trainer import TorchTrainer
@@ -70,7 +72,13 @@ class ScheduledStrategy(TrainingStrategy):
         base_accuracy: Global test accuracy of the model just before pruning (the "Base Acc" of
             DWNP's tables for methods that train a base model first).
         base_device_accuracy: Per-device test accuracy of that model (when per-device splits exist).
+        periodic: When set, local training averages W every ``periodic.r_w`` local iterations inside
+            the round with ``periodic.recipe`` (:mod:`fedsimenv.learning.local_sgd`; DWNP's Alg. 1
+            for every method of its tables), and the averagings' traffic is added to each device's
+            round bits; ``None``: the trainer's ordinary local training.
     """
+
+    periodic: PeriodicAveraging | None = None
 
     def __init__(self, train_rounds: int) -> None:
         self.train_rounds = train_rounds
@@ -96,6 +104,20 @@ class ScheduledStrategy(TrainingStrategy):
     def masks(self, trainer: TorchTrainer, device: int, rho: float) -> Masks | None:
         masks = self.device_masks(trainer, device)
         return dict(masks) if masks else None
+
+    def local_training(
+        self, trainer: TorchTrainer, model: torch.nn.Module, jobs: Sequence[DeviceJob]
+    ) -> Sequence[State] | None:
+        if self.periodic is None:
+            return None
+        return self.periodic.train(trainer, model, jobs, self.rounds_done)
+
+    def model_cost(self, trainer: TorchTrainer, device: int, masks: Masks) -> ModelCost | None:
+        if self.periodic is None:
+            return None
+        cost = base_cost(trainer, masks, self.sparse_index_overhead)
+        up, down = self.periodic.extra_bits(trainer, device, cost)
+        return with_extra_bits(cost, up, down, trainer.download_bits())
 
     def server_prune(self, trainer: TorchTrainer) -> Masks:
         """The server's permanent masks, chosen once at the end of the training phase."""

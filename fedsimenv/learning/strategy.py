@@ -15,6 +15,9 @@ then calls its hooks at fixed points of every round:
   count), so a strategy that compresses its transfers (GWEP's quantisation) reports their exact bits;
 * :meth:`TrainingStrategy.broadcast_state` in ``train_round`` before local training: the weights the
   devices downloaded and start from (``None``: the global model as it is);
+* :meth:`TrainingStrategy.local_training` in ``train_round``: the round's local training itself
+  (``None``: the trainer's cohort training), for algorithms that communicate inside the round
+  (DWNP's W averaging every r_W local iterations and its interleaved hypernetwork steps);
 * :meth:`TrainingStrategy.uploaded_states` in ``train_round`` after local training, before
   aggregation: what the server receives from each device (e.g. quantised updates);
 * :meth:`TrainingStrategy.after_round` in ``train_round`` after aggregation, before evaluation;
@@ -36,7 +39,9 @@ import torch
 from fedsimenv.learning.pruning import Masks
 
 if TYPE_CHECKING:
-    from fedsimenv.learning.plan import ModelCost
+    from torch import nn
+
+    from fedsimenv.learning.plan import DeviceJob, ModelCost
     from fedsimenv.learning.trainer import TorchTrainer
 
 State = dict[str, torch.Tensor]
@@ -68,6 +73,13 @@ class TrainingStrategy:
 
     def broadcast_state(self, trainer: TorchTrainer) -> State | None:
         """The weights every device of this round downloads (``None``: the global model itself)."""
+        return None
+
+    def local_training(
+        self, trainer: TorchTrainer, model: nn.Module, jobs: Sequence[DeviceJob]
+    ) -> Sequence[State] | None:
+        """Train ``jobs`` from ``model`` (the downloaded weights; not to be modified) and return each
+        job's final state, or ``None`` for the trainer's own cohort training."""
         return None
 
     def uploaded_states(

@@ -290,7 +290,8 @@ class TorchTrainer(Trainer):
             if start is not None:
                 local = copy.deepcopy(self.model)
                 local.load_state_dict(start)
-            states = self._train(local, self._local_jobs(jobs))
+            trained = self.strategy.local_training(self, local, jobs) if self.strategy is not None else None
+            states = self._train(local, self._local_jobs(jobs)) if trained is None else trained
             global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             if self.strategy is not None:
                 states = self.strategy.uploaded_states(

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from agents.base import AGENTS
 from agents.literature.common import ScheduledStrategy, StrategyAgent, schedule_rounds, unpruned_round_time_s
 from agents.literature.dwnp.strategy import DWNPSettings, DWNPStrategy
+from fedsimenv.learning.local_sgd import PeriodicAveraging
 
 #: Smallest device budget the wireless-aware option assigns.
 MIN_DEVICE_BUDGET = 0.1
@@ -40,7 +41,13 @@ class DWNPAgent(StrategyAgent):
 
     def make_strategy(self) -> ScheduledStrategy:
         rounds = schedule_rounds(self.context.max_rounds, self.settings.train_fraction)
-        return DWNPStrategy(rounds, self.settings)
+        strategy = DWNPStrategy(rounds, self.settings)
+        if self.settings.r_w is not None:
+            # Alg. 1: W averaged every r_W local iterations; the learning-rate schedule (none by
+            # default) restarts for the fine-tuning phase.
+            total = self.context.max_rounds or rounds
+            strategy.periodic = PeriodicAveraging(self.settings.r_w).with_phases(rounds, total - rounds)
+        return strategy
 
     def act(
         self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]

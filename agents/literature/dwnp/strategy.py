@@ -1,22 +1,26 @@
 """DWNP's server-side training (Gao et al., "Device-Wise Federated Network Pruning", Alg. 1, Eqs. 5-7)
 and its two hypernetwork baselines, FedILP and FedOSP, as one :class:`ScheduledStrategy`.
 
-Schedule, in rounds of the co-simulation (one round = one FedAvg of the weights W):
+Schedule, in rounds of the co-simulation (one round = one download, local training, one upload):
 
 * training phase (``train_fraction`` of the rounds; the paper trains 200 epochs then fine-tunes 200,
   i.e. one half): every round the devices train W under their current sub-network (Eq. 7: masks of
-  ``a^0 * a^n``; FedILP: ``a^0``); after a quarter of the training rounds, each round is followed by
-  hypernetwork (HN) training with W frozen (Eq. 6) on a 10% subset of each device's data;
+  ``a^0 * a^n``; FedILP: ``a^0``); after a quarter of the training rounds, the rounds also train
+  the hypernetwork (HN) with W frozen (Eq. 6) on a 10% subset of each device's data (inside the
+  round, see below);
 * at the end of the training phase the global model is pruned permanently with ``a^0``; for FedOSP,
   whose W were trained dense, the HN is trained here, one shot, with W frozen;
 * fine-tuning phase: devices train under ``a^0 * a^n`` (DWNP) or ``a^0`` (FedILP, FedOSP), frozen.
 
-Mapping of Alg. 1's intervals onto rounds (the paper counts SGD iterations): W is averaged once per
-round, so ``r_W`` is the round's local iterations (``local_epochs * ceil(D / batch)``); the HN takes
-``max(1, round(iterations / r_HN))`` steps per round (one per r_HN weight iterations), and its
-parameters and Adam moments are averaged over the round's arrived devices every ``r_theta`` HN steps
-(the paper follows Mime for averaging optimiser states). All devices that arrived train the HN
-(S = N in the paper). The HN's own traffic (a few hundred kB at most) is not timed by the simulator.
+Alg. 1's intervals, in local SGD iterations as the paper (``r_W`` set, default 5): one round is
+``local_epochs`` epochs of each device's data (Alg. 1 is one epoch); W is averaged every ``r_W``
+iterations inside the round (:mod:`fedsimenv.learning.local_sgd`) and, in the rounds where the HN
+trains, every device takes an HN step every ``r_HN`` iterations, the HN states (parameters and Adam
+moments, following Mime) averaged every ``r_theta`` HN steps (:mod:`.interleave`). All devices of the
+round train (S = N in the paper). The extra traffic (intra-round W averagings, HN states) is added
+to each device's upload and download bits through the ``model_cost`` hook, so the simulator times
+it. With ``r_w=None`` the older mapping onto rounds applies: W averaged once per round and
+``max(1, round(iterations / r_HN))`` HN steps after the round, their traffic not timed.
 
 Left open by the paper and chosen here: the HN architecture (see :mod:`.hypernet`); the Gumbel
 temperature (0.5); the initial logits (+3: the noisy training-time gates keep ~95% of the channels, so the
@@ -47,7 +51,17 @@ from agents.literature.common import ScheduledStrategy
 from agents.literature.dwnp.deploy import DEFAULT_TOLERANCE, project_to_flops_budget
 from agents.literature.dwnp.gates import flops_regulariser, gumbel_sigmoid_st
 from agents.literature.dwnp.hypernet import HyperNetwork
+from agents.literature.dwnp.interleave import (
+    InterleavedHN,
+    hn_state_bits,
+    hn_traffic_bits,
+    mean_optimizer_states,
+    mean_states,
+)
+from fedsimenv.learning.local_sgd import State, base_cost, with_extra_bits
+from fedsimenv.learning.plan import DeviceJob, ModelCost
 from fedsimenv.learning.pruning import Masks
+from fedsimenv.learning.topk import topk_accuracy
 from fedsimenv.learning.trainer import TorchTrainer
 
 
@@ -60,6 +74,7 @@ class DWNPSettings:
         server_budget: p_s, kept fraction of the server-side sub-network's FLOPs (DWNP's 50% device
             reduction goes with a 20% server reduction in Table 1).
         reg_weight: lambda (2.0).
+        r_w: W averaging interval, in local iterations (5); ``None``: once per round.
         r_theta: HN state-averaging interval, in HN steps (2).
         r_hn: One HN step per this many weight iterations (10).
         hn_subset_fraction: Share of local data in D_n^a (10%).
@@ -83,6 +98,7 @@ class DWNPSettings:
     device_budget: float = 0.5
     server_budget: float = 0.8
     reg_weight: float = 2.0
+    r_w: int | None = 5
     r_theta: int = 2
     r_hn: int = 10
     hn_subset_fraction: float = 0.1
@@ -102,6 +118,11 @@ class DWNPSettings:
     def __post_init__(self) -> None:
         if self.deploy not in ("projection", "threshold"):
             raise ValueError(f"unknown deploy rule {self.deploy!r}; allowed values: projection, threshold")
+        for name in ("r_theta", "r_hn"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.r_w is not None and self.r_w < 1:
+            raise ValueError(f"r_w must be >= 1 local iterations or None, got {self.r_w}")
 
 
 class DWNPStrategy(ScheduledStrategy):
@@ -130,6 +151,8 @@ class DWNPStrategy(ScheduledStrategy):
         ).to(trainer.device)
         self.adam_state: dict[str, Any] | None = None
         self.hn_steps_done = 0
+        #: The last interleaved round's HN steps: ``(k, k_HN, devices, averaged)``.
+        self.last_interleaving: list[tuple[int, int, list[int], bool]] = []
         self._cache: dict[int, Masks | None] = {}
         self.final_gates: dict[int, list[torch.Tensor]] = {}
         self.subsets: list[torch.Tensor] = []
@@ -162,10 +185,72 @@ class DWNPStrategy(ScheduledStrategy):
             return self.settings.device_budget
         return float(np.mean(self.device_budgets))
 
+    @property
+    def hn_trains_this_round(self) -> bool:
+        """Whether the coming round (index ``rounds_done``) trains the HN: after a quarter of the
+        training rounds, before the final pruning, never for FedOSP."""
+        s = self.settings
+        return not s.one_shot and not self.pruned and self.rounds_done >= self.hn_start_round
+
     def train_phase_round(self, trainer: TorchTrainer, arrived: Sequence[int]) -> None:
+        if self.periodic is not None:
+            return  # the HN trained inside the round (local_training)
         if self.settings.one_shot or self.rounds_done <= self.hn_start_round or not arrived:
             return
         self.train_hypernetwork(trainer, arrived, self.hn_steps_per_round)
+
+    # -- Alg. 1 inside the round ---------------------------------------------------------------
+
+    def local_training(
+        self, trainer: TorchTrainer, model: torch.nn.Module, jobs: Sequence[DeviceJob]
+    ) -> Sequence[State] | None:
+        periodic = self.periodic
+        if periodic is None:
+            return None
+        if not self.hn_trains_this_round:
+            return periodic.train(trainer, model, jobs, self.rounds_done)
+        s = self.settings
+        interleaved = InterleavedHN(
+            self.hn,
+            self.adam_state,
+            [job.device for job in jobs],
+            [periodic.iterations(trainer, job.device) for job in jobs],
+            lambda hn, device, weights: self.hn_loss(trainer, hn, device, weights),
+            s.r_hn,
+            s.r_theta,
+            s.hn_learning_rate,
+        )
+        states = periodic.train(trainer, model, jobs, self.rounds_done, interleaved)
+        adam_state = interleaved.finish()
+        if adam_state is not None:
+            self.adam_state = adam_state
+            self.hn_steps_done += interleaved.steps_taken
+            self._cache = {}
+        self.last_interleaving = interleaved.log
+        return states
+
+    def model_cost(self, trainer: TorchTrainer, device: int, masks: Masks) -> ModelCost | None:
+        """With ``r_w`` set: the sub-network's cost plus the intra-round W averagings and, in rounds
+        where the HN trains, the HN states' traffic (:mod:`.interleave`)."""
+        periodic = self.periodic
+        if periodic is None:
+            return None
+        cost = base_cost(trainer, masks)
+        up, down = periodic.extra_bits(trainer, device, cost)
+        if self.hn_trains_this_round:
+            s = self.settings
+            state_bits = hn_state_bits(self.hn, trainer.config.bits_per_param)
+            hn_up, hn_down = hn_traffic_bits(
+                periodic.iterations(trainer, device), s.r_hn, s.r_theta, state_bits
+            )
+            up, down = up + hn_up, down + hn_down
+        return with_extra_bits(cost, up, down, trainer.download_bits())
+
+    def metrics(self, trainer: TorchTrainer) -> dict[str, float]:
+        """Top-5 accuracy of the global model on the global test set (tasks with over 5 classes)."""
+        if trainer.test.num_classes <= 5:
+            return {}
+        return {"top5_accuracy": topk_accuracy(trainer.model, trainer._test_x, trainer._test_y, 5)}
 
     def server_prune(self, trainer: TorchTrainer) -> Masks:
         s = self.settings
@@ -221,9 +306,12 @@ class DWNPStrategy(ScheduledStrategy):
 
     # -- hypernetwork training (Eq. 6) ---------------------------------------------------------
 
-    def hn_loss(self, trainer: TorchTrainer, hn: HyperNetwork, device: int) -> torch.Tensor:
+    def hn_loss(
+        self, trainer: TorchTrainer, hn: HyperNetwork, device: int, model: torch.nn.Module | None = None
+    ) -> torch.Tensor:
         """Device ``device``'s share of Eq. 6: cross-entropy of the gated model on a batch of its HN
-        subset plus lambda times the FLOPs regularisers of ``a^0`` and ``a^0 * a^n``.
+        subset plus lambda times the FLOPs regularisers of ``a^0`` and ``a^0 * a^n``, with the weights
+        of ``model`` (the global model when None).
 
         The cross-entropy sees Gumbel-noised gates (exploration, as the paper's ST Gumbel-sigmoid);
         the regularisers see the noise-free straight-through gates, i.e. the sub-network that is
@@ -255,8 +343,9 @@ class DWNPStrategy(ScheduledStrategy):
         subset = self.subsets[device]
         pick = subset[torch.randperm(len(subset), generator=generator)[: trainer.config.batch_size]]
         pick = pick.to(x_all.device)
-        with gated(trainer.model, self.layout, gates):
-            loss = F.cross_entropy(trainer.model(x_all[pick]), y_all[pick])
+        weights = trainer.model if model is None else model
+        with gated(weights, self.layout, gates):
+            loss = F.cross_entropy(weights(x_all[pick]), y_all[pick])
         return loss + s.reg_weight * reg
 
     def train_hypernetwork(self, trainer: TorchTrainer, devices: Sequence[int], steps: int) -> None:
@@ -283,8 +372,8 @@ class DWNPStrategy(ScheduledStrategy):
                         optimizer.step()
                     states.append(local.state_dict())
                     moments.append(optimizer.state_dict())
-                self.hn.load_state_dict(_mean_states(states))
-                self.adam_state = _mean_optimizer_states(moments)
+                self.hn.load_state_dict(mean_states(states))
+                self.adam_state = mean_optimizer_states(moments)
                 done += block
         finally:
             for p, flag in zip(model.parameters(), requires, strict=True):
@@ -292,16 +381,3 @@ class DWNPStrategy(ScheduledStrategy):
             model.train(was_training)
         self.hn_steps_done += steps
         self._cache = {}
-
-
-def _mean_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    return {k: torch.stack([s[k].float() for s in states]).mean(0).to(states[0][k].dtype) for k in states[0]}
-
-
-def _mean_optimizer_states(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    result = copy.deepcopy(states[0])
-    for index, entry in result["state"].items():
-        for key, value in entry.items():
-            if key != "step" and isinstance(value, torch.Tensor):
-                entry[key] = torch.stack([s["state"][index][key] for s in states]).mean(0)
-    return result
