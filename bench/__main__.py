@@ -7,10 +7,10 @@
 
 Sections, in order: the FedAvg round against a plain PyTorch loop and Flower (Flower only where
 ``make bench-env`` has created ``.venv-bench``), cohort training (batched vs sequential), compute
-efficiency (cohort-step GFLOP/s vs the fp32 GEMM peak), the simulator, env steps, solvers, channels,
-and the GPU section (skipped without CUDA). Every figure keeps all its repeats (median, min-max);
-every ratio compares two figures of this run. A section that fails is reported as failed in the
-notes, the others still run, and the exit status is 1.
+efficiency (cohort-step GFLOP/s vs the fp32 GEMM peak), the small CNN's roofline, the simulator, env
+steps, solvers, channels, and the GPU section (skipped without CUDA). Every figure keeps all its
+repeats (median, min-max); every ratio compares two figures of this run. A section that fails is
+reported as failed in the notes, the others still run, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ SECTIONS: dict[str, str] = {
     "fedavg": "bench.fedavg_round",
     "cohort": "bench.cohort",
     "compute": "bench.compute",
+    "roofline": "bench.roofline",
     "simulator": "bench.simulator",
     "env": "bench.env_steps",
     "solvers": "bench.solvers",

@@ -104,6 +104,13 @@ def test_gpu_section_runs_its_code_on_the_cpu_and_skips_cuda_when_absent() -> No
         assert gpu.collect(device="cuda") == ([], [], ["GPU section skipped: no CUDA device on this machine"])
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_gpu_script_exits_cleanly_with_one_line_without_cuda(capsys: pytest.CaptureFixture[str]) -> None:
+    assert gpu.main([]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "no CUDA device" in captured.err
+
+
 def test_bad_arguments_name_the_allowed_values(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         bench_main(["--only", "nope"])
@@ -121,7 +128,7 @@ def test_every_section_takes_repeats(name: str) -> None:
 def test_fedavg_repeats_are_timed_rounds_after_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
 
-    def fake_collect(clients: Any, rounds: int, quick: bool, flower: bool) -> SimpleNamespace:
+    def fake_collect(clients: Any, rounds: int, quick: bool, flower: bool, pairs: int) -> SimpleNamespace:
         seen.update(rounds=rounds, quick=quick)
         return SimpleNamespace(figures=[], ratios=[], notes=[])
 
