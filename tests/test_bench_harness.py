@@ -139,3 +139,38 @@ def test_fedavg_repeats_are_timed_rounds_after_the_warm_up(monkeypatch: pytest.M
     assert seen["rounds"] == fedavg_round.DEFAULT_ROUNDS
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         fedavg_round.collect(repeats=0)
+
+
+def test_merge_replaces_only_the_regenerated_sections(tmp_path: Path) -> None:
+    def section(title: str, key: str, value: float) -> Report:
+        a = figure(title, "a", "ms", [value, 2 * value])
+        b = figure(title, "b", "ms", [value, value])
+        report = Report({"cpu": key})
+        report.extend(([a, b], [Ratio(f"{key} a/b", a, b, paired=True)], [f"{key} note {value}"]), key)
+        return report
+
+    old = section("Old A", "alpha", 1.0)
+    old.extend(([figure("Old B", "c", "s", [5.0])], [], ["beta note"]), "beta")
+    old.write(tmp_path / "RESULTS.md", tmp_path / "RESULTS.json")
+    loaded = Report.from_json(json.loads((tmp_path / "RESULTS.json").read_text()))
+    assert loaded.to_json() == old.to_json()  # a lossless round trip (samples, pairing, note tags)
+    new = section("Old A", "alpha", 10.0)
+    merged = new.merged_into(loaded, ["alpha"])
+    assert [(f.section, f.name, f.samples) for f in merged.figures] == [
+        ("Old B", "c", (5.0,)),
+        ("Old A", "a", (10.0, 20.0)),
+        ("Old A", "b", (10.0, 10.0)),
+    ]
+    assert [r.samples for r in merged.ratios] == [(1.0, 2.0)]
+    assert merged.notes == ["beta note", "alpha note 10.0"] and merged.note_sections == ["beta", "alpha"]
+    # The command line: a section taken from its own script's report, merged into --out.
+    new.write(tmp_path / "alpha.md", tmp_path / "alpha.json")
+    with pytest.raises(SystemExit):
+        bench_main(["--from-json", "nope", str(tmp_path / "alpha.json"), "--out", str(tmp_path)])
+    assert (
+        bench_main(["--from-json", "fedavg", str(tmp_path / "alpha.json"), "--out", str(tmp_path), "--merge"])
+        == 0
+    )
+    data = json.loads((tmp_path / "RESULTS.json").read_text())
+    assert [f["section"] for f in data["figures"]] == ["Old B", "Old A", "Old A"]
+    assert data["note_sections"] == ["alpha", "beta", "fedavg"]  # old alpha notes were tagged alpha, kept
