@@ -104,14 +104,18 @@ def _fwd_bwd(forward: Callable[[], torch.Tensor], inputs: tuple[torch.Tensor, ..
 
 
 def cohort_operations(devices: int, batch: int, height: int = 8) -> list[Operation]:
-    """The small CNN's cohort step (grouped layout, as ``fedsimenv.learning.grouped`` runs it)."""
+    """The small CNN's cohort step (grouped layout, as ``fedsimenv.learning.grouped`` runs it: the
+    activations channels-last, because the model max-pools)."""
     k, b, hw = devices, batch, height * height
     c1, c2, classes = 16, 32, 10
     pooled = hw // 4
     g = torch.Generator().manual_seed(0)
 
     def t(*shape: int, grad: bool = True) -> torch.Tensor:
-        return torch.randn(*shape, generator=g).requires_grad_(grad)
+        value = torch.randn(*shape, generator=g)
+        if value.dim() == 4:  # activations channels-last, as the grouped engine runs this model
+            value = value.contiguous(memory_format=torch.channels_last)
+        return value.requires_grad_(grad)
 
     ops = []
     # conv1: 1 -> 16 channels per device; the input (data) needs no gradient.
