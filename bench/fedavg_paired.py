@@ -49,6 +49,7 @@ class ProcessRun:
         startup_s: First round less one steady (median) round; Flower: ``run_simulation``'s call to
             the end of round 1 less one steady round.
         memory: Peak memory of its process tree.
+        details: Versions and threads, for the report's notes ("" for the in-process systems).
     """
 
     wall_s: float
@@ -56,6 +57,7 @@ class ProcessRun:
     run: SystemRun
     startup_s: float
     memory: TreeMemory
+    details: str = ""
 
     @property
     def round_ms(self) -> float:
@@ -119,7 +121,12 @@ def run_flower_system(num_clients: int, rounds: int, num_cpus: float | None, wor
     wall_s = time.perf_counter() - start_s
     run = flower.run
     startup = _startup_s(float(flower.measurements["launch_to_first_round_end_s"]), run.round_ms)
-    return ProcessRun(wall_s, _children_cpu_s() - cpu_before, run, startup, flower.memory)
+    info = flower.measurements
+    details = (
+        f"flwr {info['flwr']}, ray {info['ray']}, Ray num_cpus {info['ray_num_cpus']}, client torch threads "
+        f"{float(info['client_torch_threads']):.3g}"
+    )
+    return ProcessRun(wall_s, _children_cpu_s() - cpu_before, run, startup, flower.memory, details)
 
 
 def run_system(name: str, num_clients: int, rounds: int, workdir: Path, torch_threads: int = 1) -> ProcessRun:

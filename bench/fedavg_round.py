@@ -195,6 +195,8 @@ def _measure_processes(
         measured.memory[name] = max((r.memory for r in process_runs), key=lambda m: m.peak_rss_mib)
         if name not in measured.runs:
             measured.runs[name] = process_runs[-1].run
+        if process_runs[0].details:
+            out.notes.append(f"{name}, N={n}: {process_runs[0].details}")
     batched_round, batched_wall = per_run[BATCHED][0], per_run[BATCHED][1]
     for name in systems[1:]:
         target = None
@@ -271,11 +273,11 @@ def _collect(
             if not quick:
                 _measure_processes(n, rounds, pairs, skip is None, Path(workdir), measured, out)
             _add_figures(n, measured, out)
-    out.notes += _method_notes(rounds, quick)
+    out.notes += _method_notes(rounds, quick, pairs)
     return out
 
 
-def _method_notes(rounds: int, quick: bool) -> list[str]:
+def _method_notes(rounds: int, quick: bool, pairs: int) -> list[str]:
     notes = [
         f"Workload: digits (trainer's split, seed {SEED}), IID over N clients, small CNN, {rounds} rounds "
         f"(the first is warm-up, not timed), one local epoch, batch {BATCH_SIZE}, lr {LEARNING_RATE}, "
@@ -283,9 +285,9 @@ def _method_notes(rounds: int, quick: bool) -> list[str]:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads in-process",
         "Round times: 'round time' figures come from fedsimenv batched and the plain loop alternating "
         "round by round in one process (paired: ratio per round); 'own process' figures from every system "
-        f"as a whole process, A B A B ({DEFAULT_PAIRS} pairs unless told otherwise, order reversed every "
-        "other pair), one sample per process (the median of its rounds after the warm-up round); every "
-        "ratio in this section is paired (formed pair by pair, median and min-max over the pairs); "
+        f"as a whole process, A B A B ({pairs} pairs, order reversed every other pair), one sample per "
+        "process (the median of its rounds after the warm-up round); every ratio in this section is "
+        "paired (formed pair by pair, median and min-max over the pairs); "
         "'whole process' is launch to exit timed by the parent (imports, workload, Ray start for Flower)",
         "Threads: the in-process systems' processes run this run's torch threads; Flower's clients get "
         "num_cpus threads from Ray (default resources: 2), its driver one thread",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         f"cores: {os.cpu_count()}; two concurrent workers, tiny, {args.rounds} rounds each; "
         f"{args.busy} other busy process(es); load average at start {os.getloadavg()[0]:.2f}"
     )
+    # A timeout's SIGTERM must still end the spinners (the finally below): make it an exception.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(args.busy)]
     cpu_ratios, wall_ratios = [], []
     try:
