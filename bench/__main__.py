@@ -24,6 +24,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from bench.report import Collected, Report, machine_description
 
@@ -84,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
 
     report = Report(machine_description())
+    machines: dict[str, dict[str, Any]] = {}
     for key, path in args.from_json:
         taken = Report.from_json(json.loads(Path(path).read_text()))
         report.extend((taken.figures, taken.ratios, taken.notes), key)
+        machines[key] = taken.machine
     failed = []
     for name in (args.only or list(SECTIONS)) if not args.from_json or args.only else []:
         start = time.perf_counter()
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         regenerated = [key for key, _ in args.from_json] + (
             args.only or ([] if args.from_json else list(SECTIONS))
         )
-        report = report.merged_into(old, regenerated)
+        report = report.merged_into(old, regenerated, machines)
     report.write(markdown, json_path)
     print(report.to_markdown())
     print(f"[bench] wrote {markdown} and {json_path}", file=sys.stderr)

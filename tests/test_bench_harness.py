@@ -162,7 +162,12 @@ def test_merge_replaces_only_the_regenerated_sections(tmp_path: Path) -> None:
         ("Old A", "b", (10.0, 10.0)),
     ]
     assert [r.samples for r in merged.ratios] == [(1.0, 2.0)]
-    assert merged.notes == ["beta note", "alpha note 10.0"] and merged.note_sections == ["beta", "alpha"]
+    assert merged.notes[:2] == ["beta note", "alpha note 10.0"] and merged.note_sections == [
+        "beta",
+        "alpha",
+        "alpha",
+    ]
+    assert merged.machine == {"cpu": "alpha"} and merged.notes[2].startswith("alpha: measured in a later run")
     # The command line: a section taken from its own script's report, merged into --out.
     new.write(tmp_path / "alpha.md", tmp_path / "alpha.json")
     with pytest.raises(SystemExit):
@@ -173,4 +178,4 @@ def test_merge_replaces_only_the_regenerated_sections(tmp_path: Path) -> None:
     )
     data = json.loads((tmp_path / "RESULTS.json").read_text())
     assert [f["section"] for f in data["figures"]] == ["Old B", "Old A", "Old A"]
-    assert data["note_sections"] == ["alpha", "beta", "fedavg"]  # old alpha notes were tagged alpha, kept
+    assert data["note_sections"] == ["alpha", "beta", "fedavg", "fedavg"]  # old alpha notes: tag alpha, kept
