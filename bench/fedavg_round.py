@@ -23,27 +23,31 @@ Systems (the in-process two in ``bench.fedavg_systems``, Flower's runner in ``be
 
 Measured per system and N:
 
-* round time (ms/round): wall time of train + aggregate + evaluate for every round after the first
-  (warm-up); the two in-process systems alternate round by round (who goes first alternates too), so
-  load changes on a shared machine hit both alike and their ratio is formed round by round. Flower's
-  round is the time between two calls of its centralised ``evaluate_fn`` (Flower calls it after each
-  round), and its ratios are ratios of medians (measured in another process, not alternated);
+* round time (ms/round), two ways, both paired:
+  - in one process: the two in-process systems alternate round by round (who goes first alternates
+    too), so load changes on a shared machine hit both alike; ratio formed round by round;
+  - as whole processes (``bench.fedavg_paired``): every system, Flower included, runs the same
+    workload in a process of its own, A B C D, D C B A, ... (``--pairs``), each process timed from
+    outside (launch to exit) as well as by its own round clock (the median of its rounds after the
+    warm-up); every ratio is formed pair by pair and reported as median and min-max over the pairs.
+    Flower's round is the time between two calls of its centralised ``evaluate_fn`` (Flower calls it
+    after each round);
+* whole-process wall time and CPU time per run;
 * start-up (s): time from a ready workload (data, split and model built) to the end of the first
-  round, less one steady round: the first-call set-up for the in-process systems (measured in a fresh
-  process), Ray and Flower start (``run_simulation`` to the end of round 1) for Flower;
-* peak memory (MiB): peak resident memory of the process tree running the system (for the in-process
-  systems a fresh process that runs only that system for two rounds; for Flower the driver plus every
-  Ray process), see ``bench.memory``; the note gives the proportional (PSS) figure;
+  round, less one steady round, in each system's first process: the first-call set-up for the
+  in-process systems, Ray and Flower start (``run_simulation`` to the end of round 1) for Flower;
+* peak memory (MiB): peak resident memory of each system's process tree (for Flower the driver plus
+  every Ray process), see ``bench.memory``; the note gives the proportional (PSS) figure;
 * final accuracy after the last round.
 
-    python -m bench.fedavg_round [--clients 10 50 100] [--rounds 10] [--no-flower] [--out DIR]
-        [--torch-threads K]
+    python -m bench.fedavg_round [--clients 10 50 100] [--rounds 10] [--pairs 3] [--no-flower]
+        [--out DIR] [--torch-threads 1]
 
-On a shared 2-core machine, run it when the machine is quiet: with two torch threads per process,
-another busy process makes torch's OpenMP threads wait for each other, and a round can take 10-200x
-longer (measured here under load 4: plain loop at N = 50, 106 ms/round with one thread, 0.4-21 s with
-two). ``--torch-threads 1`` makes the in-process systems immune to that (Flower's clients get
-``num_cpus`` threads from Ray).
+Threads: the in-process systems run one torch thread by default (``--torch-threads``): on a shared
+2-core machine, with two threads per process another busy process makes torch's OpenMP threads wait
+for each other, and a round can take 10-200x longer (measured here under load 4: plain loop at
+N = 50, 106 ms/round with one thread, 0.4-21 s with two). Flower's clients get ``num_cpus`` threads
+from Ray (2 with its default resources), its driver one.
 
 ``--out DIR`` writes ``DIR/fedavg_round.md`` and ``DIR/fedavg_round.json``. The exit status is 1 when
 the systems' round-1 weights or final accuracies disagree beyond the tolerances below.
