@@ -66,8 +66,11 @@ def run_flower(num_clients: int, rounds: int, num_cpus: float | None, workdir: P
         command += ["--num-cpus", str(num_cpus)]
     flwr_home = workdir / "flwr-home"
     flwr_home.mkdir(exist_ok=True)
+    # Ray gives each client num_cpus threads (OMP_NUM_THREADS) unless the environment already fixes
+    # it: drop an inherited value, so that Flower's configurations are Flower's own.
+    inherited = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     env = {
-        **os.environ,
+        **inherited,
         "RAY_AUTH_MODE": "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
         "FLWR_TELEMETRY_ENABLED": "0",

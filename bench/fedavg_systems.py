@@ -15,9 +15,12 @@ and the same pre-drawn sample orders:
 that load on a shared machine hits both alike. :func:`probe` measures one system's start-up and peak
 memory in a fresh process, which runs this module:
 
-    python -m bench.fedavg_systems SYSTEM --clients N --torch-threads K --json PATH
+    python -m bench.fedavg_systems SYSTEM --clients N [--torch-threads 1] [--rounds R] --json PATH
+        [--weights PATH]
 
-(SYSTEM is one of :data:`IN_PROCESS`, or ``none`` for a baseline that only builds the workload.)
+(SYSTEM is one of :data:`IN_PROCESS`, or ``none`` for a baseline that only builds the workload.) The
+same process, run for all the rounds, is what the paired whole-process comparison
+(``bench.fedavg_paired``) alternates with Flower's.
 """
 
 from __future__ import annotations
@@ -213,18 +216,40 @@ def probe(system: str | None, num_clients: int, workdir: Path) -> Probe:
     return Probe(float(result["first_round_s"]), dataclasses.replace(memory, peak_rss_mib=peak_rss_mib))
 
 
-def run_probe(system: str, num_clients: int, json_path: Path) -> None:
-    """The probe process's work: build the workload, run ``system`` (unless "none"), write the JSON."""
+def run_probe(
+    system: str,
+    num_clients: int,
+    json_path: Path,
+    rounds: int = PROBE_ROUNDS,
+    weights_path: Path | None = None,
+) -> None:
+    """The probe process's work: build the workload, run ``system`` (unless "none") for ``rounds``
+    rounds, write the JSON (first round's time, every round's time and accuracy, peak RSS) and, with
+    ``weights_path``, the global weights after round 1 and at the end (``{"first": ..., "final": ...}``).
+    """
     workload = build_workload(num_clients, SEED)
-    first_round_s = float("nan")
+    round_s: list[float] = []
+    accuracies: list[float] = []
+    states: dict[str, State] = {}
     if system != "none":
-        instance = make_system(system, workload, PROBE_ROUNDS)
-        start_s = time.perf_counter()
-        instance.run_round(0)
-        first_round_s = time.perf_counter() - start_s
-        for r in range(1, PROBE_ROUNDS):
-            instance.run_round(r)
-    json_path.write_text(json.dumps({"first_round_s": first_round_s, "peak_rss_mib": own_peak_rss_mib()}))
+        instance = make_system(system, workload, rounds)
+        for r in range(rounds):
+            start_s = time.perf_counter()
+            accuracies.append(instance.run_round(r))
+            round_s.append(time.perf_counter() - start_s)
+            if r == 0:
+                states["first"] = _detached(instance.model.state_dict())
+        states["final"] = _detached(instance.model.state_dict())
+    if weights_path is not None:
+        torch.save(states, weights_path)
+    result = {
+        "first_round_s": round_s[0] if round_s else float("nan"),
+        "round_ms": [s * 1e3 for s in round_s],
+        "accuracies": accuracies,
+        "torch_threads": torch.get_num_threads(),
+        "peak_rss_mib": own_peak_rss_mib(),
+    }
+    json_path.write_text(json.dumps(result))
 
 
 def own_peak_rss_mib() -> float:
@@ -244,12 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="One FedAvg-round system in a fresh process (a probe).")
     parser.add_argument("system", choices=[*IN_PROCESS, "none"])
     parser.add_argument("--clients", type=int, required=True)
-    parser.add_argument("--torch-threads", type=int, default=None)
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--rounds", type=int, default=PROBE_ROUNDS)
     parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--weights", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.torch_threads is not None:
-        torch.set_num_threads(args.torch_threads)
-    run_probe(args.system, args.clients, args.json)
+    torch.set_num_threads(args.torch_threads)
+    run_probe(args.system, args.clients, args.json, args.rounds, args.weights)
     return 0
 
 

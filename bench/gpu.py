@@ -14,6 +14,7 @@ tests, so the section cannot rot unseen on machines without a GPU).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -104,15 +105,24 @@ def collect(device: str = "cuda", repeats: int = 5, quick: bool = False) -> Coll
     return figures, ratios, [f"GPU section ran on {name}"]
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args(argv)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        # Nothing to measure: say so in one line and exit cleanly (CI and CPU machines run this too).
+        print(
+            f"bench.gpu: no CUDA device here (torch {torch.__version__}: torch.cuda.is_available() is "
+            "False); nothing measured. `--device cpu` runs the same code on the CPU.",
+            file=sys.stderr,
+        )
+        return 0
     report = Report(machine_description())
     report.extend(collect(args.device, args.repeats))
     print(report.to_markdown("GPU benchmark"))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,7 +15,7 @@ import json
 import os
 import platform
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,12 +135,65 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     ratios: list[Ratio] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The section key (``python -m bench --only`` name) each note came from ("" when unknown).
+    note_sections: list[str] = field(default_factory=list)
 
-    def extend(self, collected: Collected) -> None:
+    def extend(self, collected: Collected, section_key: str = "") -> None:
         figures, ratios, notes = collected
         self.figures.extend(figures)
         self.ratios.extend(ratios)
         self.notes.extend(notes)
+        self.note_sections.extend([section_key] * len(notes))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        """The report a :meth:`to_json` wrote (figures with all their samples, ratios, tagged notes)."""
+        figures = [
+            Figure(f["section"], f["name"], f["unit"], tuple(f["samples"]), f["higher_is_better"], f["note"])
+            for f in data["figures"]
+        ]
+        by_title = {f"{f.section} / {f.name}": f for f in figures}
+        ratios = [
+            Ratio(r["name"], by_title[r["numerator"]], by_title[r["denominator"]], r["target"], r["paired"])
+            for r in data["ratios"]
+        ]
+        notes = list(data["notes"])
+        tags = list(data.get("note_sections", [""] * len(notes)))
+        return cls(dict(data["machine"]), figures, ratios, notes, tags)
+
+    def merged_into(
+        self, old: Report, regenerated: Sequence[str], machines: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> Report:
+        """``old`` with the sections this report measured replaced by this report's.
+
+        A section of ``old`` is replaced when this report has figures under its title; its ratios
+        (by the numerator's section) go with it, and so do its notes tagged with a key in
+        ``regenerated`` (untagged notes of an old report are kept). The machine block stays the old
+        report's; a note per regenerated section records the threads and load it ran with (its entry
+        in ``machines``, else this report's machine).
+        """
+        titles = {f.section for f in self.figures}
+        ran = []
+        for key in regenerated:
+            machine = (machines or {}).get(key, self.machine)
+            state = ", ".join(
+                f"{name} {machine[name]}"
+                for name in ("torch threads", "load average at start (1/5/15 min)")
+                if name in machine
+            )
+            ran.append((f"{key}: measured in a later run than the machine block above ({state})", key))
+        keep_notes = [
+            (note, tag)
+            for note, tag in zip(old.notes, old.note_sections, strict=True)
+            if tag not in regenerated
+        ]
+        return Report(
+            old.machine,
+            [f for f in old.figures if f.section not in titles] + self.figures,
+            [r for r in old.ratios if r.numerator.section not in titles] + self.ratios,
+            [n for n, _ in keep_notes] + self.notes + [n for n, _ in ran],
+            [t for _, t in keep_notes] + self.note_sections + [t for _, t in ran],
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -174,6 +227,9 @@ class Report:
                 for r in self.ratios
             ],
             "notes": self.notes,
+            "note_sections": self.note_sections
+            if len(self.note_sections) == len(self.notes)
+            else [""] * len(self.notes),
         }
 
     def to_markdown(self, title: str = "fedsimenv benchmark report") -> str:

@@ -5,6 +5,7 @@ Flower is not needed here (it lives in .venv-bench); its peer is exercised by th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -15,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import fedavg_flower, fedavg_round, fedavg_systems
-from bench.fedavg_flower import FlowerRun
+from bench import fedavg_flower, fedavg_paired, fedavg_round, fedavg_systems
+from bench.fedavg_paired import FLOWER_CONFIGS, ProcessRun
 from bench.fedavg_round import SECTION, collect
 from bench.fedavg_systems import BATCHED, PLAIN, BatchedSystem, PlainLoopSystem, SystemRun
 from bench.fedavg_workload import build_workload, client_order
@@ -96,12 +97,6 @@ def test_tree_memory_sampler_sees_a_child_allocation() -> None:
     assert math.isfinite(memory.peak_pss_mib)
 
 
-def test_probe_measures_a_fresh_process(tmp_path: Path) -> None:
-    result = fedavg_systems.probe(BATCHED, 4, tmp_path)
-    assert result.first_round_s > 0
-    assert result.memory.peak_rss_mib > 50  # torch alone is more than that
-
-
 def test_fedavg_round_keeps_its_probe_flag_in_process(tmp_path: Path) -> None:
     # The hidden `--probe` of `python -m bench.fedavg_round` does what the probe's own process does.
     assert fedavg_round.main(["--probe", "none", "--clients", "3", "--json", str(tmp_path / "p.json")]) == 0
@@ -109,35 +104,60 @@ def test_fedavg_round_keeps_its_probe_flag_in_process(tmp_path: Path) -> None:
     assert math.isnan(result["first_round_s"]) and result["peak_rss_mib"] > 50
 
 
-def test_flower_ratios_are_ratios_of_medians_over_the_reported_batched_figure(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    # Flower's rounds are as many as the batched ones but not alternated with them: never paired.
-    out = fedavg_round.SectionResults()
-    measured = fedavg_round._measure_in_process(4, 3, True, tmp_path, out)
-    batched = measured.runs[BATCHED]
-    info = {"flwr": "test", "ray": "test", "ray_num_cpus": 2, "client_torch_threads": 1}
-    fake = FlowerRun(
-        {
-            **info,
-            "accuracies": batched.accuracies,
-            "round_ms": [500.0, 40.0, 60.0],
-            "launch_to_first_round_end_s": 2.0,
-        },
+def _process_run(round_ms: float, wall_s: float, run: SystemRun) -> ProcessRun:
+    return ProcessRun(
+        wall_s,
+        wall_s / 2,
+        dataclasses.replace(run, round_ms=(round_ms,)),
+        0.5,
         TreeMemory(300.0, 250.0, 3, 10),
-        batched.first_state,
-        batched.final_state,
     )
-    monkeypatch.setattr(fedavg_round, "run_flower", lambda *args: fake)
-    fedavg_round._measure_flower(4, 3, tmp_path, measured, out)
+
+
+def test_process_ratios_are_formed_pair_by_pair(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Every system as a whole process, A B A B: each ratio's samples are the per-pair quotients.
+    out = fedavg_round.SectionResults()
+    measured = fedavg_round._measure_in_process(4, 3, out)
+    batched = measured.runs[BATCHED]
+    rounds = {BATCHED: [10.0, 20.0], PLAIN: [60.0, 80.0], **{key: [400.0, 1000.0] for key in FLOWER_CONFIGS}}
+    fake = {name: [_process_run(ms, 3 * ms, batched) for ms in values] for name, values in rounds.items()}
+    monkeypatch.setattr(fedavg_round, "run_pairs", lambda systems, *args: {s: fake[s] for s in systems})
+    fedavg_round._measure_processes(4, 3, 2, True, tmp_path, measured, out)
     fedavg_round._add_figures(4, measured, out)
-    flower = out.ratios[1:]
-    assert [r.name for r in flower] == [f"{c} / fedsimenv batched, N=4" for c in fedavg_round.FLOWER_CONFIGS]
-    for ratio in flower:
-        assert ratio.paired is False and not ratio.is_paired
-        assert ratio.denominator is measured.round_figures[BATCHED] and ratio.denominator in out.figures
-        assert len(ratio.numerator.samples) == len(ratio.denominator.samples) == 2
-        assert ratio.samples == (50.0 / ratio.denominator.median,)
+    process_ratios = [r for r in out.ratios if "processes A B A B" in r.name]
+    assert len(process_ratios) == 3
+    for ratio in out.ratios:
+        assert ratio.is_paired and ratio.numerator in out.figures and ratio.denominator in out.figures
+    assert process_ratios[0].samples == (6.0, 4.0)  # plain loop: 60 / 10 and 80 / 20, not 70 / 15
+    assert process_ratios[1].samples == (40.0, 50.0)
+    wall = [r for r in out.ratios if r.name.startswith("whole process")]
+    assert [r.samples for r in wall] == [(6.0, 4.0), (40.0, 50.0), (40.0, 50.0)]
+    assert measured.startup_s[PLAIN] == 0.5 and ": agree" in out.notes[-1]
+
+
+def test_pairs_alternate_the_order_of_the_systems(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def fake_run(name: str, *args: object) -> str:
+        calls.append(name)
+        return name
+
+    monkeypatch.setattr(fedavg_paired, "run_system", fake_run)
+    runs = fedavg_paired.run_pairs(["A", "B", "C"], 4, 3, 3, tmp_path)
+    assert calls == ["A", "B", "C", "C", "B", "A", "A", "B", "C"]
+    assert list(runs) == ["A", "B", "C"] and all(runs[name] == [name] * 3 for name in runs)  # type: ignore[comparison-overlap]
+    with pytest.raises(ValueError, match="pairs"):
+        fedavg_paired.run_pairs(["A"], 4, 3, 0, tmp_path)
+
+
+def test_a_system_process_is_timed_from_outside_and_returns_its_weights(tmp_path: Path) -> None:
+    result = fedavg_paired.run_in_process_system(BATCHED, 4, 2, tmp_path)
+    assert len(result.run.round_ms) == 1 and len(result.run.accuracies) == 2  # one warm-up round
+    assert result.wall_s > result.run.round_ms[0] / 1e3 and result.cpu_s > 0
+    reference = BatchedSystem(build_workload(4, fedavg_systems.SEED), rounds=2)
+    reference.run_round(0)
+    for key, value in reference.model.state_dict().items():
+        torch.testing.assert_close(result.run.first_state[key], value, rtol=0, atol=0)
 
 
 def _one_round(system: PlainLoopSystem) -> SystemRun:

@@ -104,6 +104,13 @@ def test_gpu_section_runs_its_code_on_the_cpu_and_skips_cuda_when_absent() -> No
         assert gpu.collect(device="cuda") == ([], [], ["GPU section skipped: no CUDA device on this machine"])
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_gpu_script_exits_cleanly_with_one_line_without_cuda(capsys: pytest.CaptureFixture[str]) -> None:
+    assert gpu.main([]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "no CUDA device" in captured.err
+
+
 def test_bad_arguments_name_the_allowed_values(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         bench_main(["--only", "nope"])
@@ -121,7 +128,7 @@ def test_every_section_takes_repeats(name: str) -> None:
 def test_fedavg_repeats_are_timed_rounds_after_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
 
-    def fake_collect(clients: Any, rounds: int, quick: bool, flower: bool) -> SimpleNamespace:
+    def fake_collect(clients: Any, rounds: int, quick: bool, flower: bool, pairs: int) -> SimpleNamespace:
         seen.update(rounds=rounds, quick=quick)
         return SimpleNamespace(figures=[], ratios=[], notes=[])
 
@@ -132,3 +139,43 @@ def test_fedavg_repeats_are_timed_rounds_after_the_warm_up(monkeypatch: pytest.M
     assert seen["rounds"] == fedavg_round.DEFAULT_ROUNDS
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         fedavg_round.collect(repeats=0)
+
+
+def test_merge_replaces_only_the_regenerated_sections(tmp_path: Path) -> None:
+    def section(title: str, key: str, value: float) -> Report:
+        a = figure(title, "a", "ms", [value, 2 * value])
+        b = figure(title, "b", "ms", [value, value])
+        report = Report({"cpu": key})
+        report.extend(([a, b], [Ratio(f"{key} a/b", a, b, paired=True)], [f"{key} note {value}"]), key)
+        return report
+
+    old = section("Old A", "alpha", 1.0)
+    old.extend(([figure("Old B", "c", "s", [5.0])], [], ["beta note"]), "beta")
+    old.write(tmp_path / "RESULTS.md", tmp_path / "RESULTS.json")
+    loaded = Report.from_json(json.loads((tmp_path / "RESULTS.json").read_text()))
+    assert loaded.to_json() == old.to_json()  # a lossless round trip (samples, pairing, note tags)
+    new = section("Old A", "alpha", 10.0)
+    merged = new.merged_into(loaded, ["alpha"])
+    assert [(f.section, f.name, f.samples) for f in merged.figures] == [
+        ("Old B", "c", (5.0,)),
+        ("Old A", "a", (10.0, 20.0)),
+        ("Old A", "b", (10.0, 10.0)),
+    ]
+    assert [r.samples for r in merged.ratios] == [(1.0, 2.0)]
+    assert merged.notes[:2] == ["beta note", "alpha note 10.0"] and merged.note_sections == [
+        "beta",
+        "alpha",
+        "alpha",
+    ]
+    assert merged.machine == {"cpu": "alpha"} and merged.notes[2].startswith("alpha: measured in a later run")
+    # The command line: a section taken from its own script's report, merged into --out.
+    new.write(tmp_path / "alpha.md", tmp_path / "alpha.json")
+    with pytest.raises(SystemExit):
+        bench_main(["--from-json", "nope", str(tmp_path / "alpha.json"), "--out", str(tmp_path)])
+    assert (
+        bench_main(["--from-json", "fedavg", str(tmp_path / "alpha.json"), "--out", str(tmp_path), "--merge"])
+        == 0
+    )
+    data = json.loads((tmp_path / "RESULTS.json").read_text())
+    assert [f["section"] for f in data["figures"]] == ["Old B", "Old A", "Old A"]
+    assert data["note_sections"] == ["alpha", "beta", "fedavg", "fedavg"]  # old alpha notes: tag alpha, kept

@@ -14,6 +14,7 @@ from torch.func import functional_call
 
 from fedsimenv.learning.cohort import (
     LocalJob,
+    PhaseClock,
     SGDConfig,
     draw_orders,
     prefer_batched,
@@ -136,3 +137,26 @@ def test_each_model_is_traced_once_and_refusals_are_remembered() -> None:
     for _ in range(2):  # the remembered reason is raised again, not a bare exception
         with pytest.raises(UnsupportedModel, match="cat"):
             grouped_for(concat)
+
+
+def test_phase_clock_accounts_the_steps_without_changing_the_result() -> None:
+    g = torch.Generator().manual_seed(1)
+    model = build_model("small-cnn", (1, 8, 8), 10, g)
+    jobs = [
+        LocalJob(
+            torch.randn(n, 1, 8, 8, generator=g),
+            torch.randint(0, 10, (n,), generator=g),
+            {},
+            draw_orders(n, 1, g),
+        )
+        for n in (9, 5)
+    ]
+    sgd = SGDConfig(learning_rate=0.05, momentum=0.9, batch_size=4)
+    clock = PhaseClock()
+    timed = train_batched(model, jobs, sgd, clock=clock)
+    plain = train_batched(model, jobs, sgd)
+    for a, b in zip(timed, plain, strict=True):  # the clock only reads the time: bit-identical
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    phases = {"outside", "setup", "data", "forward", "backward", "optimizer"}
+    assert set(clock.seconds) == phases and all(s >= 0 for s in clock.seconds.values())
+    assert clock.seconds["forward"] > 0 and clock.seconds["backward"] > 0

@@ -135,6 +135,9 @@ def run(
     the end (``{"first": ..., "final": ...}``)."""
     from bench.peers import flower_fedavg as peer  # the module under its import name, for pickling
 
+    # The driver (the ServerApp and its centralised evaluation) runs one torch thread, like every
+    # benchmark process; the clients get num_cpus threads from Ray.
+    torch.set_num_threads(1)
     workload = _workload(num_clients, seed)
     clock = _RoundClock(workload)
     final: dict[str, torch.Tensor] = {}

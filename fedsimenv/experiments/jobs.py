@@ -5,7 +5,8 @@ returns a flat summary (:func:`~fedsimenv.experiments.summary.summarise_rows`) o
 ``failed`` row with the error, so one bad cell never stops the others. Results come back in job order
 whatever the engine, and hold only simulated quantities, so the same jobs give byte-identical tables
 on every engine. Worker processes run one torch / BLAS thread each (the workers already share the
-cores between them; on a busy machine spinning extra threads costs several times the CPU).
+cores between them; on a busy machine spinning extra threads costs several times the CPU); the
+environment variable ``FEDSIMENV_WORKER_THREADS`` sets another count.
 """
 
 from __future__ import annotations
@@ -82,14 +83,34 @@ def run_job(job: Job) -> dict[str, Any]:
         }
 
 
+#: Environment variable that overrides the worker processes' thread count (default 1).
+WORKER_THREADS_ENV = "FEDSIMENV_WORKER_THREADS"
+
+
+def worker_threads() -> int:
+    """Torch / BLAS threads per worker process: 1, unless ``FEDSIMENV_WORKER_THREADS`` says otherwise.
+
+    Raises:
+        ValueError: the variable is set to anything but a positive integer.
+    """
+    value = os.environ.get(WORKER_THREADS_ENV, "1").strip()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(
+            f"{WORKER_THREADS_ENV} must be a positive integer (threads per worker), got {value!r}"
+        )
+    return int(value)
+
+
 def _init_worker() -> None:
-    # One intra-op thread per worker (torch and the BLAS under numpy/scipy): the workers already
-    # use every core between them.
+    # One intra-op thread per worker (torch and the BLAS under numpy/scipy) unless told otherwise: the
+    # workers already use every core between them, and on a busy machine extra spinning threads cost
+    # several times the CPU (bench/worker_threads.py measures it).
     import torch
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(1)
-    threadpool_limits(1)
+    threads = worker_threads()
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
 
 
 def map_in_workers(
@@ -112,6 +133,8 @@ def map_in_workers(
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        worker_threads()  # a bad override fails here, once, with its one-line message
 
         # spawn, not fork: forking a process that already runs torch threads can deadlock.
         context = multiprocessing.get_context("spawn")
@@ -143,6 +166,7 @@ def run_jobs(
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; allowed values: {', '.join(ENGINES)}")
+    worker_threads()  # a bad override fails here, with its one-line message, not in every worker
     workers = max(1, min(workers or os.cpu_count() or 1, max(len(jobs), 1)))
     if engine == "ray":
         return _run_ray(jobs, workers, on_done, ray_temp_dir)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -127,8 +128,30 @@ def train_sequential(model: nn.Module, jobs: Sequence[LocalJob], sgd: SGDConfig)
     return results
 
 
+class PhaseClock:
+    """Wall time per phase of :func:`train_batched`, for profiling (``bench/round_breakdown.py``).
+
+    ``mark(phase)`` charges the time since the previous mark to ``phase``; :attr:`seconds` sums them.
+    Phases: ``setup`` (stacking, masks, data, step plan, model trace), then per step ``data`` (gather
+    of the batch), ``forward`` (the cohort's summed loss), ``backward`` (autograd), ``optimizer``.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._last
+        self._last = now
+
+
 def train_batched(
-    model: nn.Module, jobs: Sequence[LocalJob], sgd: SGDConfig, engine: Engine = "auto"
+    model: nn.Module,
+    jobs: Sequence[LocalJob],
+    sgd: SGDConfig,
+    engine: Engine = "auto",
+    clock: PhaseClock | None = None,
 ) -> Sequence[State]:
     """Train all jobs at once; same result as :func:`train_sequential` up to float rounding.
 
@@ -147,7 +170,11 @@ def train_batched(
     Raises:
         ValueError: the model has buffers (see :func:`can_batch`), or ``engine="grouped"`` for a
             model the grouped layout cannot run.
+        clock: When given, the wall time of each phase is added to it (see :class:`PhaseClock`);
+            the result is the same.
     """
+    if clock is not None:
+        clock.mark("outside")
     keep_freed_memory()
     if not can_batch(model):
         raise ValueError("batched cohort training needs a model without buffers (e.g. no BatchNorm)")
@@ -181,16 +208,27 @@ def train_batched(
     stacked = [params[k] for k in names]
     masks = [mask_stack.get(k) for k in names]
     everyone = active_all.all(dim=1).tolist()  # steps where no device is frozen (the common case)
+    mark = clock.mark if clock is not None else _no_mark
+    mark("setup")
     for step, (index, weight, active) in enumerate(zip(index_all, weight_all, active_all, strict=True)):
-        total = total_loss(x_all[index], y_all[index], weight)
+        x, y = x_all[index], y_all[index]
+        mark("data")
+        total = total_loss(x, y, weight)
+        mark("forward")
         grads = list(torch.autograd.grad(total, stacked))
+        mark("backward")
         with torch.no_grad():
             if everyone[step]:
                 _sgd_step(stacked, grads, momentum_buffers, masks, sgd)
             else:
                 _sgd_step_partial(stacked, grads, momentum_buffers, masks, sgd, active)
+        mark("optimizer")
     # The stacked tensors themselves, which nothing else holds: no per-device split or copy.
     return StackedStates({k: v.detach() for k, v in zip(names, stacked, strict=True)})
+
+
+def _no_mark(phase: str) -> None:
+    pass
 
 
 def _summed_loss(
