@@ -154,9 +154,17 @@ class ViewAgent(Agent):
         return encode_decision(selected, rho, share, self.context.action)
 
     def decoded(self, action: NDArray[np.float32]) -> RoundDecision:
-        """What the env will make of ``action``."""
+        """What the env will make of ``action`` (with the device maxima the env decodes power and CPU
+        frequency against, where the scenario's action carries them)."""
+        view = self.context.view()
         return decode_action(
-            action, self.context.num_devices, self.context.action, self.context.total_bandwidth_hz
+            action,
+            self.context.num_devices,
+            self.context.action,
+            self.context.total_bandwidth_hz,
+            tx_power_max_w=view.tx_power_w,
+            cpu_freq_max_hz=view.cpu_freq_hz,
+            num_resource_blocks=view.num_resource_blocks,
         )
 
     def apply(self, plan: Plan) -> NDArray[np.float32]:

@@ -37,6 +37,24 @@ def test_cli_runs_every_new_agent_on_tiny(name: str, tmp_path: Path) -> None:
     assert all(1 <= r["num_selected"] <= 10 for r in rows)
 
 
+@pytest.mark.parametrize(
+    "name", ["optimal", "optimal-cvx", "min-max-latency", "liu-no-selection", "energy-yang", "chen-selection"]
+)
+def test_view_agents_act_where_the_action_carries_power_cpu_and_rbs(name: str) -> None:
+    # wireless-controls' action has power, cpu_freq and rb parts: an agent that checks its own
+    # decoded action needs the device maxima the env decodes against (once a crash in `optimal`).
+    env = WirelessFLEnv("wireless-controls", trainer="surrogate", overrides={"episode.max_rounds": 2})
+    assert isinstance(env.action_space, spaces.Box)
+    context = AgentContext.from_scenario(env.config, env.action_space, system_view=env.system_view)
+    agent = make_agent(name, context, seed=0)
+    observation, info = env.reset(seed=0)
+    for _ in range(2):
+        action = agent.act(observation, info)
+        assert env.action_space.contains(action)
+        observation, _, _, _, info = env.step(action)
+    assert env.last_report is not None and env.last_report.round_latency_s > 0
+
+
 def test_every_agent_is_registered() -> None:
     assert set(NEW_AGENTS) | {"equal", "random"} <= set(AGENTS.names())
 
