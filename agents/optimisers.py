@@ -30,6 +30,16 @@ from numpy.typing import NDArray
 from agents.allocation import minmax_latency_bandwidth
 from agents.base import AGENTS, Agent
 from agents.fading_plan import expected_objective, fast_fading, sampled_round_latency
+from agents.ofdma_plan import (
+    block_counts,
+    expected_tries,
+    least_grid_rho,
+    minmax_block_counts,
+    owner_rates_bps,
+    place_windows,
+    planned_latency_s,
+    rb_gains,
+)
 from agents.optimal.closed_form import solve_closed_form
 from agents.optimal.cvx import CvxJointSolver
 from agents.optimal.problem import rate_bps
@@ -70,6 +80,9 @@ class ViewAgent(Agent):
     #: How the last plan hedged against fast fading ("" when it did not); not a fallback, so not in
     #: ``last_note``.
     last_hedge: str = ""
+    #: OFDMA: (N,) expected upload tries of the last decision under ARQ
+    #: (:func:`agents.ofdma_plan.expected_tries`).
+    last_expected_tries: NDArray[np.float64] | None = None
 
     def deadline_s(self, view: SystemView) -> float:
         return default_deadline_s(view, self.deadline_factor)
@@ -90,11 +103,27 @@ class ViewAgent(Agent):
         (:func:`agents.fading_plan.expected_objective`)."""
         deadline = self.deadline_s(view)
         plan = solve_with_consistent_downlink(view, deadline, self.exclusion_penalty, solve)
+        if view.num_resource_blocks is not None:
+            plan = self._cap_to_blocks(view, solve, deadline, plan, view.num_resource_blocks)
         if fast_fading(view):
             plan = self._hedge_deadline(view, solve, deadline, plan)
         self.last_plan = plan
         self.last_deadline_s = plan.deadline_s
         return plan
+
+    def _cap_to_blocks(
+        self, view: SystemView, solve: Solver, deadline: float, plan: Plan, blocks: int
+    ) -> Plan:
+        """OFDMA: re-solved over the ``blocks`` selected devices with the least planned bandwidth per
+        unit weight where the plan selects more (:mod:`agents.ofdma_plan`, step 1)."""
+        chosen = plan.candidates[plan.allocation.selected]
+        if chosen.size <= blocks:
+            return plan
+        weight = view.num_samples[chosen] / view.num_samples.sum()
+        per_weight = plan.allocation.bandwidth_hz[plan.allocation.selected] / weight
+        allowed = np.zeros(view.num_devices, dtype=bool)
+        allowed[chosen[np.argsort(per_weight, kind="stable")[:blocks]]] = True
+        return solve_with_consistent_downlink(view, deadline, self.exclusion_penalty, solve, allowed)
 
     def _hedge_deadline(self, view: SystemView, solve: Solver, deadline: float, first: Plan) -> Plan:
         seed = int(self.rng.integers(2**62))
@@ -177,6 +206,9 @@ class ViewAgent(Agent):
         bandwidth[candidates] = allocation.bandwidth_hz
         self.last_result = allocation
         self.last_note = allocation.fallback_reason
+        view = self.planning_view()
+        if view.num_resource_blocks is not None and selected.any():
+            return self.apply_blocks(view, selected, bandwidth, plan.problem.downlink_time_s, plan.deadline_s)
         action = self.encode(selected, rho, bandwidth)
         if not selected.any():
             return action
@@ -198,6 +230,49 @@ class ViewAgent(Agent):
         return self.encode(
             decision.selected, repaired, np.where(decision.selected, decision.bandwidth_hz, 0.0)
         )
+
+    def apply_blocks(
+        self,
+        view: SystemView,
+        selected: NDArray[np.bool_],
+        share: NDArray[np.float64],
+        downlink_time_s: float,
+        deadline_s: float,
+        prune: bool = True,
+    ) -> NDArray[np.float32]:
+        """OFDMA steps 2-3 of :mod:`agents.ofdma_plan`: integer blocks from ``share``, placed on good
+        RBs, rho from the exact rate (devices that miss the deadline at rho_max dropped; without
+        ``prune`` nobody is pruned or dropped); the planned deadline is the decoded decision's."""
+        assert view.num_resource_blocks is not None
+        costs, gains, config = CostModel.of(view), rb_gains(view), self.context.action
+        selected = selected.copy()
+        while True:
+            counts = block_counts(share, selected, view.num_resource_blocks)
+            owner, first = place_windows(counts, gains, view)
+            rate = owner_rates_bps(view, owner)
+            rho, meets = least_grid_rho(view, costs, rate, downlink_time_s, deadline_s)
+            late = selected & ~meets
+            if not prune:
+                rho[:] = 0.0
+            if not prune or not late.any() or int(selected.sum()) == 1:
+                break
+            selected &= ~late
+            if not selected.any():
+                selected[np.flatnonzero(late)[np.argmax(rate[late])]] = True
+        rho = np.where(selected & (rho > 0), np.minimum(rho + RHO_MARGIN, config.rho_max), 0.0)
+        action = encode_decision(
+            selected,
+            rho,
+            np.where(selected, np.maximum(counts, 1), 1).astype(np.float64),
+            config,
+            first_resource_block=first,
+            num_resource_blocks=view.num_resource_blocks,
+        )
+        decision = self.decoded(action)
+        latency = planned_latency_s(view, costs, decision)
+        self.last_deadline_s = float(np.nanmax(latency))
+        self.last_expected_tries = expected_tries(view, decision)
+        return action
 
 
 @AGENTS.register("optimal")
@@ -233,6 +308,13 @@ class MinMaxLatencyAgent(ViewAgent):
         self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]
     ) -> NDArray[np.float32]:
         view = self.context.view()
+        if view.num_resource_blocks is not None:
+            # OFDMA: the R devices fastest on one block, blocks added greedily to the slowest
+            counts = minmax_block_counts(view, view.num_resource_blocks)
+            chosen = counts > 0
+            self.last_result, self.last_note = counts, ""
+            downlink = float(view.planning_downlink[chosen].max())
+            return self.apply_blocks(view, chosen, counts.astype(np.float64), downlink, math.inf, prune=False)
         result = minmax_latency_bandwidth(
             view.planning_snr_bandwidth_hz,
             view.compute_latency_s,

@@ -197,11 +197,21 @@ def tighten_to_grid(
 
 
 def solve_with_consistent_downlink(
-    view: SystemView, deadline_s: float, exclusion_penalty: float, solve: Solver
+    view: SystemView,
+    deadline_s: float,
+    exclusion_penalty: float,
+    solve: Solver,
+    allowed: NDArray[np.bool_] | None = None,
 ) -> Plan:
-    """Solve the joint problem with the broadcast time of the set it selects (fixed point, see module)."""
+    """Solve the joint problem with the broadcast time of the set it selects (fixed point, see module).
+
+    ``allowed`` (N,) restricts the candidates (e.g. to at most R devices in OFDMA); the others pay
+    the exclusion cost.
+    """
     costs = CostModel.of(view)
     downlink = view.planning_downlink
+    if allowed is not None:
+        downlink = np.where(allowed, downlink, np.inf)
     candidates = np.flatnonzero(downlink <= 0.5 * deadline_s)
     if candidates.size == 0:
         candidates = np.array([int(np.argmin(downlink))])

@@ -211,3 +211,98 @@ def test_view_carries_the_trainers_exact_cost_curve() -> None:
         cost = env.trainer.cost_at(float(rho))
         assert (cost.forward_flops_per_sample, cost.upload_bits) == (flops, bits)
     assert view.planning_gain_linear is None  # block fading: the snapshot is the round's channel
+
+
+# --- OFDMA: integer resource blocks, per-RB gains, packet errors (agents/ofdma_plan.py) -------------
+
+
+def _check_ofdma_rounds(agents: list[str], rounds: int, seeds: range) -> tuple[int, int]:
+    """``wireless-controls``: at most R devices selected, none without a block, and the simulated
+    round <= the planned deadline in every round whose uploads all got through on the first try.
+    Returns (first-try rounds checked, rounds with a retransmission)."""
+    env = WirelessFLEnv(
+        load_scenario("wireless-controls", {"trainer": "surrogate", "episode.max_rounds": rounds})
+    )
+    blocks = env.config.network.resource_blocks
+    assert blocks is not None
+    checked = retried = 0
+    for agent_name in agents:
+        for seed in seeds:
+            agent = make_agent(agent_name, _context(env), seed=0)
+            assert isinstance(agent, ViewAgent)
+            observation, info = env.reset(seed=seed)
+            for _ in range(rounds):
+                action = agent.act(observation, info)
+                planned = agent.last_deadline_s
+                observation, _, terminated, truncated, info = env.step(action)
+                report = env.last_report
+                assert report is not None
+                assert 1 <= int(report.selected.sum()) <= blocks.count, agent_name
+                assert not np.any(report.reason == "no-resource-block"), agent_name
+                if report.transmissions.max() > 1:
+                    retried += 1  # ARQ re-sent an update: one more upload time, not planned for
+                else:
+                    assert report.round_latency_s <= planned * (1 + 1e-6), (agent_name, seed)
+                    checked += 1
+                if terminated or truncated:
+                    break
+    return checked, retried
+
+
+def test_ofdma_plans_at_most_r_devices_and_meets_its_deadline_on_first_tries() -> None:
+    checked, retried = _check_ofdma_rounds(["optimal", "min-max-latency"], 4, range(2))
+    assert checked + retried == 16 and checked >= 8
+
+
+@pytest.mark.slow
+def test_ofdma_deadline_on_every_optimiser_over_many_rounds() -> None:
+    checked, retried = _check_ofdma_rounds(["optimal", "optimal-cvx", "min-max-latency"], 10, range(6))
+    assert checked + retried == 180 and checked >= 90
+
+
+def test_block_counts_and_windows_hand_cases() -> None:
+    from agents.ofdma_plan import block_counts, place_windows
+
+    everyone = np.ones(3, dtype=bool)
+    # largest remainder: 5, 3, 2 exactly; a tiny share still gets one block (from the largest)
+    assert block_counts(np.array([0.5, 0.3, 0.2]), everyone, 10).tolist() == [5, 3, 2]
+    assert block_counts(np.array([0.9, 0.1, 0.001]), everyone, 10).tolist() == [8, 1, 1]
+    with pytest.raises(ValueError, match="3 devices selected for 2 resource blocks"):
+        block_counts(np.ones(3), everyone, 2)
+    # device 0 (2 blocks) is strong on RBs 3-4, device 1 (1 block) on RB 0: each gets its window
+    env = WirelessFLEnv(load_scenario("wireless-controls", {"trainer": "surrogate"}))
+    env.reset(seed=0)
+    view = env.system_view()
+    gains = np.full((2, 6), 1e-13)
+    gains[0, 3:5] = 1e-10
+    gains[1, 0] = 1e-10
+    owner, first = place_windows(np.array([2, 1]), gains, view)
+    assert owner.tolist() == [1, -1, -1, 0, 0, -1] and first.tolist() == [3, 0]
+
+
+def test_expected_tries_match_the_simulated_arq_within_binomial_error() -> None:
+    # Independent reference: the simulator draws each try's outcome from its own stream; with two
+    # tries a device needs 2 with probability q, so the count of second tries is a sum of Bernoullis.
+    env = WirelessFLEnv(
+        load_scenario("wireless-controls", {"trainer": "surrogate", "episode.max_rounds": 10})
+    )
+    agent = make_agent("optimal", _context(env), seed=0)
+    assert isinstance(agent, ViewAgent)
+    predicted = observed = variance = 0.0
+    for seed in range(3):
+        observation, info = env.reset(seed=seed)
+        for _ in range(10):
+            action = agent.act(observation, info)
+            assert agent.last_expected_tries is not None
+            q = agent.last_expected_tries - 1.0  # E[T] = 1 + q with two tries
+            observation, _, terminated, truncated, info = env.step(action)
+            report = env.last_report
+            assert report is not None
+            sent = report.transmissions > 0
+            predicted += float(q[sent].sum())
+            variance += float((q[sent] * (1 - q[sent])).sum())
+            observed += float((report.transmissions[sent] - 1).sum())
+            if terminated or truncated:
+                break
+    assert predicted > 1.0  # packet errors do happen in this scenario
+    assert abs(observed - predicted) <= 4.0 * np.sqrt(variance) + 1.0

@@ -172,6 +172,28 @@ def test_ofdma_rates_use_each_blocks_own_fading_gain() -> None:
         assert report.uplink_rate_bps[k] == pytest.approx(float(np.sum(w * np.log2(1 + snr))), rel=1e-12)
 
 
+def test_async_jobs_in_flight_keep_their_resource_blocks() -> None:
+    # Device 0 computes for 100 s, device 1 for 1 s; one arrival ends a round, so device 0's job
+    # (on RB 0) is still in flight when round 2 asks for both RBs for device 1: it gets only RB 1.
+    from fedsimenv.config import ProtocolConfig
+
+    sim = make_simulator(
+        [1e6, 1e6], protocol=ProtocolConfig(name="async", target_updates=1), network=_ofdma_network(2, 2)
+    )
+    load = workload([1e8, 1e6], [1e5, 1e5])
+    first = sim.run_round(
+        RoundDecision(np.ones(2, bool), np.zeros(2), np.zeros(2), resource_block_owner=np.array([0, 1])), load
+    )
+    assert first.arrived.tolist() == [False, True]
+    second = sim.run_round(
+        RoundDecision(np.ones(2, bool), np.zeros(2), np.zeros(2), resource_block_owner=np.array([1, 1])), load
+    )
+    assert second.resource_blocks is not None
+    assert second.resource_blocks.tolist() == [1, 1]  # device 0 still holds RB 0
+    one_block = ofdma_rate_bps(np.array([1]), 1e6, TX_POWER_W, unit_gain(1e6), N0_W_PER_HZ)[0]
+    assert second.uplink_rate_bps[1] == pytest.approx(float(one_block), rel=1e-12)
+
+
 def test_idle_devices_appear_in_the_timeline_and_energies_add_up() -> None:
     sim = make_simulator([1e9, 1e9, 1e9], idle_power_w=0.05)
     report = sim.run_round(select([True, False, False]), workload([1e9, 1e9, 1e9], [1e6] * 3))

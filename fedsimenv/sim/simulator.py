@@ -148,6 +148,7 @@ class RoundSimulator:
         self._job_id = np.zeros(n, dtype=np.int64)
         self._delivered = np.zeros(n, dtype=bool)
         self._owner: IntArray | None = None
+        self._rb_held: IntArray | None = None  # RB owners of the last round (jobs may still hold them)
         self._num_active = 0
         self._downlink_rate_bps = 0.0
         self._processes: dict[int, simpy.Process] = {}
@@ -248,11 +249,17 @@ class RoundSimulator:
         starting &= powered
         owner, bandwidth = self.uplink.assign(decision.resource_block_owner, decision.bandwidth_hz.copy())
         if owner is not None:
+            # Async: blocks still held by jobs in flight are not free for new jobs.
+            held = self._rb_held if self._rb_held is not None else np.full(len(owner), -1)
+            held = np.where((held >= 0) & self._active[np.maximum(held, 0)], held, -1)
+            if (held >= 0).any():
+                owner = np.where(held >= 0, -1, owner)
+                bandwidth = np.bincount(owner[owner >= 0], minlength=len(bandwidth)) * self.uplink.rb_bandwidth_hz
             no_block = starting & (bandwidth <= 0)
             self.mark(no_block, STATUS_FAILED, "no-resource-block", start)
             starting &= ~no_block
             owner = np.where((owner >= 0) & starting[np.maximum(owner, 0)], owner, -1)
-            self._owner = owner
+            self._owner = np.where(held >= 0, held, owner)
         starting, bandwidth = self.rules.admit(self, starting, bandwidth, start)
         if self._start_jobs(starting, bandwidth, decision, workload, start):
             self.closed_form_count += 1
@@ -267,7 +274,7 @@ class RoundSimulator:
             self.jobs.status[self._active] = STATUS_IN_FLIGHT
             self.version += 1
         report = self._report(decision, start, end, powered)
-        self._owner = None
+        self._rb_held, self._owner = self._owner, None
         spent = report.compute_energy_j + report.transmit_energy_j + report.idle_energy_j
         self.battery_j = np.maximum(self.battery_j - spent, 0.0)
         report = dataclasses.replace(report, battery_j=self.battery_j.copy())
