@@ -254,7 +254,8 @@ class RoundSimulator:
             held = np.where((held >= 0) & self._active[np.maximum(held, 0)], held, -1)
             if (held >= 0).any():
                 owner = np.where(held >= 0, -1, owner)
-                bandwidth = np.bincount(owner[owner >= 0], minlength=len(bandwidth)) * self.uplink.rb_bandwidth_hz
+                counts = np.bincount(owner[owner >= 0], minlength=len(bandwidth))
+                bandwidth = counts * self.uplink.rb_bandwidth_hz
             no_block = starting & (bandwidth <= 0)
             self.mark(no_block, STATUS_FAILED, "no-resource-block", start)
             starting &= ~no_block
