@@ -255,7 +255,7 @@ class RoundSimulator:
             if (held >= 0).any():
                 owner = np.where(held >= 0, -1, owner)
                 counts = np.bincount(owner[owner >= 0], minlength=len(bandwidth))
-                bandwidth = counts * self.uplink.rb_bandwidth_hz
+                bandwidth = np.asarray(counts * self.uplink.rb_bandwidth_hz, dtype=np.float64)
             no_block = starting & (bandwidth <= 0)
             self.mark(no_block, STATUS_FAILED, "no-resource-block", start)
             starting &= ~no_block
