@@ -319,4 +319,9 @@ class LiuNoSelectionAgent(ViewAgent):
             self.last_note += "; KKT solve failed at the raised deadline, rho_max with bandwidth by need"
             return self.encode(np.ones(n, dtype=bool), np.full(n, view.rho_max), share)
         self.last_result = allocation
+        if view.num_resource_blocks is not None and n > view.num_resource_blocks:
+            # no selection by definition: the devices left without a block fail (reported)
+            self.last_note = "; ".join(
+                filter(None, [self.last_note, f"OFDMA: {n} devices for {view.num_resource_blocks} RBs"])
+            )
         return self.encode(np.ones(n, dtype=bool), allocation.pruning_rate, allocation.bandwidth_hz)
