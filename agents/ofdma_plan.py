@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from agents.planning import CostModel, step_bound
+from agents.planning import CostModel, grid_latency_s, step_bound
 from fedsimenv.sim.types import RoundDecision
 from fedsimenv.sim.uplink import ofdma_rate_bps, proportional_blocks
 from fedsimenv.view import SystemView
@@ -159,17 +159,10 @@ def least_grid_rho(
 ) -> tuple[FloatArray, NDArray[np.bool_]]:
     """(N,) least grid rho whose exact latency at ``rate_bps`` meets the deadline, and whether one
     does (rho_max where none)."""
-    curve = costs.curve
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.where(rate_bps > 0, 1.0 / np.where(rate_bps > 0, rate_bps, 1.0), np.inf)
-        latency = (
-            downlink_time_s
-            + view.compute_latency_s[:, None] * curve.flops_ratio[None, :]
-            + view.upload_bits[:, None] * curve.bits_ratio[None, :] * inv[:, None]
-        )
+    latency = grid_latency_s(costs, view.compute_latency_s, view.upload_bits, rate_bps, downlink_time_s)
     ok = latency <= deadline_s
     meets: NDArray[np.bool_] = np.asarray(ok.any(axis=1), dtype=bool)
-    rho = np.where(meets, curve.pruning_rate[np.argmax(ok, axis=1)], view.rho_max)
+    rho = np.where(meets, costs.curve.pruning_rate[np.argmax(ok, axis=1)], view.rho_max)
     return np.asarray(rho, dtype=np.float64), meets
 
 
@@ -182,6 +175,7 @@ def planned_latency_s(view: SystemView, costs: CostModel, decision: RoundDecisio
     curve = costs.curve
     flops = step_bound(curve, curve.flops_ratio, decision.pruning_rate)
     bits = step_bound(curve, curve.bits_ratio, decision.pruning_rate)
+    download = step_bound(curve, curve.download_ratio, decision.pruning_rate)
     compute = view.compute_latency_s
     if decision.cpu_freq_hz is not None:
         compute = compute * view.cpu_freq_hz / decision.cpu_freq_hz  # latency scales as 1 / f
@@ -189,7 +183,7 @@ def planned_latency_s(view: SystemView, costs: CostModel, decision: RoundDecisio
     downlink = float(view.planning_downlink[sel].max())
     with np.errstate(divide="ignore"):
         upload = np.where(rate > 0, view.upload_bits * bits / np.where(rate > 0, rate, 1.0), np.inf)
-    return np.where(sel, downlink + compute * flops + upload, np.nan)
+    return np.where(sel, downlink * download + compute * flops + upload, np.nan)
 
 
 def expected_tries(view: SystemView, decision: RoundDecision) -> FloatArray:

@@ -208,7 +208,7 @@ class ViewAgent(Agent):
         self.last_note = allocation.fallback_reason
         view = self.planning_view()
         if view.num_resource_blocks is not None and selected.any():
-            return self.apply_blocks(view, selected, bandwidth, plan.problem.downlink_time_s, plan.deadline_s)
+            return self.apply_blocks(view, selected, bandwidth, plan.downlink_time_s, plan.deadline_s)
         action = self.encode(selected, rho, bandwidth)
         if not selected.any():
             return action
@@ -222,7 +222,7 @@ class ViewAgent(Agent):
             decision.selected,
             decision.pruning_rate,
             decision.bandwidth_hz,
-            plan.problem.downlink_time_s,
+            plan.downlink_time_s,
             plan.deadline_s,
         )
         if np.array_equal(repaired, decision.pruning_rate):

@@ -98,6 +98,8 @@ class CostModel:
     curve: CostCurve
     flops: AffineCost
     bits: AffineCost
+    #: Bound of the download relative to the broadcast; ``None`` where every device gets the broadcast.
+    download: AffineCost | None = None
 
     @classmethod
     def of(cls, view: SystemView) -> CostModel:
@@ -106,6 +108,25 @@ class CostModel:
             curve,
             affine_upper_bound(curve.pruning_rate, curve.flops_ratio),
             affine_upper_bound(curve.pruning_rate, curve.bits_ratio),
+            None
+            if curve.download_bits is None
+            else affine_upper_bound(curve.pruning_rate, curve.download_ratio),
+        )
+
+
+def grid_latency_s(
+    costs: CostModel, compute_s: FloatArray, bits: FloatArray, rate_bps: FloatArray, downlink_time_s: float
+) -> FloatArray:
+    """(n, K) exact latency of each device at each grid rate: its download (the broadcast time
+    ``downlink_time_s`` scaled by the download ratio), compute and upload at ``rate_bps``."""
+    curve = costs.curve
+    rate = np.asarray(rate_bps, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(rate > 0, 1.0 / np.where(rate > 0, rate, 1.0), np.inf)
+        return np.asarray(
+            downlink_time_s * curve.download_ratio[None, :]
+            + compute_s[:, None] * curve.flops_ratio[None, :]
+            + bits[:, None] * curve.bits_ratio[None, :] * inv[:, None]
         )
 
 
@@ -117,16 +138,25 @@ def joint_problem(
     exclusion_penalty: float,
     costs: CostModel,
 ) -> JointProblem:
-    """The joint problem over ``candidates`` with the affine upper bound of the exact costs."""
+    """The joint problem over ``candidates`` with the affine upper bound of the exact costs.
+
+    Where pruned devices download their own model (:attr:`CostModel.download`), the download
+    ``downlink_time_s x ratio(rho)`` is bounded like the compute and folded into it (the problem's
+    own broadcast time is then 0)."""
     weight = view.num_samples / view.num_samples.sum()
     compute = view.compute_latency_s[candidates]
     bits = view.upload_bits[candidates]
     tiny = 1e-12  # the solver needs a positive prunable part; a zero slope means "no saving"
+    compute_slope, compute_fixed = compute * costs.flops.per_keep, compute * costs.flops.fixed
+    if costs.download is not None:
+        compute_slope = compute_slope + downlink_time_s * costs.download.per_keep
+        compute_fixed = compute_fixed + downlink_time_s * costs.download.fixed
+        downlink_time_s = 0.0
     return JointProblem(
         snr_bandwidth_hz=view.planning_snr_bandwidth_hz[candidates],
-        compute_latency_s=compute * max(costs.flops.per_keep, tiny),
+        compute_latency_s=np.maximum(compute_slope, compute * tiny),
         upload_bits=bits * max(costs.bits.per_keep, tiny),
-        compute_fixed_s=compute * costs.flops.fixed,
+        compute_fixed_s=compute_fixed,
         upload_fixed_bits=bits * costs.bits.fixed,
         weight=weight[candidates],
         bandwidth_hz=view.bandwidth_hz * (1.0 - BANDWIDTH_MARGIN),
@@ -146,6 +176,8 @@ class Plan:
         candidates: Indices of the devices the final problem was built on.
         problem: That problem.
         deadline_s: The round latency planned (simulated latency <= it).
+        downlink_time_s: The broadcast time of the full model at the selected set's rate, s (a
+            pruned device's own download takes that times its download ratio).
         objective: J over all N devices (devices outside ``candidates`` pay the exclusion cost).
         solves: Problems solved to reach the fixed point.
     """
@@ -156,6 +188,7 @@ class Plan:
     deadline_s: float
     objective: float
     solves: int
+    downlink_time_s: float = 0.0
 
 
 def full_objective(
@@ -169,25 +202,28 @@ def full_objective(
 
 
 def tighten_to_grid(
-    problem: JointProblem, allocation: Allocation, costs: CostModel, compute_s: FloatArray, bits: FloatArray
+    problem: JointProblem,
+    allocation: Allocation,
+    costs: CostModel,
+    compute_s: FloatArray,
+    bits: FloatArray,
+    downlink_time_s: float | None = None,
 ) -> Allocation:
     """Each selected device's rho lowered to the least grid rate whose exact cost meets the deadline
     with its bandwidth, where that is below the solver's (the affine bound is conservative).
 
     Args:
         compute_s, bits: (n,) unpruned compute latency and upload bits of the problem's devices.
+        downlink_time_s: The broadcast time (default: the problem's; needed where the problem folds
+            per-device downloads into the compute, see :func:`joint_problem`).
     """
     sel = allocation.selected
     if not sel.any():
         return allocation
     curve = costs.curve
-    rate = rate_bps(allocation.bandwidth_hz[sel], problem.snr_bandwidth_hz[sel])[:, None]
-    with np.errstate(divide="ignore"):
-        latency = (
-            problem.downlink_time_s
-            + compute_s[sel, None] * curve.flops_ratio
-            + bits[sel, None] * curve.bits_ratio / rate
-        )
+    t_dl = problem.downlink_time_s if downlink_time_s is None else downlink_time_s
+    rate = rate_bps(allocation.bandwidth_hz[sel], problem.snr_bandwidth_hz[sel])
+    latency = grid_latency_s(costs, compute_s[sel], bits[sel], rate, t_dl)
     ok = latency <= problem.deadline_s
     least = np.where(ok.any(axis=1), curve.pruning_rate[np.argmax(ok, axis=1)], np.inf)
     rho = allocation.pruning_rate.copy()
@@ -223,7 +259,7 @@ def solve_with_consistent_downlink(
         allocation = solve(problem)
         solves += 1
         allocation = tighten_to_grid(
-            problem, allocation, costs, view.compute_latency_s[candidates], view.upload_bits[candidates]
+            problem, allocation, costs, view.compute_latency_s[candidates], view.upload_bits[candidates], t_dl
         )
         plan = Plan(
             allocation,
@@ -232,6 +268,7 @@ def solve_with_consistent_downlink(
             problem.deadline_s,
             full_objective(view, problem, allocation, candidates),
             solves,
+            t_dl,
         )
         if best is not None and plan.objective >= best.objective:
             break
@@ -272,18 +309,16 @@ def repair_decoded(
     with np.errstate(divide="ignore", invalid="ignore"):
         inv = np.where(rate > 0, 1.0 / np.where(rate > 0, rate, 1.0), np.inf)
         late = selected & (
-            downlink_time_s
+            downlink_time_s * step_bound(curve, curve.download_ratio, pruning_rate)
             + view.compute_latency_s * step_bound(curve, curve.flops_ratio, pruning_rate)
             + view.upload_bits * step_bound(curve, curve.bits_ratio, pruning_rate) * inv
             > deadline_s
         )
-        if not late.any():
-            return pruning_rate
-        grid = (
-            downlink_time_s
-            + view.compute_latency_s[late, None] * curve.flops_ratio
-            + view.upload_bits[late, None] * curve.bits_ratio * inv[late, None]
-        )
+    if not late.any():
+        return pruning_rate
+    grid = grid_latency_s(
+        costs, view.compute_latency_s[late], view.upload_bits[late], rate[late], downlink_time_s
+    )
     ok = grid <= deadline_s
     rho = pruning_rate.copy()
     rho[late] = np.where(ok.any(axis=1), curve.pruning_rate[np.argmax(ok, axis=1)], view.rho_max)

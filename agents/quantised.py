@@ -94,7 +94,10 @@ class _Quantiser(Agent):
             return dataclasses.replace(view, upload_bits=np.maximum(view.upload_bits - unpruned, 1.0))
         saved = self.value_bits_saved(view, curve.pruning_rate, bits)
         quantised = CostCurve(
-            curve.pruning_rate, curve.forward_flops_per_sample, np.maximum(curve.upload_bits - saved, 1.0)
+            curve.pruning_rate,
+            curve.forward_flops_per_sample,
+            np.maximum(curve.upload_bits - saved, 1.0),
+            curve.download_bits,  # the download is not quantised
         )
         return dataclasses.replace(
             view,

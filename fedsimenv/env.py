@@ -413,10 +413,13 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         def curve() -> CostCurve:  # asked for by planners only (a few model evaluations)
             grid = cost_curve_grid(self.config.action.rho_max)
             costs = [unpruned, *(trainer.cost_at(float(rho)) for rho in grid[1:])]
+            full = trainer.download_bits()
+            own = [c.download_bits for c in costs]
             return CostCurve(
                 grid,
                 np.array([c.forward_flops_per_sample for c in costs]),
                 np.array([c.upload_bits for c in costs]),
+                None if all(b is None for b in own) else np.array([full if b is None else b for b in own]),
             )
 
         view = build_system_view(

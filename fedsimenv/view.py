@@ -45,20 +45,28 @@ class CostCurve:
         pruning_rate: (K,) increasing, from 0 to rho_max; entries 0 and 1 are 0 and 0+ (see above).
         forward_flops_per_sample: (K,) FLOPs of one forward pass of the pruned model.
         upload_bits: (K,) size of the pruned model's upload, bits.
+        download_bits: (K,) what a device pruning at that rate downloads, bits, where the trainer
+            sends pruned devices their own model (a server-side mask: the pruned model, mask
+            included); ``None``: every device receives the full broadcast (entry 0).
     """
 
     pruning_rate: FloatArray
     forward_flops_per_sample: FloatArray
     upload_bits: FloatArray
+    download_bits: FloatArray | None = None
 
     def __post_init__(self) -> None:
-        for name in ("pruning_rate", "forward_flops_per_sample", "upload_bits"):
+        names = ["pruning_rate", "forward_flops_per_sample", "upload_bits"]
+        names += [] if self.download_bits is None else ["download_bits"]
+        for name in names:
             object.__setattr__(self, name, _frozen(getattr(self, name)))
         k = len(self.pruning_rate)
-        if k < 2 or self.forward_flops_per_sample.shape != (k,) or self.upload_bits.shape != (k,):
+        if k < 2 or any(getattr(self, name).shape != (k,) for name in names):
             raise ValueError("CostCurve arrays must all have the same length K >= 2")
         if not (np.all(np.isfinite(self.forward_flops_per_sample)) and np.all(self.upload_bits > 0)):
             raise ValueError("CostCurve costs must be finite, upload_bits > 0")
+        if self.download_bits is not None and not np.all(self.download_bits > 0):
+            raise ValueError("CostCurve download_bits must be > 0")
 
     @property
     def flops_ratio(self) -> FloatArray:
@@ -69,6 +77,13 @@ class CostCurve:
     def bits_ratio(self) -> FloatArray:
         """(K,) upload bits relative to the unpruned model."""
         return np.asarray(self.upload_bits / self.upload_bits[0])
+
+    @property
+    def download_ratio(self) -> FloatArray:
+        """(K,) download bits relative to the full broadcast (ones where every device gets it)."""
+        if self.download_bits is None:
+            return np.ones(len(self.pruning_rate))
+        return np.asarray(self.download_bits / self.download_bits[0])
 
 
 def linear_cost_curve(rho_max: float, points: int = COST_CURVE_POINTS) -> CostCurve:

@@ -306,3 +306,22 @@ def test_expected_tries_match_the_simulated_arq_within_binomial_error() -> None:
                 break
     assert predicted > 1.0  # packet errors do happen in this scenario
     assert abs(observed - predicted) <= 4.0 * np.sqrt(variance) + 1.0
+
+
+def test_pruned_devices_own_downloads_are_planned_as_the_trainer_charges_them() -> None:
+    # Torch trainer, magnitude pruning (a server-side mask): a pruned device downloads its own pruned
+    # model, mask included, so at rho -> 0+ it downloads ~1/32 more than the broadcast. Reference:
+    # the trainer's plan_round (what the simulator is given) and the simulated round latency.
+    env = WirelessFLEnv(load_scenario("tiny", {"episode.max_rounds": 1}))
+    agent = make_agent("optimal", _context(env), seed=0)
+    assert isinstance(agent, ViewAgent)
+    observation, info = env.reset(seed=0)
+    curve = env.system_view().cost_curve
+    assert curve is not None and curve.download_bits is not None
+    plan = env.trainer.plan_round({0: float(curve.pruning_rate[1]), 1: float(curve.pruning_rate[-1])})
+    assert plan.costs[0].download_bits == pytest.approx(float(curve.download_bits[1]), rel=1e-12)
+    assert plan.costs[1].download_bits == pytest.approx(float(curve.download_bits[-1]), rel=1e-12)
+    assert curve.download_ratio[1] > 1.0 > curve.download_ratio[-1]
+    env.step(agent.act(observation, info))
+    assert env.last_report is not None
+    assert env.last_report.round_latency_s <= agent.last_deadline_s * (1 + 1e-6)

@@ -232,8 +232,12 @@ class TorchTrainer(Trainer):
             size = self.config.batch_size
             batch = (self._client_x[0][:size], self._client_y[0][:size])
             masks = self.pruner.masks(self.model, float(rho), torch.Generator().manual_seed(0), batch)
-        return model_cost(
+        cost = model_cost(
             self.model, self.input_shape, masks, self.config.bits_per_param, self.pruner.sparse_index_overhead
+        )
+        # as plan_round charges it: a server-side mask means the device downloads its pruned model
+        return (
+            replace(cost, download_bits=cost.upload_bits) if masks and not self.pruner.needs_batch else cost
         )
 
     def plan_round(
