@@ -18,6 +18,7 @@ selected device's rate) and says in ``last_note`` when it had to deviate from it
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -27,9 +28,9 @@ from numpy.typing import NDArray
 
 from agents.base import AGENTS
 from agents.energy import EnergyProblem, EnergyResult, minimise_energy
-from agents.optimal.closed_form import allocate_fixed, min_bandwidth_hz
+from agents.optimal.closed_form import allocate_fixed, min_bandwidth_hz, solve_closed_form
 from agents.optimal.problem import JointProblem, rate_bps
-from agents.optimisers import ViewAgent
+from agents.optimisers import OptimalAgent, ViewAgent
 from agents.packet_error import assign_resource_blocks, pair_values
 from fedsimenv.actions import encode_decision
 from fedsimenv.view import SystemView
@@ -325,3 +326,25 @@ class LiuNoSelectionAgent(ViewAgent):
                 filter(None, [self.last_note, f"OFDMA: {n} devices for {view.num_resource_blocks} RBs"])
             )
         return self.encode(np.ones(n, dtype=bool), allocation.pruning_rate, allocation.bandwidth_hz)
+
+
+@AGENTS.register("optimal-arq")
+class OptimalArqAgent(OptimalAgent):
+    """`optimal` planned for the worst case of ARQ: every upload budgeted for all
+    ``max_transmissions`` tries (upload bits x tries), so the simulated round never exceeds the
+    planned deadline even when updates are re-sent, at the price of more pruning. The deadline is
+    `optimal`'s (single tries). Without packet errors it is `optimal`."""
+
+    def planning_view(self) -> SystemView:
+        view = self.context.view()
+        if view.packet_error_waterfall is None or view.max_transmissions <= 1:
+            return view
+        return dataclasses.replace(view, upload_bits=view.upload_bits * view.max_transmissions)
+
+    def deadline_s(self, view: SystemView) -> float:
+        return super().deadline_s(self.context.view())
+
+    def act(
+        self, observation: Mapping[str, NDArray[np.float32]], info: Mapping[str, Any]
+    ) -> NDArray[np.float32]:
+        return self.apply(self.plan(self.planning_view(), solve_closed_form))

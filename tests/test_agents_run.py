@@ -19,6 +19,7 @@ NEW_AGENTS = [
     "min-max-latency",
     "energy-yang",
     "chen-selection",
+    "optimal-arq",
     "uniform-pruning",
     "greedy-channel",
     "round-robin",
@@ -38,7 +39,16 @@ def test_cli_runs_every_new_agent_on_tiny(name: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["optimal", "optimal-cvx", "min-max-latency", "liu-no-selection", "energy-yang", "chen-selection"]
+    "name",
+    [
+        "optimal",
+        "optimal-cvx",
+        "min-max-latency",
+        "liu-no-selection",
+        "energy-yang",
+        "chen-selection",
+        "optimal-arq",
+    ],
 )
 def test_view_agents_act_where_the_action_carries_power_cpu_and_rbs(name: str) -> None:
     # wireless-controls' action has power, cpu_freq and rb parts: an agent that checks its own
