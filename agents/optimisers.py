@@ -83,6 +83,8 @@ class ViewAgent(Agent):
     #: OFDMA: (N,) expected upload tries of the last decision under ARQ
     #: (:func:`agents.ofdma_plan.expected_tries`).
     last_expected_tries: NDArray[np.float64] | None = None
+    #: OFDMA: selected devices the last plan dropped because they miss the deadline on whole blocks.
+    last_blocks_dropped: int = 0
 
     def deadline_s(self, view: SystemView) -> float:
         return default_deadline_s(view, self.deadline_factor)
@@ -120,7 +122,8 @@ class ViewAgent(Agent):
         if chosen.size <= blocks:
             return plan
         weight = view.num_samples[chosen] / view.num_samples.sum()
-        per_weight = plan.allocation.bandwidth_hz[plan.allocation.selected] / weight
+        with np.errstate(divide="ignore"):  # a device without data goes last
+            per_weight = plan.allocation.bandwidth_hz[plan.allocation.selected] / weight
         allowed = np.zeros(view.num_devices, dtype=bool)
         allowed[chosen[np.argsort(per_weight, kind="stable")[:blocks]]] = True
         return solve_with_consistent_downlink(view, deadline, self.exclusion_penalty, solve, allowed)
@@ -245,7 +248,7 @@ class ViewAgent(Agent):
         ``prune`` nobody is pruned or dropped); the planned deadline is the decoded decision's."""
         assert view.num_resource_blocks is not None
         costs, gains, config = CostModel.of(view), rb_gains(view), self.context.action
-        selected = selected.copy()
+        selected, planned = selected.copy(), int(selected.sum())
         while True:
             counts = block_counts(share, selected, view.num_resource_blocks)
             owner, first = place_windows(counts, gains, view)
@@ -272,6 +275,8 @@ class ViewAgent(Agent):
         latency = planned_latency_s(view, costs, decision)
         self.last_deadline_s = float(np.nanmax(latency))
         self.last_expected_tries = expected_tries(view, decision)
+        # part of the plan, not a fallback (so not in last_note)
+        self.last_blocks_dropped = planned - int(selected.sum())
         return action
 
 
