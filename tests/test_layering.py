@@ -20,7 +20,7 @@ PACKAGES = ("fedsimenv", "channels", "agents", "scenarios")
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("fedsimenv", "fedsimenv.registry", "fedsimenv.seeding", "fedsimenv.atomic")),
     ("channel models", ("channels",)),
-    ("scenario schema", ("fedsimenv.config",)),
+    ("scenario schema", ("fedsimenv.config", "fedsimenv.config_system")),
     ("planes and round maths", ("fedsimenv.sim", "fedsimenv.learning", "fedsimenv.rewards")),
     ("scenario loading", ("fedsimenv.scenario",)),
     (
