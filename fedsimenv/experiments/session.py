@@ -33,19 +33,17 @@ from fedsimenv.experiments.checkpoints import (
     save_checkpoint,
 )
 from fedsimenv.experiments.errors import (
-    NonFiniteResultError,
     ReplayDivergedError,
     ResumeError,
     RunDirectoryError,
 )
 from fedsimenv.experiments.replay import (
-    ReplayTrainer,
     RoundRecord,
-    load_trainer_state,
     record_round,
     trainer_state,
 )
 from fedsimenv.experiments.resume import check_resumable, comparable, restored_rows
+from fedsimenv.experiments.rounds import act_with_note, append_text, replay_checkpoint, timeline_text
 from fedsimenv.experiments.rundir import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -62,7 +60,6 @@ from fedsimenv.gantt import plot_gantt
 from fedsimenv.scenario import load_scenario
 from fedsimenv.seeding import EpisodeStreams
 from fedsimenv.sim.protocols import PROTOCOLS
-from fedsimenv.sim.timeline import timeline_records
 
 Observation = dict[str, Any]
 OnRound = Callable[[Mapping[str, Any]], None]
@@ -186,7 +183,12 @@ class EpisodeSession:
         checkpoint = self._open_run_dir(resume, overwrite)
         done, timeline_lines = False, list[str]()
         if checkpoint is not None:
-            observation, info, done, timeline_lines = self._replay(env, agent, checkpoint, observation, info)
+            replayed = replay_checkpoint(
+                env, agent, self.agent_name, checkpoint, observation, info, self.timeline
+            )
+            observation, info, done = replayed.observation, replayed.info, replayed.done
+            self.records, self.rows = replayed.records, replayed.rows
+            self.replayed_rounds, timeline_lines = len(replayed.records), replayed.timeline_lines
         if resume and self.out_dir is not None:
             self._rewrite_replayed_files(timeline_lines)
         self._play(env, agent, observation, info, done, append=resume)
@@ -306,7 +308,7 @@ class EpisodeSession:
                 if self.timeline:
                     timeline = (out / TIMELINE_FILE).open(mode, encoding="utf-8")
             while not done:
-                action, note = _act(agent, observation, info)
+                action, note = act_with_note(agent, observation, info)
                 observation, reward, terminated, truncated, info = env.step(action)
                 if self.checkpoint_every is not None:  # the replay log only serves checkpoints
                     self.records.append(record_round(env, action))
@@ -314,7 +316,7 @@ class EpisodeSession:
                 self._check_pending(row, metrics)
                 self.rows.append(row)
                 if timeline is not None:
-                    _append(timeline, _timeline_text(env, note))
+                    append_text(timeline, timeline_text(env, note))
                 done = terminated or truncated
                 every = self.checkpoint_every
                 if every is not None and (done or len(self.rows) % every == 0):
@@ -334,7 +336,7 @@ class EpisodeSession:
     def _check_pending(self, row: Mapping[str, Any], metrics: IO[str] | None) -> None:
         """Write a new round's row, or (resume) check it against the row already recorded for it."""
         if not self.pending_rows:
-            _append(metrics, metric_line(row))
+            append_text(metrics, metric_line(row))
             return
         expected = self.pending_rows.pop(0)
         if expected != comparable(row):
@@ -342,46 +344,6 @@ class EpisodeSession:
                 f"resume diverged: round {len(self.rows) + 1} recomputed differs from its row in "
                 "metrics.jsonl (the file was left as it was; is the run deterministic on this machine?)"
             )
-
-    def _replay(
-        self,
-        env: WirelessFLEnv,
-        agent: Agent,
-        checkpoint: Mapping[str, Any],
-        observation: Observation,
-        info: dict[str, Any],
-    ) -> tuple[Observation, dict[str, Any], bool, list[str]]:
-        """Re-run the checkpointed rounds without training; return the state after the last of them."""
-        records = [RoundRecord.from_dict(r) for r in checkpoint["records"]]
-        state = checkpoint["trainer"]
-        trainer = env.trainer
-        if state is not None:
-            env.trainer = ReplayTrainer(trainer, records)
-        lines: list[str] = []
-        done = False
-        for index, record in enumerate(records):
-            raw_action, note = _act(agent, observation, info)
-            action = np.asarray(raw_action, dtype=np.float32)
-            if not np.array_equal(action, np.asarray(record.action, dtype=np.float32)):
-                raise ReplayDivergedError(
-                    f"replay diverged in round {index + 1}: agent {self.agent_name!r} chose a different "
-                    "action than the interrupted run (is the agent deterministic given its seed?)"
-                )
-            observation, reward, terminated, truncated, info = env.step(action)
-            if state is None and record_round(env, action) != record:
-                raise ReplayDivergedError(
-                    f"replay diverged in round {index + 1}: training gave different results"
-                )
-            self.records.append(record)
-            self.rows.append(metric_row(info, float(reward), note))
-            if self.timeline:
-                lines.append(_timeline_text(env, note))
-            done = terminated or truncated
-        env.trainer = trainer
-        if state is not None:
-            load_trainer_state(trainer, state)
-        self.replayed_rounds = len(records)
-        return observation, info, done, lines
 
     def _checkpoint(self, env: WirelessFLEnv, done: bool) -> None:
         assert self.out_dir is not None
@@ -406,33 +368,6 @@ def _warn(message: str) -> None:
 
 class ResumeWarning(UserWarning):
     """What ``--resume`` repaired or skipped (a damaged checkpoint, a truncated metrics.jsonl)."""
-
-
-def _append(handle: IO[str] | None, text: str) -> None:
-    if handle is not None:
-        handle.write(text)
-        handle.flush()
-
-
-def _act(agent: Agent, observation: Observation, info: Mapping[str, Any]) -> tuple[Any, str]:
-    """The agent's action and its fallback note of this round (``last_note``, cleared before the
-    call so a note never outlives its round; "" for agents without one)."""
-    if hasattr(agent, "last_note"):
-        agent.last_note = ""
-    action = agent.act(observation, info)
-    return action, str(getattr(agent, "last_note", "") or "")
-
-
-def _timeline_text(env: WirelessFLEnv, agent_note: str = "") -> str:
-    """The round's timeline records, each with the agent's fallback note of the round."""
-    assert env.last_report is not None
-    records = [{**record, "agent_note": agent_note} for record in timeline_records(env.last_report)]
-    try:  # strict JSON, like metrics.jsonl
-        return "".join(json.dumps(record, allow_nan=False) + "\n" for record in records)
-    except ValueError:
-        raise NonFiniteResultError(
-            f"round {env.last_report.round_index + 1}: a timeline quantity is not finite; the run was stopped"
-        ) from None
 
 
 def run_episode(
