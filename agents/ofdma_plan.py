@@ -22,8 +22,9 @@ The planned deadline is then the largest latency of the *decoded* decision under
 (:func:`planned_latency_s`), so the simulated round is never longer when the channel is static
 within the round and every upload gets through on its first try. With packet errors and ARQ, a
 failed try re-sends the update (one more upload time); :func:`expected_tries` gives the expected
-count the agents report beside the deadline. Planning for the expected tries, or choosing power
-against the packet error rate, is what ``chen-selection`` does; the FDMA optimisers do not.
+count the agents report beside the deadline. ``optimal-arq`` (:mod:`agents.radio`) budgets every
+upload for all tries instead, so its deadline holds with re-sent updates too; choosing power against
+the packet error rate is what ``chen-selection`` does.
 """
 
 from __future__ import annotations
