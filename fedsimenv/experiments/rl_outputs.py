@@ -32,6 +32,8 @@ def write_outputs(
     """train.json, config.yaml, the curves' CSV files and the learning-curve plot (atomically)."""
     config = train_config
     write_text_atomic(out_dir / "train.json", json.dumps(meta, indent=1) + "\n")
+    if (out_dir / "checkpoints").is_dir():  # so that ppo:DIR/checkpoints/step_K.zip replays too
+        write_text_atomic(out_dir / "checkpoints" / "train.json", json.dumps(meta, indent=1) + "\n")
     write_text_atomic(
         out_dir / "config.yaml", dump_scenario(train_config.model_copy(update={"seed": settings.seed}))
     )

@@ -8,7 +8,9 @@ The recipe (:class:`TrainSettings` defaults):
    permutation-equivariant :class:`agents.rl_policy.DeviceSetPolicy`, ``mlp`` SB3's flat MLP;
 2. warm start by behaviour cloning from ``optimal`` (:mod:`fedsimenv.experiments.rl_imitation`);
 3. PPO fine-tuning on the training env (the surrogate, usually) with the episodic
-   ``time-to-target-shaped`` reward;
+   ``time-to-target-shaped`` reward, anchored to the behaviour-cloned policy by a KL penalty
+   (``anchor_coef``, :mod:`fedsimenv.experiments.rl_anchor`) so that it does not drift away from the
+   teacher as timesteps grow;
 4. every ``eval_every`` steps (and before the first), the deterministic policy runs on *real*
    training (``eval_trainer``) over held-out seeds; the best of these evaluations is ``policy.zip``.
 
@@ -67,6 +69,7 @@ class TrainSettings:
     bc_episodes: int = 40
     bc_epochs: int = 40
     teacher: str = "optimal"
+    anchor_coef: float = 1.0
     eval_every: int = 5_000
     eval_seeds: int = 2
     eval_trainer: str = "torch"
@@ -119,6 +122,8 @@ def _check(settings: TrainSettings) -> None:
     for name in ("bc_episodes", "bc_epochs", "eval_every", "checkpoint_every"):
         if getattr(settings, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(settings, name)}")
+    if not np.isfinite(settings.anchor_coef) or settings.anchor_coef < 0:
+        raise ValueError(f"--anchor-coef must be a finite number >= 0, got {settings.anchor_coef}")
     if not 0 < settings.gamma <= 1 or settings.learning_rate <= 0:
         raise ValueError("--gamma must be in (0, 1] and --learning-rate > 0")
     if settings.tensorboard is not None:
@@ -129,9 +134,10 @@ def _check(settings: TrainSettings) -> None:
 
 
 def _algorithm(settings: TrainSettings, env: Any) -> Any:
-    from stable_baselines3 import PPO, SAC
+    from stable_baselines3 import SAC
 
     from agents.rl_policy import DeviceSetPolicy
+    from fedsimenv.experiments.rl_anchor import AnchoredPPO
 
     tb = settings.tensorboard
     if settings.algo == "ppo":
@@ -140,9 +146,10 @@ def _algorithm(settings: TrainSettings, env: Any) -> Any:
             policy_kwargs["hidden"] = settings.hidden
         else:
             policy_kwargs["net_arch"] = [settings.hidden, settings.hidden]
-        return PPO(
+        return AnchoredPPO(
             DeviceSetPolicy if settings.policy == "device" else "MlpPolicy",
             env,
+            anchor_coef=settings.anchor_coef,
             learning_rate=settings.learning_rate,
             n_steps=settings.n_steps,
             batch_size=settings.batch_size,
@@ -268,6 +275,9 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
                 f"MSE {bc_info['actor_mse']:.4f}, teacher return on the training env "
                 f"{bc_info['teacher_return']:.3f}"
             )
+            if settings.anchor_coef > 0:
+                model.freeze_reference()
+                say(f"PPO fine-tuning anchored to the cloned policy: KL coefficient {settings.anchor_coef}")
         if settings.eval_every > 0:
             evaluate(model, 0)
         model.learn(total_timesteps=settings.timesteps, callback=Progress())
@@ -297,6 +307,10 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
         "num_devices": config.cell.num_devices,
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
         "behaviour_cloning": bc_info,
+        "anchor": {
+            "coef": settings.anchor_coef,
+            "active": bool(getattr(model, "reference", None) is not None and settings.anchor_coef > 0),
+        },
         "best_timesteps": best.get("timesteps"),
         "evaluation_seeds": eval_seeds,
         "evaluations": evaluations,
