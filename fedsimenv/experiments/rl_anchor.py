@@ -34,7 +34,7 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.utils import explained_variance
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 
 def gaussian_kl(
@@ -94,7 +94,12 @@ class AnchoredPPO(PPO):
             ref_mean, ref_log_std = _gaussian(self.reference, observations)
         return gaussian_kl(mean, log_std, ref_mean, ref_log_std).mean()
 
-    def train(self) -> None:  # noqa: C901, PLR0915 - SB3's PPO.train with one added term
+    def kl_to_reference(self, observations: torch.Tensor) -> float:
+        """:meth:`anchor_kl` as a number, without gradients (the drift diagnostic of evaluations)."""
+        with torch.no_grad():
+            return float(self.anchor_kl(observations))
+
+    def train(self) -> None:
         """One PPO update over the rollout buffer, with the anchor term (module docstring)."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
@@ -150,7 +155,7 @@ class AnchoredPPO(PPO):
                     continue_training = False
                     break
                 self.policy.optimizer.zero_grad()
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
                 self.policy.optimizer.step()
             self._n_updates += 1

@@ -223,10 +223,13 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
     evaluations: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -np.inf}
     bc_info: dict[str, Any] = {}
+    probe: dict[str, Any] = {}  # the teacher's visited features: where drift from the clone is measured
 
     def evaluate(model: Any, steps: int) -> None:
         episodes = [run_real_episode(eval_config, s, policy_decider(model.policy)) for s in eval_seeds]
         row = {"timesteps": steps, "wall_s": time.perf_counter() - started, **summarise(episodes)}
+        if getattr(model, "reference", None) is not None and "features" in probe:
+            row["kl_to_clone"] = model.kl_to_reference(probe["features"])
         evaluations.append(row)
         better = row["return"] > best["score"]
         if better:
@@ -269,14 +272,15 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
         formats = ["csv"] + (["tensorboard"] if settings.tensorboard else [])
         model.set_logger(configure(str(out_dir / "sb3_log"), formats))
         if settings.bc_episodes > 0 and settings.algo == "ppo":
-            bc_info = _warm_start(model, config, train_config, settings)
+            bc_info, probe["features"] = _warm_start(model, config, train_config, settings)
             say(
                 f"behaviour cloning from {settings.teacher}: {bc_info['transitions']} transitions, actor "
                 f"MSE {bc_info['actor_mse']:.4f}, teacher return on the training env "
                 f"{bc_info['teacher_return']:.3f}"
             )
+            # The clone is the anchor (when anchor_coef > 0) and the point drift is measured from.
+            model.freeze_reference()
             if settings.anchor_coef > 0:
-                model.freeze_reference()
                 say(f"PPO fine-tuning anchored to the cloned policy: KL coefficient {settings.anchor_coef}")
         if settings.eval_every > 0:
             evaluate(model, 0)
@@ -310,6 +314,7 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
         "anchor": {
             "coef": settings.anchor_coef,
             "active": bool(getattr(model, "reference", None) is not None and settings.anchor_coef > 0),
+            "note": "kl_to_clone in evaluations: mean KL(policy || clone) on the teacher's states",
         },
         "best_timesteps": best.get("timesteps"),
         "evaluation_seeds": eval_seeds,
@@ -338,8 +343,11 @@ def _references(
 
 def _warm_start(
     model: Any, config: ScenarioConfig, train_config: ScenarioConfig, settings: TrainSettings
-) -> dict[str, Any]:
-    """Behaviour cloning from the teacher (:mod:`fedsimenv.experiments.rl_imitation`)."""
+) -> tuple[dict[str, Any], Any]:
+    """Behaviour cloning from the teacher (:mod:`fedsimenv.experiments.rl_imitation`); returns its
+    summary and the demonstrations' features (a tensor)."""
+    import torch
+
     from fedsimenv.experiments.rl_imitation import behaviour_clone, collect_demonstrations, merge
 
     # Episodes of the training reward (they end at its target: actor and critic targets) and half as
@@ -358,8 +366,9 @@ def _warm_start(
     )
     data = merge([episodic, full_length])
     losses = behaviour_clone(model.policy, data, settings.bc_epochs, settings.seed)
-    return {
+    info = {
         "transitions": len(data.features),
         "teacher_return": float(np.mean(episodic.episode_returns)),
         **losses,
     }
+    return info, torch.as_tensor(data.features)
