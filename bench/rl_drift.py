@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.as_tensor(demo.features)
 
     def gaussian(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        policy = load_policy(path, json.loads((path.parent / "train.json").read_text()), n)
-        normal = policy.get_distribution(x).distribution  # type: ignore[attr-defined]
+        policy: Any = load_policy(path, json.loads((path.parent / "train.json").read_text()), n)
+        normal = policy.get_distribution(x).distribution
         return normal.mean, torch.log(normal.stddev)
 
     print(f"{len(x)} probe states ({args.episodes} optimal episodes on the {args.scenario} surrogate)")
