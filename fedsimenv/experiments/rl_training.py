@@ -282,6 +282,8 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
             model.freeze_reference()
             if settings.anchor_coef > 0:
                 say(f"PPO fine-tuning anchored to the cloned policy: KL coefficient {settings.anchor_coef}")
+        elif settings.algo == "ppo" and settings.anchor_coef > 0:
+            say("no behaviour cloning (--bc-episodes 0): nothing to anchor to, plain PPO")
         if settings.eval_every > 0:
             evaluate(model, 0)
         model.learn(total_timesteps=settings.timesteps, callback=Progress())
