@@ -56,6 +56,9 @@ def test_train_cli_writes_policy_curves_and_evaluations_and_run_replays_it(algo:
     assert (
         meta["algo"] == algo and meta["reward"] == "time-to-target-shaped" and "optimal" in meta["references"]
     )
+    if algo == "ppo":  # anchored to the clone by default; drift from it reported at each evaluation
+        assert meta["anchor"] == {**meta["anchor"], "coef": 1.0, "active": True}
+        assert float(evaluations[0]["kl_to_clone"]) == 0.0 and float(evaluations[-1]["kl_to_clone"]) > 0
     assert main(args) == 2  # policy exists: refused
     run_dir = tmp_path / "run"
     run_args = [

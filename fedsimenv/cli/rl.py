@@ -128,6 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         bc_episodes=args.bc_episodes,
         bc_epochs=args.bc_epochs,
         teacher=args.teacher,
+        anchor_coef=args.anchor_coef,
         eval_every=args.eval_every,
         eval_seeds=args.eval_seeds,
         eval_trainer=args.eval_trainer,
@@ -192,6 +193,13 @@ def add_train_command(sub: Any) -> None:
     )
     parser.add_argument("--bc-epochs", type=int, default=d.bc_epochs)
     parser.add_argument("--teacher", default=d.teacher, help="agent to clone (default optimal)")
+    parser.add_argument(
+        "--anchor-coef",
+        type=float,
+        default=d.anchor_coef,
+        help=f"PPO: weight of the KL penalty toward the behaviour-cloned policy on the visited "
+        f"observations (default {d.anchor_coef}; 0 = plain PPO, free to drift from the teacher)",
+    )
     parser.add_argument(
         "--eval-every",
         type=int,

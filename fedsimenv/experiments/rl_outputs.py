@@ -32,6 +32,8 @@ def write_outputs(
     """train.json, config.yaml, the curves' CSV files and the learning-curve plot (atomically)."""
     config = train_config
     write_text_atomic(out_dir / "train.json", json.dumps(meta, indent=1) + "\n")
+    if (out_dir / "checkpoints").is_dir():  # so that ppo:DIR/checkpoints/step_K.zip replays too
+        write_text_atomic(out_dir / "checkpoints" / "train.json", json.dumps(meta, indent=1) + "\n")
     write_text_atomic(
         out_dir / "config.yaml", dump_scenario(train_config.model_copy(update={"seed": settings.seed}))
     )
@@ -48,7 +50,8 @@ def write_outputs(
         "time_to_target_s",
     ]
     write_text_atomic(
-        out_dir / "evaluations.csv", _csv(evaluations, [*eval_fields, "mean_selected", "mean_rho"])
+        out_dir / "evaluations.csv",
+        _csv(evaluations, [*eval_fields, "mean_selected", "mean_rho", "kl_to_clone"]),
     )
     title = f"{settings.algo.upper()}/{settings.policy} on {config.name}: reward {train_config.reward.name}"
     _plot_curve(
@@ -70,6 +73,7 @@ def summary_line(row: dict[str, Any]) -> str:
         f"{row['reached']}/{row['episodes']}, time to target "
         f"{'never' if time_s is None else f'{time_s:.3f} s'}, mean selected {row['mean_selected']:.1f}, "
         f"mean rho {row['mean_rho']:.2f}"
+        + (f", KL to the cloned start {row['kl_to_clone']:.3f}" if "kl_to_clone" in row else "")
     )
 
 

@@ -8,7 +8,9 @@ The recipe (:class:`TrainSettings` defaults):
    permutation-equivariant :class:`agents.rl_policy.DeviceSetPolicy`, ``mlp`` SB3's flat MLP;
 2. warm start by behaviour cloning from ``optimal`` (:mod:`fedsimenv.experiments.rl_imitation`);
 3. PPO fine-tuning on the training env (the surrogate, usually) with the episodic
-   ``time-to-target-shaped`` reward;
+   ``time-to-target-shaped`` reward, anchored to the behaviour-cloned policy by a KL penalty
+   (``anchor_coef``, :mod:`fedsimenv.experiments.rl_anchor`) so that it does not drift away from the
+   teacher as timesteps grow;
 4. every ``eval_every`` steps (and before the first), the deterministic policy runs on *real*
    training (``eval_trainer``) over held-out seeds; the best of these evaluations is ``policy.zip``.
 
@@ -67,6 +69,7 @@ class TrainSettings:
     bc_episodes: int = 40
     bc_epochs: int = 40
     teacher: str = "optimal"
+    anchor_coef: float = 1.0
     eval_every: int = 5_000
     eval_seeds: int = 2
     eval_trainer: str = "torch"
@@ -119,6 +122,8 @@ def _check(settings: TrainSettings) -> None:
     for name in ("bc_episodes", "bc_epochs", "eval_every", "checkpoint_every"):
         if getattr(settings, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(settings, name)}")
+    if not np.isfinite(settings.anchor_coef) or settings.anchor_coef < 0:
+        raise ValueError(f"--anchor-coef must be a finite number >= 0, got {settings.anchor_coef}")
     if not 0 < settings.gamma <= 1 or settings.learning_rate <= 0:
         raise ValueError("--gamma must be in (0, 1] and --learning-rate > 0")
     if settings.tensorboard is not None:
@@ -129,9 +134,10 @@ def _check(settings: TrainSettings) -> None:
 
 
 def _algorithm(settings: TrainSettings, env: Any) -> Any:
-    from stable_baselines3 import PPO, SAC
+    from stable_baselines3 import SAC
 
     from agents.rl_policy import DeviceSetPolicy
+    from fedsimenv.experiments.rl_anchor import AnchoredPPO
 
     tb = settings.tensorboard
     if settings.algo == "ppo":
@@ -140,9 +146,10 @@ def _algorithm(settings: TrainSettings, env: Any) -> Any:
             policy_kwargs["hidden"] = settings.hidden
         else:
             policy_kwargs["net_arch"] = [settings.hidden, settings.hidden]
-        return PPO(
+        return AnchoredPPO(
             DeviceSetPolicy if settings.policy == "device" else "MlpPolicy",
             env,
+            anchor_coef=settings.anchor_coef,
             learning_rate=settings.learning_rate,
             n_steps=settings.n_steps,
             batch_size=settings.batch_size,
@@ -216,10 +223,13 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
     evaluations: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -np.inf}
     bc_info: dict[str, Any] = {}
+    probe: dict[str, Any] = {}  # the teacher's visited features: where drift from the clone is measured
 
     def evaluate(model: Any, steps: int) -> None:
         episodes = [run_real_episode(eval_config, s, policy_decider(model.policy)) for s in eval_seeds]
         row = {"timesteps": steps, "wall_s": time.perf_counter() - started, **summarise(episodes)}
+        if getattr(model, "reference", None) is not None and "features" in probe:
+            row["kl_to_clone"] = model.kl_to_reference(probe["features"])
         evaluations.append(row)
         better = row["return"] > best["score"]
         if better:
@@ -262,12 +272,18 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
         formats = ["csv"] + (["tensorboard"] if settings.tensorboard else [])
         model.set_logger(configure(str(out_dir / "sb3_log"), formats))
         if settings.bc_episodes > 0 and settings.algo == "ppo":
-            bc_info = _warm_start(model, config, train_config, settings)
+            bc_info, probe["features"] = _warm_start(model, config, train_config, settings)
             say(
                 f"behaviour cloning from {settings.teacher}: {bc_info['transitions']} transitions, actor "
                 f"MSE {bc_info['actor_mse']:.4f}, teacher return on the training env "
                 f"{bc_info['teacher_return']:.3f}"
             )
+            # The clone is the anchor (when anchor_coef > 0) and the point drift is measured from.
+            model.freeze_reference()
+            if settings.anchor_coef > 0:
+                say(f"PPO fine-tuning anchored to the cloned policy: KL coefficient {settings.anchor_coef}")
+        elif settings.algo == "ppo" and settings.anchor_coef > 0:
+            say("no behaviour cloning (--bc-episodes 0): nothing to anchor to, plain PPO")
         if settings.eval_every > 0:
             evaluate(model, 0)
         model.learn(total_timesteps=settings.timesteps, callback=Progress())
@@ -297,6 +313,11 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
         "num_devices": config.cell.num_devices,
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
         "behaviour_cloning": bc_info,
+        "anchor": {
+            "coef": settings.anchor_coef,
+            "active": bool(getattr(model, "reference", None) is not None and settings.anchor_coef > 0),
+            "note": "kl_to_clone in evaluations: mean KL(policy || clone) on the teacher's states",
+        },
         "best_timesteps": best.get("timesteps"),
         "evaluation_seeds": eval_seeds,
         "evaluations": evaluations,
@@ -324,8 +345,11 @@ def _references(
 
 def _warm_start(
     model: Any, config: ScenarioConfig, train_config: ScenarioConfig, settings: TrainSettings
-) -> dict[str, Any]:
-    """Behaviour cloning from the teacher (:mod:`fedsimenv.experiments.rl_imitation`)."""
+) -> tuple[dict[str, Any], Any]:
+    """Behaviour cloning from the teacher (:mod:`fedsimenv.experiments.rl_imitation`); returns its
+    summary and the demonstrations' features (a tensor)."""
+    import torch
+
     from fedsimenv.experiments.rl_imitation import behaviour_clone, collect_demonstrations, merge
 
     # Episodes of the training reward (they end at its target: actor and critic targets) and half as
@@ -344,8 +368,9 @@ def _warm_start(
     )
     data = merge([episodic, full_length])
     losses = behaviour_clone(model.policy, data, settings.bc_epochs, settings.seed)
-    return {
+    info = {
         "transitions": len(data.features),
         "teacher_return": float(np.mean(episodic.episode_returns)),
         **losses,
     }
+    return info, torch.as_tensor(data.features)
