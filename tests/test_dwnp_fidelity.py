@@ -184,8 +184,14 @@ def _round_states(
     method: str, rounds: int
 ) -> tuple[list[dict[str, torch.Tensor]], DWNPStrategy, TorchTrainer]:
     """The global weights after each of the first ``rounds`` rounds of ``method`` (tiny, 3 devices,
-    6-round episode: 3 training rounds, the HN from round 0, Alg. 1 with r_W = 5), seed 0."""
-    overrides = {"episode.max_rounds": 6, "cell.num_devices": 3, "learning.local_epochs": 1}
+    one local epoch of batch 32 (K >= r_HN = 10), 6-round episode: 3 training rounds, the HN from
+    round 0, Alg. 1 with r_W = 5), seed 0."""
+    overrides = {
+        "episode.max_rounds": 6,
+        "cell.num_devices": 3,
+        "learning.local_epochs": 1,
+        "learning.batch_size": 32,
+    }
     env = WirelessFLEnv(configure_for_agent(load_scenario("tiny", overrides), method))
     assert isinstance(env.action_space, spaces.Box) and isinstance(env.trainer, TorchTrainer)
     agent = make_agent(method, AgentContext.from_scenario(env.config, env.action_space, env.system_view), 0)
