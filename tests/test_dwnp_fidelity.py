@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -376,10 +377,11 @@ def test_top5_is_a_general_metric_where_the_task_has_over_5_classes() -> None:
     from fedsimenv.experiments.rundir import metric_row
     from fedsimenv.experiments.summary import summarise_rows
 
-    def one_round(overrides: dict[str, object]) -> tuple[WirelessFLEnv, dict[str, object], np.ndarray]:
+    def one_round(overrides: dict[str, object]) -> tuple[WirelessFLEnv, dict[str, Any], np.ndarray]:
         env = WirelessFLEnv(
             load_scenario("tiny", {"cell.num_devices": 3, "episode.max_rounds": 1, **overrides})
         )
+        assert isinstance(env.action_space, spaces.Box)
         env.reset(seed=0)
         action = np.ones(env.action_space.shape, dtype=np.float32)
         info = env.step(action)[4]
