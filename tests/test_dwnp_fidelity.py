@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,6 +34,7 @@ from fedsimenv.learning.datasets import (
 )
 from fedsimenv.learning.local_sgd import (
     PeriodicAveraging,
+    PeriodicFedAvg,
     PeriodicSGD,
     intra_round_syncs,
     sync_iterations,
@@ -179,6 +181,71 @@ def test_dwnp_round_interleaves_hn_steps_and_charges_their_traffic() -> None:
     assert strategy.hn_steps_done == 4
 
 
+def _round_states(
+    method: str, rounds: int
+) -> tuple[list[dict[str, torch.Tensor]], DWNPStrategy, TorchTrainer]:
+    """The global weights after each of the first ``rounds`` rounds of ``method`` (tiny, 3 devices,
+    one local epoch of batch 32 (K >= r_HN = 10), 6-round episode: 3 training rounds, the HN from
+    round 0, Alg. 1 with r_W = 5), seed 0."""
+    overrides = {
+        "episode.max_rounds": 6,
+        "cell.num_devices": 3,
+        "learning.local_epochs": 1,
+        "learning.batch_size": 32,
+    }
+    env = WirelessFLEnv(configure_for_agent(load_scenario("tiny", overrides), method))
+    assert isinstance(env.action_space, spaces.Box) and isinstance(env.trainer, TorchTrainer)
+    agent = make_agent(method, AgentContext.from_scenario(env.config, env.action_space, env.system_view), 0)
+    assert isinstance(agent, StrategyAgent)
+    agent.bind(env)
+    assert isinstance(agent.strategy, DWNPStrategy)
+    observation, info = env.reset(seed=0)
+    states = []
+    for _ in range(rounds):
+        observation, _, _, _, info = env.step(agent.act(observation, info))
+        states.append({k: v.clone() for k, v in env.trainer.model.state_dict().items()})
+    return states, agent.strategy, env.trainer
+
+
+def test_fedosp_and_dwnp_share_w_until_dwnp_trains_under_its_masks() -> None:
+    # Regression guard for the exact fedosp/dwnp tie of the CPU table (seeds 0 and 1, 16 rounds):
+    # it was a tie of per-device accuracies, not of models. Round 1: DWNP takes its HN steps inside
+    # the round with W frozen and no masks yet, FedOSP trains dense without an HN, so W must be
+    # bitwise the same (the HN steps touch neither W, its momentum nor the batch orders). Round 2:
+    # DWNP trains under its HN's sub-networks, FedOSP still dense, so W must differ.
+    osp, osp_strategy, _ = _round_states("fedosp", 2)
+    dw, dw_strategy, trainer = _round_states("dwnp", 2)
+    assert osp_strategy.hn_steps_done == 0 and dw_strategy.hn_steps_done > 0
+    for name in osp[0]:
+        assert torch.equal(osp[0][name], dw[0][name]), name
+    assert dw_strategy.device_masks(trainer, 0), "DWNP trains under its sub-networks from round 2"
+    assert any(not torch.equal(osp[1][name], dw[1][name]) for name in osp[1])
+
+
+def test_async_protocol_is_refused_with_one_line_naming_the_field() -> None:
+    # Alg. 1's in-round W / HN averaging (and every scheduled strategy) needs synchronous rounds.
+    overrides = {"protocol.name": "async", "protocol.target_updates": 3, "cell.num_devices": 3}
+    env = WirelessFLEnv(configure_for_agent(load_scenario("tiny", overrides), "dwnp"))
+    assert isinstance(env.action_space, spaces.Box) and isinstance(env.trainer, TorchTrainer)
+    agent = make_agent("dwnp", AgentContext.from_scenario(env.config, env.action_space, env.system_view), 0)
+    assert isinstance(agent, StrategyAgent)
+    expected = (
+        "protocol.name: 'async' is not supported by DWNPAgent (its server-side strategy, e.g. DWNP's "
+        "in-round r_W / r_HN averaging, needs synchronous rounds); allowed values: deadline, "
+        "over-commit, synchronous"
+    )
+    with pytest.raises(ValueError) as error:
+        agent.bind(env)
+    assert str(error.value) == expected and env.trainer.strategy is None
+    # A strategy installed directly (library use) is refused by the trainer at the first update.
+    env.trainer.use_strategy(PeriodicFedAvg(PeriodicAveraging(5)))
+    env.reset(seed=0)
+    refused = r"PeriodicFedAvg .* needs synchronous rounds; protocol\.name 'async'"
+    with pytest.raises(ValueError, match=refused):
+        for _ in range(4):  # the first aggregation comes at the 3rd arrival
+            env.step(np.ones(env.action_space.shape, dtype=np.float32))
+
+
 # -- training recipe -------------------------------------------------------------------------------
 
 
@@ -303,6 +370,45 @@ def test_top5_by_hand() -> None:
     assert topk_accuracy(Fixed(), torch.arange(3.0)[:, None], labels, 5) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="k must be in"):
         topk_correct(logits, labels, 8)
+
+
+def test_top5_is_a_general_metric_where_the_task_has_over_5_classes() -> None:
+    from fedsimenv.experiments.replay import RoundRecord, record_round
+    from fedsimenv.experiments.rundir import metric_row
+    from fedsimenv.experiments.summary import summarise_rows
+
+    def one_round(overrides: dict[str, object]) -> tuple[WirelessFLEnv, dict[str, Any], np.ndarray]:
+        env = WirelessFLEnv(
+            load_scenario("tiny", {"cell.num_devices": 3, "episode.max_rounds": 1, **overrides})
+        )
+        assert isinstance(env.action_space, spaces.Box)
+        env.reset(seed=0)
+        action = np.ones(env.action_space.shape, dtype=np.float32)
+        info = env.step(action)[4]
+        return env, info, action
+
+    env, info, action = one_round({})  # digits: 10 classes
+    trainer = env.trainer
+    assert isinstance(trainer, TorchTrainer)
+    with torch.no_grad():
+        trainer.model.eval()
+        logits = trainer.model(trainer._test_x)
+    # By hand: a label is in the top 5 when fewer than 5 classes score above it.
+    above = (logits > logits.gather(1, trainer._test_y[:, None])).sum(dim=1)
+    expected = float((above < 5).float().mean())
+    row = metric_row(info, 0.0)
+    assert row["top5_accuracy"] == pytest.approx(expected) and row["top5_accuracy"] >= row["accuracy"]
+    assert summarise_rows([row], None)["final_top5_accuracy"] == row["top5_accuracy"]
+    # A resumed run replays it from the checkpoint's record (older records without it still load).
+    record = record_round(env, action)
+    assert record.extra == {"top5_accuracy": row["top5_accuracy"]}
+    data = {k: getattr(record, k) for k in RoundRecord.__dataclass_fields__}
+    assert RoundRecord.from_dict(data) == record
+    assert RoundRecord.from_dict({k: v for k, v in data.items() if k != "extra"}).extra == {}
+
+    _, info, _ = one_round({"learning.dataset": "synthetic", "learning.synthetic.num_classes": 5})
+    row = metric_row(info, 0.0)
+    assert "top5_accuracy" not in row and summarise_rows([row], None)["final_top5_accuracy"] is None
 
 
 def test_table_base_follows_the_papers_protocol_and_reports_top5() -> None:

@@ -39,7 +39,8 @@ def test_random_agent_runs_and_prunes(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert main(["run", "tiny", "--agent", "random", "--rounds", "3", "--out", str(out), "--quiet"]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert set(rows[0]) == {*METRIC_KEYS, "mean_rho"} - {"mean_pruning_rate"}
+    # Digits has 10 classes: the general top-5 column follows the standard ones.
+    assert set(rows[0]) == {*METRIC_KEYS, "mean_rho", "top5_accuracy"} - {"mean_pruning_rate"}
     assert all(0 < r["mean_rho"] < 0.9 for r in rows)
     assert all(1 <= r["num_selected"] <= 10 for r in rows)
 

@@ -20,6 +20,7 @@ from fedsimenv.learning.plan import DeviceJob, ModelCost
 from fedsimenv.learning.pruning import Masks, apply_masks, kept_parameters
 from fedsimenv.learning.strategy import TrainingStrategy
 from fedsimenv.learning.trainer import TorchTrainer
+from fedsimenv.sim.protocols import PROTOCOLS
 from fedsimenv.view import SystemView
 
 if TYPE_CHECKING:
@@ -149,6 +150,28 @@ class ScheduledStrategy(TrainingStrategy):
         return 1.0 - kept_parameters(trainer.model, masks) / trainer.total_params
 
 
+def check_synchronous(protocol: str, agent: str) -> None:
+    """Refuse a protocol whose jobs span rounds (``async``) for a server-side strategy.
+
+    A :class:`ScheduledStrategy` acts between synchronous rounds: its schedule and pruning step run
+    after each aggregation, and DWNP's Alg. 1 averages W every ``r_W`` and the hypernetwork every
+    ``r_HN`` local iterations among devices that train in lockstep from one download. Under ``async``
+    devices train from different, stale downloads and the trainer's buffered update bypasses these
+    hooks, so the algorithm would silently not run: refused instead.
+
+    Raises:
+        ValueError: ``protocol`` keeps jobs across rounds (one line naming the field and the allowed
+            values).
+    """
+    if PROTOCOLS.get(protocol).jobs_span_rounds:
+        allowed = [name for name in PROTOCOLS.names() if not PROTOCOLS.get(name).jobs_span_rounds]
+        raise ValueError(
+            f"protocol.name: {protocol!r} is not supported by {agent} (its server-side strategy, e.g. "
+            f"DWNP's in-round r_W / r_HN averaging, needs synchronous rounds); allowed values: "
+            f"{', '.join(allowed)}"
+        )
+
+
 class StrategyAgent(Agent):
     """An agent whose algorithm runs on the server as a :class:`TrainingStrategy`: every device takes
     part with an equal bandwidth share, and its encoded pruning rate is what the strategy's mask
@@ -161,6 +184,7 @@ class StrategyAgent(Agent):
         trainer = env.trainer
         if not isinstance(trainer, TorchTrainer):
             raise TypeError(f"{type(self).__name__} needs the torch trainer, not {type(trainer).__name__}")
+        check_synchronous(env.config.protocol.name, type(self).__name__)
         self.trainer = trainer
         self.strategy = self.make_strategy()
         trainer.use_strategy(self.strategy)

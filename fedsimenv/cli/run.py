@@ -83,7 +83,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     last = rows[-1]
     console.print(
-        f"done: {len(rows)} rounds, accuracy {last['accuracy']:.4f}, simulated {last['sim_time_s']:.2f} s, "
+        f"done: {len(rows)} rounds, accuracy {last['accuracy']:.4f}"
+        + (f", top-5 {last['top5_accuracy']:.4f}" if "top5_accuracy" in last else "")
+        + f", simulated {last['sim_time_s']:.2f} s, "
         f"energy {last['energy_j']:.4f} J"
         + (f"; wrote {out}/config.yaml, {out}/metrics.jsonl" if out else "")
     )

@@ -52,6 +52,9 @@ class RoundRecord:
     download_bits: list[tuple[int, float]] = field(default_factory=list)
     #: ``[min, mean]`` covering index of the round (the masks it came from are not recorded).
     covering: list[float] = field(default_factory=list)
+    #: The round's extra ``metrics.jsonl`` columns (the trainer's ``top5_accuracy``); absent from
+    #: checkpoints written before it was recorded.
+    extra: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RoundRecord:
@@ -61,7 +64,7 @@ class RoundRecord:
             ResumeError: a field is missing, unknown or of the wrong type (the checkpoint is malformed).
         """
         try:
-            if set(data) != set(cls.__dataclass_fields__):
+            if set(data) | {"extra"} != set(cls.__dataclass_fields__):
                 raise TypeError("fields")
             record = cls(
                 action=[_real(a) for a in data["action"]],
@@ -76,6 +79,7 @@ class RoundRecord:
                 num_trained=_integer(data["num_trained"]),
                 download_bits=[(_integer(k), _real(b)) for k, b in data["download_bits"]],
                 covering=[_real(c) for c in data["covering"]],
+                extra={str(k): _real(v) for k, v in dict(data.get("extra", {})).items()},
             )
         except (TypeError, ValueError, KeyError):
             raise ResumeError("malformed checkpoint: a round record has missing or mistyped fields") from None
@@ -133,6 +137,7 @@ def record_round(env: WirelessFLEnv, action: NDArray[Any]) -> RoundRecord:
             (int(k), float(c.download_bits)) for k, c in plan.costs.items() if c.download_bits is not None
         ],
         covering=[float(c) for c in env.last_covering],
+        extra={str(k): float(v) for k, v in learning.extra.items()},
     )
 
 
@@ -196,7 +201,11 @@ class ReplayTrainer(Trainer):
         self.index += 1
         covering = (record.covering[0], record.covering[1]) if len(record.covering) == 2 else None
         return LearningResult(
-            accuracy=record.accuracy, loss=record.loss, num_trained=record.num_trained, covering=covering
+            accuracy=record.accuracy,
+            loss=record.loss,
+            num_trained=record.num_trained,
+            extra=dict(record.extra),
+            covering=covering,
         )
 
 

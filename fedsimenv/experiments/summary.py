@@ -18,6 +18,7 @@ DEFAULT_TARGET_ACCURACY = 0.9
 SUMMARY_KEYS = (
     "rounds",
     "final_accuracy",
+    "final_top5_accuracy",
     "sim_time_s",
     "energy_j",
     "time_to_target_s",
@@ -39,12 +40,13 @@ MAX_NOTES = 3
 def summarise_rows(rows: Sequence[Mapping[str, Any]], target_accuracy: float | None) -> dict[str, Any]:
     """Episode summary from metric rows: final values, cost to reach the target, per-round means.
 
-    ``time_to_target_s``, ``energy_to_target_j`` and ``rounds_to_target`` are None if the target was
-    never reached (or none was given). ``mean_rho`` is the mean over every selected device and round
-    (each round's mean weighted by its selected devices), the definition of the rho distribution
-    plot's mean. ``mean_dropped`` counts the selected devices that did not arrive (dropped or
-    failed) per round; ``note_rounds`` the rounds in which the agent fell back from its own solution
-    (``agent_note``), ``agent_notes`` the first distinct notes.
+    ``final_top5_accuracy`` is None when the rows carry no ``top5_accuracy`` (tasks with 5 classes
+    or fewer, the surrogate). ``time_to_target_s``, ``energy_to_target_j`` and ``rounds_to_target``
+    are None if the target was never reached (or none was given). ``mean_rho`` is the mean over
+    every selected device and round (each round's mean weighted by its selected devices), the
+    definition of the rho distribution plot's mean. ``mean_dropped`` counts the selected devices
+    that did not arrive (dropped or failed) per round; ``note_rounds`` the rounds in which the agent
+    fell back from its own solution (``agent_note``), ``agent_notes`` the first distinct notes.
     """
     if not rows:
         raise ValueError("no rounds to summarise")
@@ -56,6 +58,7 @@ def summarise_rows(rows: Sequence[Mapping[str, Any]], target_accuracy: float | N
     return {
         "rounds": n,
         "final_accuracy": float(rows[-1]["accuracy"]),
+        "final_top5_accuracy": None if "top5_accuracy" not in rows[-1] else float(rows[-1]["top5_accuracy"]),
         "sim_time_s": float(rows[-1]["sim_time_s"]),
         "energy_j": float(rows[-1]["energy_j"]),
         "time_to_target_s": None if reached is None else float(reached["sim_time_s"]),

@@ -43,8 +43,13 @@ from fedsimenv.learning.plan import DeviceJob, LearningResult, ModelCost, RoundP
 from fedsimenv.learning.pruning import PRUNING_METHODS, Masks, count_parameters
 from fedsimenv.learning.quantisation import compressed_bits, quantised_upload
 from fedsimenv.learning.strategy import TrainingStrategy
+from fedsimenv.learning.topk import topk_correct
 from fedsimenv.registry import Registry
 from fedsimenv.seeding import EpisodeStreams
+
+#: ``metrics.jsonl`` logs ``top5_accuracy`` (the global model's top-5 on the global test set) for
+#: tasks with more classes than this.
+TOP_K = 5
 
 
 class Trainer(ABC):
@@ -325,6 +330,12 @@ class TorchTrainer(Trainer):
         return self._result(len(jobs), server_time_s)
 
     def train_async(self, jobs: Sequence[DeviceJob], staleness: Sequence[int]) -> LearningResult:
+        if self.strategy is not None:
+            # Its hooks (in-round training, after-round schedule) act between synchronous rounds.
+            raise ValueError(
+                f"{type(self.strategy).__name__} (a server-side training strategy) needs synchronous "
+                "rounds; protocol.name 'async' is not supported with it"
+            )
         unstarted = [job.device for job in jobs if job.start_state is None]
         if unstarted:
             raise ValueError(f"devices {unstarted}: jobs planned without spans_rounds=True")
@@ -399,19 +410,30 @@ class TorchTrainer(Trainer):
         return (train_batched if batched else train_sequential)(model, jobs, sgd)
 
     def _result(self, num_trained: int, server_time_s: float = 0.0) -> LearningResult:
-        accuracy, loss = self.evaluate()
+        accuracy, loss, top5 = self._evaluate_global()
         device_accuracy = tuple(self.evaluate_device(k) for k in range(len(self.device_tests)))
-        extra = self.strategy.metrics(self) if self.strategy is not None else {}
+        # Top-5 on tasks with over 5 classes (a strategy's own metrics come after and may refine it).
+        extra = {} if top5 is None else {"top5_accuracy": top5}
+        extra |= self.strategy.metrics(self) if self.strategy is not None else {}
         return LearningResult(accuracy, loss, num_trained, device_accuracy, server_time_s, extra)
 
-    @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
         """Accuracy and mean cross-entropy of the global model on the global test set."""
+        accuracy, loss, _ = self._evaluate_global()
+        return accuracy, loss
+
+    @torch.no_grad()
+    def _evaluate_global(self) -> tuple[float, float, float | None]:
+        """:meth:`evaluate` and, when the task has over ``TOP_K`` classes, the top-5 accuracy (same
+        logits; ``None`` otherwise: with 5 classes or fewer it is 1 by definition)."""
         self.model.eval()
         logits = self.model(self._test_x)
         loss = float(F.cross_entropy(logits, self._test_y))
         accuracy = float((logits.argmax(dim=1) == self._test_y).float().mean())
-        return accuracy, loss
+        top = None
+        if logits.shape[1] > TOP_K:
+            top = float(topk_correct(logits, self._test_y, TOP_K).float().mean())
+        return accuracy, loss, top
 
     @torch.no_grad()
     def evaluate_device(self, device: int) -> float:

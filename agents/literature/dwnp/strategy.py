@@ -61,7 +61,6 @@ from agents.literature.dwnp.interleave import (
 from fedsimenv.learning.local_sgd import State, base_cost, with_extra_bits
 from fedsimenv.learning.plan import DeviceJob, ModelCost
 from fedsimenv.learning.pruning import Masks
-from fedsimenv.learning.topk import topk_accuracy
 from fedsimenv.learning.trainer import TorchTrainer
 
 
@@ -245,12 +244,6 @@ class DWNPStrategy(ScheduledStrategy):
             )
             up, down = up + hn_up, down + hn_down
         return with_extra_bits(cost, up, down, trainer.download_bits())
-
-    def metrics(self, trainer: TorchTrainer) -> dict[str, float]:
-        """Top-5 accuracy of the global model on the global test set (tasks with over 5 classes)."""
-        if trainer.test.num_classes <= 5:
-            return {}
-        return {"top5_accuracy": topk_accuracy(trainer.model, trainer._test_x, trainer._test_y, 5)}
 
     def server_prune(self, trainer: TorchTrainer) -> Masks:
         s = self.settings
