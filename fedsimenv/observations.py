@@ -82,11 +82,13 @@ class DeviceHistory:
         """After a round: who took part, and each device's phase times where it had a job."""
         self.last_selected = selected.astype(np.float32)
         since = np.where(selected, 0.0, self.rounds_since_selected + 1.0)
-        self.rounds_since_selected = np.minimum(since, max_rounds).astype(np.float32)
-        for name, times in (("last_compute_time_s", compute_time_s), ("last_upload_time_s", upload_time_s)):
-            old = getattr(self, name)
-            new = np.where(np.isfinite(times), np.clip(times, 0.0, MAX_PHASE_TIME_S), old)
-            setattr(self, name, new.astype(np.float32))
+        self.rounds_since_selected = np.minimum(since, max_rounds).astype(np.float32, copy=False)
+        finite = np.isfinite(compute_time_s)
+        clipped = compute_time_s.clip(0.0, MAX_PHASE_TIME_S)
+        self.last_compute_time_s = np.where(finite, clipped, self.last_compute_time_s).astype(np.float32)
+        finite = np.isfinite(upload_time_s)
+        clipped = upload_time_s.clip(0.0, MAX_PHASE_TIME_S)
+        self.last_upload_time_s = np.where(finite, clipped, self.last_upload_time_s).astype(np.float32)
 
 
 def _fraction(value: float, budget: float | None) -> float:
@@ -127,7 +129,7 @@ class ObservationBuilder:
     ) -> Observation:
         """The observation of the coming round (table in :class:`fedsimenv.env.WirelessFLEnv`)."""
         simulator, fleet, episode = self.simulator, self.simulator.fleet, self.config.episode
-        gain_db = np.clip(linear_to_db(simulator.channel_gain_linear), *GAIN_DB_RANGE)
+        gain_db = linear_to_db(simulator.channel_gain_linear).clip(*GAIN_DB_RANGE)
         if simulator.availability is not None:
             # Advancing to "now" is what the next round's start does anyway: no extra randomness drawn.
             available = simulator.availability.advance_to(simulator.now_s).astype(np.float32)

@@ -30,7 +30,7 @@ import numpy as np
 
 from fedsimenv.sim.closedform import job_end_times, protocol_allows, queue_is_inert
 from fedsimenv.sim.protocols import RoundProtocol
-from fedsimenv.sim.timing import compute_power_w, nan_to_zero
+from fedsimenv.sim.timing import compute_power_w
 from fedsimenv.sim.types import (
     STATUS_ARRIVED,
     STATUS_IDLE,
@@ -62,12 +62,6 @@ def _all(mask: np.ndarray) -> bool:
     return bool(np.logical_and.reduce(mask))
 
 
-def _overlap(a: FloatArray, b: FloatArray, start: float, end: float, stop: FloatArray) -> FloatArray:
-    """Time of ``[a, b]`` inside the round window, as :func:`fedsimenv.sim.accounting.report_round`."""
-    lo, hi = np.maximum(a, start), np.minimum(np.minimum(b, stop), end)
-    return nan_to_zero(np.maximum(hi - lo, 0.0))
-
-
 def _fdma_rate_bps(bandwidth_hz: FloatArray, power_w: FloatArray, gain: FloatArray, n0: float) -> FloatArray:
     """:func:`channels.shannon_rate_bps`'s common branch, the same operations without its input
     checks (the caller made sure that every input is >= 0)."""
@@ -89,7 +83,7 @@ def run_fast_round(
     """Run one round in array form (the caller checked :func:`fast_rounds_possible`); None when a
     per-round condition fails, with nothing changed (the general path then runs the round)."""
     env = sim.env
-    if sim._num_active or not _all(np.isinf(sim.battery_j)) or (env._queue and not queue_is_inert(env)):
+    if sim._num_active or not _all(sim.battery_j == np.inf) or (env._queue and not queue_is_inert(env)):
         return None
     selected = decision.selected
     idx = selected.nonzero()[0]
@@ -100,28 +94,33 @@ def run_fast_round(
     has_job = np.zeros(n, dtype=bool)
     has_job[idx] = True
     start = float(env.now)
+    n0 = sim.noise_psd_w_per_hz
+    downlink_rate = _broadcast_rate_bps(
+        float(sim.network.downlink_bandwidth_hz), sim.bs_tx_power_w, float(np.minimum.reduce(gain[idx])), n0
+    )
+    if not downlink_rate > 0:
+        return None  # no download ever ends
     with np.errstate(divide="ignore", invalid="ignore"):
-        # The phase plan (fedsimenv.sim.phases.plan_phases), on the starting devices.
-        power = decision.tx_power_w if decision.tx_power_w is not None else fleet.tx_power_w
-        freq = decision.cpu_freq_hz if decision.cpu_freq_hz is not None else fleet.cpu_freq_hz
-        power = np.where(has_job, power, fleet.tx_power_w).astype(np.float64, copy=False)
-        freq = np.where(has_job, freq, fleet.cpu_freq_hz).astype(np.float64, copy=False)
-        n0 = sim.noise_psd_w_per_hz
-        downlink_rate = _broadcast_rate_bps(
-            float(sim.network.downlink_bandwidth_hz), sim.bs_tx_power_w, np.minimum.reduce(gain[idx]), n0
-        )
+        # The phase plan (fedsimenv.sim.phases.plan_phases), on the starting devices. A transfer
+        # that never ends (rate 0 or NaN) gives an infinite or NaN end below: the general path
+        # then runs the round (through SimPy), as it would have done anyway.
+        if decision.tx_power_w is None:  # ``np.where(has_job, p_max, p_max)``
+            power = fleet.tx_power_w.astype(np.float64)
+        else:
+            power = np.where(has_job, decision.tx_power_w, fleet.tx_power_w).astype(np.float64, copy=False)
+        if decision.cpu_freq_hz is None:
+            freq = fleet.cpu_freq_hz.astype(np.float64)
+        else:
+            freq = np.where(has_job, decision.cpu_freq_hz, fleet.cpu_freq_hz).astype(np.float64, copy=False)
         dl_bits = np.asarray(workload.download_bits, dtype=np.float64)
         dl_bits = dl_bits[idx] if dl_bits.ndim else np.full(len(idx), dl_bits)
-        sent_dl = start + dl_bits / downlink_rate if downlink_rate > 0 else np.inf
-        dl_k = np.where(dl_bits <= 0, start, sent_dl)
+        dl_k = np.where(dl_bits <= 0, start, start + dl_bits / downlink_rate)
         cycles = workload.training_flops / fleet.flops_per_cycle
         comp_k = dl_k + cycles[idx] / freq[idx]
         bandwidth = decision.bandwidth_hz.copy()
         rate = _fdma_rate_bps(bandwidth, power, gain, n0)
         up_bits = np.asarray(workload.upload_bits)[idx]
-        rate_k = rate[idx]
-        sent_up = np.where(rate_k > 0, comp_k + up_bits / rate_k, np.inf)
-        up_k = np.where(np.isfinite(comp_k), np.where(up_bits <= 0, comp_k, sent_up), np.nan)
+        up_k = np.where(up_bits <= 0, comp_k, comp_k + up_bits / rate[idx])
         t1, t2, t3 = job_end_times(start, dl_k, comp_k, up_k)
         if not math.isfinite(np.add.reduce(t3)):
             return None  # some job never ends (or the sum overflows): the general path decides
@@ -169,13 +168,14 @@ def run_fast_round(
         done._ok, done._value, done.callbacks = True, None, None  # type: ignore[assignment]
         sim.closed_form_count += 1
 
-        # The report (fedsimenv.sim.accounting.report_round) and the battery update.
-        stop = np.where(np.isnan(stop_s), end, np.minimum(stop_s, end))
-        compute_s = _overlap(times["comp_start"], times["comp_finish"], start, end, stop)
-        upload_s = _overlap(times["up_start"], times["up_finish"], start, end, stop)
-        alive_s = np.empty(n)
-        alive_s.fill(end)
-        idle_s = np.maximum(alive_s - start - compute_s - upload_s, 0.0)
+        # The report (fedsimenv.sim.accounting.report_round) and the battery update. Every time
+        # below is finite, so its NaN handling only ever maps the devices without a job to 0.
+        stop_k = np.minimum(t3, end)
+        compute_s = np.zeros(n)
+        upload_s = np.zeros(n)
+        for phase_s, (a, b) in ((compute_s, (dl_k, comp_k)), (upload_s, (comp_k, up_k))):
+            phase_s[idx] = np.maximum(np.minimum(np.minimum(b, stop_k), end) - np.maximum(a, start), 0.0)
+        idle_s = np.maximum((end - start) - compute_s - upload_s, 0.0)
         compute_energy = compute_power_w(fleet.kappa, freq) * compute_s
         transmit_energy = power * upload_s
         idle_energy = fleet.idle_power_w * idle_s
@@ -202,7 +202,7 @@ def run_fast_round(
         transmit_energy_j=transmit_energy,
         idle_energy_j=idle_energy,
         status=np.where(has_job, STATUS_ARRIVED, STATUS_IDLE),
-        reason=np.full(n, ""),
+        reason=np.full(n, ""),  # ``<U1``, as ``astype(str)`` of empty reasons
         staleness=np.zeros(n, dtype=np.int64),
         battery_j=sim.battery_j.copy(),
         stop_s=stop_s.copy(),
