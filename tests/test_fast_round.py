@@ -130,7 +130,7 @@ def test_finite_batteries_fall_back_round_by_round() -> None:
     env = WirelessFLEnv("tiny", trainer="surrogate", overrides={"cell.num_devices": 6, **overrides})
     env.reset(seed=0)
     assert env.simulator.fast_rounds  # statically eligible, but a battery can run out mid-round
-    env.step(np.ones(env.action_space.shape, dtype=np.float32))
+    env.step(np.ones(3 * 6, dtype=np.float32))
     assert env.simulator.fast_round_count == 0 and env.simulator.closed_form_count == 1
 
 
@@ -265,7 +265,7 @@ def test_observations_are_fresh_arrays_and_constants_stay_right() -> None:
     obs, _ = env.reset(seed=0)
     for value in obs.values():
         value[...] = -7.0  # a caller may scribble on what it got
-    action = np.ones(env.action_space.shape, dtype=np.float32)
+    action = np.ones(3 * 5, dtype=np.float32)
     obs, *_ = env.step(action)
     sim = env.simulator
     assert np.array_equal(obs["distance_m"], np.minimum(sim.distance_m, 500.0).astype(np.float32))
