@@ -216,30 +216,24 @@ class RoundSimulator:
         ``validated=True`` skips :meth:`RoundDecision.validate` for a decision known to be feasible
         (the env's decoded actions are, by construction).
         """
+        if not validated:
+            decision.validate(
+                self.fleet.num_devices,
+                self.network.bandwidth_hz,
+                self.fleet.tx_power_w,
+                self.fleet.cpu_freq_hz,
+                self.uplink.num_blocks if decision.resource_block_owner is not None else None,
+            )
         if self.fast_rounds and self.closed_form_rounds:
-            if not validated:
-                self._validate(decision)
-                validated = True
             report = run_fast_round(self, decision, workload)
             if report is not None:
                 self.fast_round_count += 1
                 return report
         with _cyclic_gc_paused():
-            return self._run_round(decision, workload, validated)
+            return self._run_round(decision, workload)
 
-    def _validate(self, decision: RoundDecision) -> None:
-        decision.validate(
-            self.fleet.num_devices,
-            self.network.bandwidth_hz,
-            self.fleet.tx_power_w,
-            self.fleet.cpu_freq_hz,
-            self.uplink.num_blocks if decision.resource_block_owner is not None else None,
-        )
-
-    def _run_round(self, decision: RoundDecision, workload: DeviceWorkload, validated: bool) -> RoundReport:
+    def _run_round(self, decision: RoundDecision, workload: DeviceWorkload) -> RoundReport:
         n = self.fleet.num_devices
-        if not validated:
-            self._validate(decision)
         start = self.now_s
         self.blocks.start_round(start)
         on = self.availability.advance_to(start) if self.availability is not None else np.ones(n, bool)
