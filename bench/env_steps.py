@@ -9,11 +9,22 @@ torch/BLAS thread (set ``OMP_NUM_THREADS=1`` too for BLAS).
 Figures depend on the machine and its load: compare against main in the same session.
 
     python -m bench.env_steps [--steps 3000] [--real-steps 30] [--phases]
+    python -m bench.env_steps --ab OTHER_CHECKOUT [--pairs 5] [--steps 3000] [--real-steps 30]
+
+``--ab`` measures this checkout against another one (e.g. a ``git worktree`` of main) in pairs of
+whole processes, alternating which goes first (A B, B A, ...), each timed by itself over the same
+seeded actions with one thread; a pair's ratio is this checkout's steps/s over the other's, so a
+load spike on a shared machine hits both sides of most pairs. Only the env's public API is used in
+the child processes, so any checkout with ``fedsimenv.env.WirelessFLEnv`` can be the other side.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -91,6 +102,64 @@ def phase_breakdown(steps: int = 20) -> tuple[float, dict[str, float]]:
     return 1e3 * total / steps, {label: 1e3 * seconds / steps for label, seconds in spent.items()}
 
 
+#: What one A/B child process runs (this checkout's or the other's code, by ``PYTHONPATH``):
+#: steps/s of ``{steps}`` seeded random actions after a warm-up step, one thread, resets included.
+CHILD = """
+import time, numpy as np, torch
+torch.set_num_threads(1)
+from fedsimenv.env import WirelessFLEnv
+env = WirelessFLEnv("tiny", trainer={trainer!r}, overrides={overrides!r})
+width = len(env.config.action.controls) * env.num_devices
+actions = np.random.default_rng(0).uniform(-1, 1, size=(1000, width)).astype(np.float32)
+env.reset(seed=0); env.step(actions[0]); env.reset(seed=0)
+start = time.perf_counter()
+for i in range({steps}):
+    _, _, terminated, truncated, _ = env.step(actions[i % 1000])
+    if terminated or truncated:
+        env.reset()
+print({steps} / (time.perf_counter() - start))
+"""
+
+
+def child_rate(checkout: str, trainer: str, overrides: dict[str, Any], steps: int) -> float:
+    """Steps/s of one child process running ``checkout``'s code."""
+    code = CHILD.format(trainer=trainer, overrides=overrides, steps=steps)
+    env = dict(os.environ, PYTHONPATH=checkout, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=checkout, env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the run in {checkout} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return float(done.stdout.split()[-1])
+
+
+def ab_pairs(
+    other: str, trainer: str, overrides: dict[str, Any], steps: int, pairs: int
+) -> list[tuple[float, float]]:
+    """``pairs`` (this, other) steps/s, alternating which process runs first."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = []
+    for i in range(pairs):
+        order = [here, other] if i % 2 == 0 else [other, here]
+        rates = {checkout: child_rate(checkout, trainer, overrides, steps) for checkout in order}
+        result.append((rates[here], rates[other]))
+    return result
+
+
+def run_ab(other: str, cases: list[tuple[str, str, dict[str, Any], int]], pairs: int) -> None:
+    """Print each case's pairs, their ratios and min / median / max, and the load average."""
+    print(f"A/B against {other}: this checkout / other, {pairs} pairs per case (steps/s)")
+    for trainer, label, overrides, steps in cases:
+        rows = ab_pairs(other, trainer, {"episode.max_rounds": 50, **overrides}, steps, pairs)
+        ratios = [a / b for a, b in rows]
+        for i, (a, b) in enumerate(rows, 1):
+            print(f"  {trainer:<10} {label:<24} pair {i}: {a:9.1f} vs {b:9.1f}  ratio {a / b:5.2f}")
+        print(
+            f"  {trainer:<10} {label:<24} ratio min {min(ratios):.2f} median "
+            f"{statistics.median(ratios):.2f} max {max(ratios):.2f}; load {os.getloadavg()[0]:.1f}"
+        )
+
+
 SECTION = "Env steps"
 
 
@@ -121,12 +190,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000, help="steps per surrogate case")
     parser.add_argument("--real-steps", type=int, default=30, help="steps with real training")
     parser.add_argument("--phases", action="store_true", help="also time the phases of a real step")
+    parser.add_argument("--ab", metavar="CHECKOUT", help="measure against another checkout, in pairs")
+    parser.add_argument("--pairs", type=int, default=5, help="process pairs per case with --ab")
     args = parser.parse_args()
     cases: list[tuple[str, str, dict[str, Any], int]] = [
         ("surrogate", "N = 20", {"cell.num_devices": 20}, args.steps),
         ("surrogate", "N = 50", {"cell.num_devices": 50}, args.steps),
         ("torch", "N = 10 (tiny, digits)", {}, args.real_steps),
     ]
+    if args.ab:
+        run_ab(os.path.abspath(args.ab), [case for case in cases if case[3] > 0], args.pairs)
+        return
     print(f"{'trainer':<10} {'case':<24} {'steps':>6} {'steps/s':>10}")
     for trainer, label, overrides, steps in cases:
         rate = steps_per_second({"episode.max_rounds": 50, **overrides}, steps, trainer)

@@ -8,6 +8,8 @@ from scipy import special
 from channels.base import BoolArray, MobilityModel
 from channels.channel import ChannelModel
 from channels.checks import check_nonnegative
+from channels.mobility import StaticMobility
+from channels.shadowing import GudmundsonShadowing, LogNormalShadowing
 from channels.temporal import FadingProcess, start_fading
 from channels.units import FloatArray
 
@@ -21,6 +23,12 @@ class DynamicChannel:
     ``los_decorrelation_distance_m``, mapped to LOS iff ``Phi(z) < P_LOS(d)`` (a simplification of
     TR 38.901 Sec. 7.6.3.3); the fading process advances by ``dt_s`` (Gauss-Markov fading uses each
     device's current speed when the mobility model provides one).
+
+    Devices that do not move (``StaticMobility``) with the built-in shadowing models keep their
+    large-scale gain: every update above is then the identity (moved distance 0, correlation 1,
+    innovation weight 0), so :meth:`advance` only advances the fading and multiplies it by the
+    gain computed at :meth:`reset` (the same values; the private shadowing and LOS streams are then
+    not drawn from, as nothing reads them).
 
     Args:
         channel: Path loss, shadowing and fading models.
@@ -50,6 +58,11 @@ class DynamicChannel:
         self.min_distance_m = min_distance_m
         self.los_decorrelation_distance_m = los_decorrelation_distance_m
         self.time_s = 0.0
+        #: Nothing but the fading changes in ``advance`` (class docstring); False = always recompute.
+        self.static_large_scale = type(mobility) is StaticMobility and type(channel.shadowing) in (
+            LogNormalShadowing,
+            GudmundsonShadowing,
+        )
 
     def reset(
         self, position_m: FloatArray, rng: np.random.Generator, shadowing_db: FloatArray | None = None
@@ -115,6 +128,11 @@ class DynamicChannel:
     def advance(self, dt_s: float) -> FloatArray:
         """Advance every device by ``dt_s`` seconds; return the linear power gains (N,) of the new block."""
         check_nonnegative("dt_s", dt_s)
+        if self.static_large_scale:
+            self.fading.advance(dt_s)
+            self.time_s += dt_s
+            self.gain_linear = self.large_scale_gain_linear * self.fading.power_gain
+            return self.gain_linear
         before = self.mobility.position_m.copy()
         after = self.mobility.advance(dt_s)
         moved_m = np.hypot(*(after - before).T)

@@ -81,15 +81,16 @@ def decode_action(
     """
     controls = config.controls
     a = sanitize_action(action, num_devices, len(controls))
-    part = {name: a[i * num_devices : (i + 1) * num_devices] for i, name in enumerate(controls)}
+    part = dict(zip(controls, a.reshape(len(controls), num_devices), strict=True))
     select_raw = part["select"]
     selected = select_raw > config.selection_threshold
-    if not selected.any():
+    # ``np.<ufunc>.reduce`` is ``.any()`` / ``.max()`` / ``.sum()`` without the methods' wrappers.
+    if not np.logical_or.reduce(selected):
         selected[int(np.argmax(select_raw))] = True
     pruning_rate = config.rho_max * (part["rho"] + 1.0) / 2.0
     logits = np.where(selected, config.bandwidth_logit_scale * part["bandwidth"], -np.inf)
-    weights = np.exp(logits - logits[selected].max())
-    bandwidth_hz = total_bandwidth_hz * weights / weights.sum()
+    weights = np.exp(logits - np.maximum.reduce(logits[selected]))
+    bandwidth_hz = total_bandwidth_hz * weights / np.add.reduce(weights)
     power = freq = owner = value_bits = None
     if "power" in part:
         if tx_power_max_w is None:

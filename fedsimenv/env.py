@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from fedsimenv.actions import decode_action
 from fedsimenv.config import ScenarioConfig
-from fedsimenv.learning.covering import covering_index
+from fedsimenv.env_round import round_covering, round_info, round_workload
 from fedsimenv.learning.plan import DeviceJob, LearningResult, RoundPlan
 from fedsimenv.learning.trainer import TRAINERS
 from fedsimenv.observations import (
@@ -20,13 +20,13 @@ from fedsimenv.observations import (
     MAX_CPU_FREQ_GHZ,
     DeviceHistory,
     Observation,
-    build_observation,
+    ObservationBuilder,
     observation_space,
 )
 from fedsimenv.rewards import REWARDS, RoundOutcome
 from fedsimenv.scenario import load_scenario
 from fedsimenv.seeding import EpisodeStreams, child_sequence
-from fedsimenv.sim import DeviceWorkload, RoundDecision, RoundReport, RoundSimulator
+from fedsimenv.sim import RoundDecision, RoundReport, RoundSimulator
 from fedsimenv.sim.builder import build_simulator
 from fedsimenv.sim.protocols import PROTOCOLS
 from fedsimenv.view import CostCurve, SystemView, build_system_view, cost_curve_grid
@@ -235,6 +235,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         #: Async protocol: the jobs started and not yet arrived, by device.
         self._in_flight: dict[int, DeviceJob] = {}
         self._view_cache: tuple[int, SystemView] | None = None
+        self._observe: ObservationBuilder  # per episode (reset)
 
     # -- Gymnasium API -----------------------------------------------------------------------
 
@@ -254,6 +255,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         initial = self.trainer.reset(streams)
         num_samples = self.trainer.num_samples
         self._data_fraction = (num_samples / num_samples.sum()).astype(np.float32)
+        self._observe = ObservationBuilder(self.config, self._simulator, self._data_fraction)
         self._round = 0
         self._energy_j = 0.0
         self._history = DeviceHistory.fresh(self.num_devices)
@@ -291,31 +293,17 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         is_async = simulator.rules.jobs_span_rounds
         # In the async protocol a device already working keeps its job; only idle ones start one.
         starting = decision.selected & ~simulator.busy if is_async else decision.selected
-        rates = {int(k): float(decision.pruning_rate[k]) for k in np.flatnonzero(starting)}
+        devices = starting.nonzero()[0].tolist()
+        rates = dict(zip(devices, decision.pruning_rate[devices].tolist(), strict=True))
         if decision.upload_value_bits is None:
             plan = self.trainer.plan_round(rates, spans_rounds=is_async)
         else:  # quantised uploads (control quant_bits): the trainer prices each at its width
             widths = {k: int(decision.upload_value_bits[k]) for k in rates}
             plan = self.trainer.plan_round(rates, spans_rounds=is_async, upload_value_bits=widths)
-
-        flops = np.zeros(self.num_devices)
-        bits = np.zeros(self.num_devices)
-        # Devices given a model of their own (a sub-model, a sparse or compressed one) download it.
-        download = np.full(self.num_devices, self.trainer.download_bits())
-        for k, cost in plan.costs.items():
-            flops[k], bits[k] = cost.forward_flops_per_sample, cost.upload_bits
-            if cost.download_bits is not None:
-                download[k] = cost.download_bits
-        workload = DeviceWorkload(
-            forward_flops_per_sample=flops,
-            upload_bits=bits,
-            download_bits=download,
-            num_samples=self.trainer.num_samples,
-            local_epochs=cfg.learning.local_epochs,
-        )
+        workload = round_workload(plan, self.trainer, self.num_devices, cfg.learning.local_epochs)
         reference_s = self.system_view().reference_latency_s() if self.reward_fn.uses_reference else None
         report = simulator.run_round(decision, workload, validated=validated)
-        arrived = [int(k) for k in np.flatnonzero(report.arrived)]
+        arrived = report.arrived.nonzero()[0].tolist()
         if is_async:
             self._in_flight.update(plan.jobs)
             jobs = RoundPlan(self._in_flight).jobs_of(arrived)
@@ -329,27 +317,24 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
                 # Server-side computation (e.g. FedDUAP's server update) ends the round later: the
                 # simulated clock runs on through it (no device works meanwhile).
                 simulator.env.run(until=simulator.now_s + learning.server_time_s)
-        covering = learning.covering or covering_index(
-            [job.masks for job in jobs],
-            jobs[0].cost.total_params if jobs else 0,
-            None if is_async else [job.masks for job in plan.jobs.values()],
-        )
+        covering = learning.covering or round_covering(jobs, plan, is_async)
         self.last_covering = (float(covering[0]), float(covering[1]))  # one JSON form, replayed or not
         self.last_plan = plan
         self.last_learning = learning
 
+        round_energy_j = report.energy_j
         reward, terms = self.reward_fn(
             RoundOutcome(
                 accuracy=learning.accuracy,
                 previous_accuracy=self._learning.accuracy,
                 round_latency_s=report.round_latency_s + learning.server_time_s,
-                round_energy_j=report.energy_j,
+                round_energy_j=round_energy_j,
                 target_accuracy=self.target_accuracy,
                 reference_latency_s=reference_s,
             )
         )
         self._round += 1
-        self._energy_j += report.energy_j
+        self._energy_j += round_energy_j
         self._learning = learning
         self._history.update(
             decision.selected, report.compute_time_s, report.upload_time_s, cfg.episode.max_rounds
@@ -357,9 +342,10 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         self.last_report = report
 
         episode = cfg.episode
+        now_s = simulator.now_s
         ended = {
             "target_accuracy": self.target_accuracy is not None and learning.accuracy >= self.target_accuracy,
-            "time_budget": episode.time_budget_s is not None and simulator.now_s >= episode.time_budget_s,
+            "time_budget": episode.time_budget_s is not None and now_s >= episode.time_budget_s,
             "energy_budget": episode.energy_budget_j is not None
             and self._energy_j >= episode.energy_budget_j,
             "max_rounds": self._round >= episode.max_rounds,
@@ -367,7 +353,7 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         terminated = ended["target_accuracy"]
         truncated = ended["time_budget"] or ended["energy_budget"] or ended["max_rounds"]
         end_reason = next((name for name in END_REASONS if ended[name]), "")
-        info = self._info(report, learning, terms)
+        info = round_info(self._round, now_s, self._energy_j, report, round_energy_j, learning, terms)
         info["min_covering"], info["mean_covering"] = self.last_covering
         info["episode_end"] = end_reason
         return self._observation(), float(reward), terminated, truncated, info
@@ -435,29 +421,5 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         return view
 
     def _observation(self) -> Observation:
-        return build_observation(
-            self.config,
-            self.simulator,
-            self._data_fraction,
-            self._history,
-            self._round,
-            self._energy_j,
-            self._learning.accuracy,
-            self._learning.loss,
-        )
-
-    def _info(self, report: RoundReport, learning: LearningResult, terms: dict[str, float]) -> dict[str, Any]:
-        info = {
-            "round": self._round,
-            "sim_time_s": self.simulator.now_s,
-            "energy_j": self._energy_j,
-            "accuracy": learning.accuracy,
-            "loss": learning.loss,
-            **report.summary(),
-            "reward_terms": terms,
-            "server_time_s": learning.server_time_s,
-            "extra_metrics": dict(learning.extra),
-        }
-        if learning.server_time_s > 0:
-            info["round_latency_s"] += learning.server_time_s
-        return info
+        learning = self._learning
+        return self._observe(self._history, self._round, self._energy_j, learning.accuracy, learning.loss)

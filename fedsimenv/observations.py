@@ -6,6 +6,7 @@ them). Every value is float32 and clipped into its documented bounds.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from channels import linear_to_db
+from channels.mobility import StaticMobility
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.sim import RoundSimulator
 
@@ -80,15 +82,82 @@ class DeviceHistory:
         """After a round: who took part, and each device's phase times where it had a job."""
         self.last_selected = selected.astype(np.float32)
         since = np.where(selected, 0.0, self.rounds_since_selected + 1.0)
-        self.rounds_since_selected = np.minimum(since, max_rounds).astype(np.float32)
-        for name, times in (("last_compute_time_s", compute_time_s), ("last_upload_time_s", upload_time_s)):
-            old = getattr(self, name)
-            new = np.where(np.isfinite(times), np.clip(times, 0.0, MAX_PHASE_TIME_S), old)
-            setattr(self, name, new.astype(np.float32))
+        self.rounds_since_selected = np.minimum(since, max_rounds).astype(np.float32, copy=False)
+        finite = np.isfinite(compute_time_s)
+        clipped = compute_time_s.clip(0.0, MAX_PHASE_TIME_S)
+        self.last_compute_time_s = np.where(finite, clipped, self.last_compute_time_s).astype(np.float32)
+        finite = np.isfinite(upload_time_s)
+        clipped = upload_time_s.clip(0.0, MAX_PHASE_TIME_S)
+        self.last_upload_time_s = np.where(finite, clipped, self.last_upload_time_s).astype(np.float32)
 
 
 def _fraction(value: float, budget: float | None) -> float:
     return 0.0 if budget is None else min(max(value / budget, 0.0), 1.0)
+
+
+def _scalar(value: float, high: float) -> NDArray[np.float32]:
+    return np.array([min(max(value, 0.0), high)], dtype=np.float32)
+
+
+class ObservationBuilder:
+    """Reads the observation of the coming round off the state, for one episode's simulator.
+
+    What cannot change within the episode is computed once: CPU frequencies, data fractions, and
+    the distances of devices that do not move (``StaticMobility``), the all-ones battery level and
+    availability where batteries are unlimited and availability is not modelled. Every call still
+    returns fresh arrays (a caller may modify them in place).
+    """
+
+    def __init__(
+        self, config: ScenarioConfig, simulator: RoundSimulator, data_fraction: NDArray[np.float32]
+    ) -> None:
+        self.config, self.simulator = config, simulator
+        fleet, n = simulator.fleet, simulator.fleet.num_devices
+        self._cpu_freq_ghz = np.clip(fleet.cpu_freq_hz / 1e9, 0, MAX_CPU_FREQ_GHZ).astype(np.float32)
+        self._data_fraction = data_fraction.copy()
+        self._ones = np.ones(n, dtype=np.float32)
+        mobility = getattr(simulator.channel, "mobility", None)
+        self._distance: NDArray[np.float32] | None = None
+        if type(mobility) is StaticMobility:  # positions never change: neither do the distances
+            self._distance = self._read_distance()
+
+    def _read_distance(self) -> NDArray[np.float32]:
+        return np.minimum(self.simulator.distance_m, self.config.cell.radius_m).astype(np.float32)
+
+    def __call__(
+        self, history: DeviceHistory, round_index: int, energy_j: float, accuracy: float, loss: float
+    ) -> Observation:
+        """The observation of the coming round (table in :class:`fedsimenv.env.WirelessFLEnv`)."""
+        simulator, fleet, episode = self.simulator, self.simulator.fleet, self.config.episode
+        gain_db = linear_to_db(simulator.channel_gain_linear).clip(*GAIN_DB_RANGE)
+        if simulator.availability is not None:
+            # Advancing to "now" is what the next round's start does anyway: no extra randomness drawn.
+            available = simulator.availability.advance_to(simulator.now_s).astype(np.float32)
+        else:
+            available = self._ones.copy()
+        if fleet.battery_capacity_j is not None:
+            battery = np.clip(simulator.battery_j / fleet.battery_capacity_j, 0.0, 1.0).astype(np.float32)
+        else:
+            battery = self._ones.copy()
+        distance = self._read_distance() if self._distance is None else self._distance.copy()
+        now_s = simulator.now_s
+        return {
+            "channel_gain_db": gain_db.astype(np.float32),
+            "distance_m": distance,
+            "cpu_freq_ghz": self._cpu_freq_ghz.copy(),
+            "battery_level": battery,
+            "data_fraction": self._data_fraction.copy(),
+            "available": available,
+            "last_selected": history.last_selected.copy(),
+            "rounds_since_selected": history.rounds_since_selected.copy(),
+            "last_compute_time_s": history.last_compute_time_s.copy(),
+            "last_upload_time_s": history.last_upload_time_s.copy(),
+            "round_fraction": _scalar(round_index / episode.max_rounds, 1.0),
+            "time_fraction": _scalar(_fraction(now_s, episode.time_budget_s), 1.0),
+            "energy_fraction": _scalar(_fraction(energy_j, episode.energy_budget_j), 1.0),
+            "accuracy": _scalar(accuracy, 1.0),
+            "loss": _scalar(loss if math.isfinite(loss) else MAX_LOSS, MAX_LOSS),
+        }
 
 
 def build_observation(
@@ -101,37 +170,6 @@ def build_observation(
     accuracy: float,
     loss: float,
 ) -> Observation:
-    """The observation of the coming round."""
-    fleet = simulator.fleet
-    gain_db = np.clip(linear_to_db(simulator.channel_gain_linear), *GAIN_DB_RANGE)
-    if simulator.availability is not None:
-        # Advancing to "now" is what the next round's start does anyway: no extra randomness drawn.
-        available = simulator.availability.advance_to(simulator.now_s).astype(np.float32)
-    else:
-        available = np.ones(fleet.num_devices, dtype=np.float32)
-    if fleet.battery_capacity_j is not None:
-        battery = np.clip(simulator.battery_j / fleet.battery_capacity_j, 0.0, 1.0)
-    else:
-        battery = np.ones(fleet.num_devices)
-    episode = config.episode
-
-    def scalar(value: float, high: float) -> NDArray[np.float32]:
-        return np.array([min(max(value, 0.0), high)], dtype=np.float32)
-
-    return {
-        "channel_gain_db": gain_db.astype(np.float32),
-        "distance_m": np.minimum(simulator.distance_m, config.cell.radius_m).astype(np.float32),
-        "cpu_freq_ghz": np.clip(fleet.cpu_freq_hz / 1e9, 0, MAX_CPU_FREQ_GHZ).astype(np.float32),
-        "battery_level": battery.astype(np.float32),
-        "data_fraction": data_fraction.copy(),
-        "available": available,
-        "last_selected": history.last_selected.copy(),
-        "rounds_since_selected": history.rounds_since_selected.copy(),
-        "last_compute_time_s": history.last_compute_time_s.copy(),
-        "last_upload_time_s": history.last_upload_time_s.copy(),
-        "round_fraction": scalar(round_index / episode.max_rounds, 1.0),
-        "time_fraction": scalar(_fraction(simulator.now_s, episode.time_budget_s), 1.0),
-        "energy_fraction": scalar(_fraction(energy_j, episode.energy_budget_j), 1.0),
-        "accuracy": scalar(accuracy, 1.0),
-        "loss": scalar(loss if np.isfinite(loss) else MAX_LOSS, MAX_LOSS),
-    }
+    """The observation of the coming round (one-off; the env keeps an :class:`ObservationBuilder`)."""
+    build = ObservationBuilder(config, simulator, data_fraction)
+    return build(history, round_index, energy_j, accuracy, loss)

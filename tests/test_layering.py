@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "env",
         (
             "fedsimenv.env",
+            "fedsimenv.env_round",
             "fedsimenv.wrappers",
             "fedsimenv.actions",
             "fedsimenv.observations",

@@ -103,12 +103,12 @@ class CurveParams:
     def progress_increment(self, share: NDArray[np.float64], rho: NDArray[np.float64]) -> float:
         """``S^alpha K^beta`` over the arrived devices: S = their data share, K = their
         data-weighted mean useful kept fraction ``sum_k w_k q(1 - rho_k) / S`` (module docstring)."""
-        total = float(np.sum(share))
+        total = float(np.add.reduce(share, axis=None))  # ``np.sum`` without its wrapper (every round)
         if total <= 0:
             return 0.0
-        kept = np.clip(1.0 - rho, 0.0, 1.0)
+        kept = (1.0 - rho).clip(0.0, 1.0)
         useful = np.maximum(kept - self.prune_floor, 0.0) / (1.0 - self.prune_floor)
-        keep = float(np.sum(share * useful)) / total
+        keep = float(np.add.reduce(share * useful, axis=None)) / total
         return float(total**self.share_exponent * keep**self.prune_exponent)
 
     def metrics(self, progress: float, coverage: float) -> tuple[float, float]:
@@ -309,12 +309,12 @@ def load_calibration(name_or_path: str | os.PathLike[str] | None) -> Calibration
 
 def label_coverage(counts: NDArray[np.float64], reference: NDArray[np.float64]) -> float:
     """``1 - total variation`` between the label histogram ``counts`` and ``reference``."""
-    total = counts.sum()
+    total = np.add.reduce(counts, axis=None)  # ``.sum()`` without its wrapper (runs every round)
     if total <= 0:
         return 0.0
     p = counts / total
-    q = reference / reference.sum()
-    return float(1.0 - 0.5 * np.abs(p - q).sum())
+    q = reference / np.add.reduce(reference, axis=None)
+    return float(1.0 - 0.5 * np.add.reduce(np.abs(p - q), axis=None))
 
 
 def partition_label_counts(
@@ -402,7 +402,11 @@ class SurrogateTrainer(Trainer):
         devices = [int(k) for k in pruning_rate]
         rates = [float(rho) for rho in pruning_rate.values()]
         costs = self.calibration.costs.costs(np.array(rates, dtype=np.float64))
-        widths = [None if upload_value_bits is None else upload_value_bits.get(k) for k in devices]
+        if upload_value_bits is None:  # the common case, without the per-device re-pricing below
+            return RoundPlan(
+                {k: DeviceJob(k, rho, cost) for k, rho, cost in zip(devices, rates, costs, strict=True)}
+            )
+        widths = [upload_value_bits.get(k) for k in devices]
         # A decided upload width re-prices the values (kept x width); the index overhead stays. The
         # 32-bit per-tensor scales are left out (the surrogate has no tensor list), and quantisation
         # does not change the surrogate's learning curve.
@@ -430,7 +434,7 @@ class SurrogateTrainer(Trainer):
             idx = np.array([job.device for job in jobs], dtype=np.int64)
             rho = np.array([job.pruning_rate for job in jobs])
             self._progress += self.curve.progress_increment(self._share[idx], rho)
-            coverage = label_coverage(self._counts[idx].sum(axis=0), self._reference)
+            coverage = label_coverage(np.add.reduce(self._counts[idx], axis=0), self._reference)
             accuracy, loss = self.curve.metrics(self._progress, coverage)
             if self._noise is not None:
                 noisy = accuracy + self.curve.accuracy_noise_std * float(self._noise.standard_normal())

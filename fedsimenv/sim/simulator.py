@@ -45,6 +45,7 @@ from fedsimenv.sim.accounting import PHASES, JobState, report_round
 from fedsimenv.sim.availability import MarkovAvailability
 from fedsimenv.sim.blocks import ChannelBlocks, EvolvingChannel
 from fedsimenv.sim.closedform import finish_round, protocol_allows, queue_is_inert
+from fedsimenv.sim.fastround import fast_rounds_possible, run_fast_round
 from fedsimenv.sim.phases import failure_times, plan_phases
 from fedsimenv.sim.protocols import RoundProtocol, build_protocol
 from fedsimenv.sim.types import (
@@ -157,6 +158,9 @@ class RoundSimulator:
         #: Finish eligible rounds in closed form (:mod:`fedsimenv.sim.closedform`); False = always SimPy.
         self.closed_form_rounds = True
         self.closed_form_count = 0  # rounds finished in closed form (tests, profiling)
+        #: Run eligible rounds whole in array form (:mod:`fedsimenv.sim.fastround`); False = never.
+        self.fast_rounds = fast_rounds_possible(self)
+        self.fast_round_count = 0  # rounds run by the fast path (tests, profiling)
 
     @property
     def now_s(self) -> float:
@@ -213,19 +217,24 @@ class RoundSimulator:
         ``validated=True`` skips :meth:`RoundDecision.validate` for a decision known to be feasible
         (the env's decoded actions are, by construction).
         """
-        with _cyclic_gc_paused():
-            return self._run_round(decision, workload, validated)
-
-    def _run_round(self, decision: RoundDecision, workload: DeviceWorkload, validated: bool) -> RoundReport:
-        n = self.fleet.num_devices
         if not validated:
             decision.validate(
-                n,
+                self.fleet.num_devices,
                 self.network.bandwidth_hz,
                 self.fleet.tx_power_w,
                 self.fleet.cpu_freq_hz,
                 self.uplink.num_blocks if decision.resource_block_owner is not None else None,
             )
+        if self.fast_rounds and self.closed_form_rounds:
+            report = run_fast_round(self, decision, workload)
+            if report is not None:
+                self.fast_round_count += 1
+                return report
+        with _cyclic_gc_paused():
+            return self._run_round(decision, workload)
+
+    def _run_round(self, decision: RoundDecision, workload: DeviceWorkload) -> RoundReport:
+        n = self.fleet.num_devices
         start = self.now_s
         self.blocks.start_round(start)
         on = self.availability.advance_to(start) if self.availability is not None else np.ones(n, bool)

@@ -1,0 +1,88 @@
+"""The per-round bookkeeping of :class:`fedsimenv.env.WirelessFLEnv` between the planes: the
+workload handed to the timing plane, the covering index of the aggregated masks, and ``info``.
+
+Kept apart from the env class so that the step stays readable; everything here runs once per
+``step``, so each helper avoids per-device Python objects where an array does (the values are the
+same as the straightforward loops they replace: ``tests/test_fast_round.py`` compares whole
+rollouts bit for bit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from fedsimenv.learning.covering import covering_index
+from fedsimenv.learning.plan import DeviceJob, LearningResult, RoundPlan
+from fedsimenv.learning.trainer import Trainer
+from fedsimenv.sim import DeviceWorkload, RoundReport
+
+
+def round_workload(plan: RoundPlan, trainer: Trainer, num_devices: int, local_epochs: int) -> DeviceWorkload:
+    """The timing plane's cost figures of ``plan``'s jobs (zero FLOPs and bits where no job).
+
+    Devices given a model of their own (a sub-model, a sparse or compressed one) download it; the
+    others download the global model (``trainer.download_bits()``).
+    """
+    flops = np.zeros(num_devices)
+    bits = np.zeros(num_devices)
+    download = np.full(num_devices, trainer.download_bits())
+    costs = [job.cost for job in plan.jobs.values()]
+    if costs:
+        devices = list(plan.jobs)
+        flops[devices] = [cost.forward_flops_per_sample for cost in costs]
+        bits[devices] = [cost.upload_bits for cost in costs]
+        for k, cost in zip(devices, costs, strict=True):
+            if cost.download_bits is not None:
+                download[k] = cost.download_bits
+    return DeviceWorkload(
+        forward_flops_per_sample=flops,
+        upload_bits=bits,
+        download_bits=download,
+        num_samples=trainer.num_samples,
+        local_epochs=local_epochs,
+    )
+
+
+def round_covering(jobs: Sequence[DeviceJob], plan: RoundPlan, is_async: bool) -> tuple[int, float]:
+    """:func:`~fedsimenv.learning.covering.covering_index` of the arrived ``jobs`` (the planned jobs
+    bound the round's model unless ``is_async``). Jobs without masks (unpruned models, the
+    surrogate) keep every parameter: the index is then the number of jobs, without building
+    per-parameter counts (the same values ``covering_index`` returns)."""
+    total = jobs[0].cost.total_params if jobs else 0
+    planned = None if is_async else [job.masks for job in plan.jobs.values()]
+    if not any(job.masks for job in jobs) and not (planned and any(planned)):
+        num = len(jobs)
+        return (num, num * total / total) if num and total else (0, 0.0)
+    return covering_index([job.masks for job in jobs], total, planned)
+
+
+def round_info(
+    round_index: int,
+    now_s: float,
+    energy_j: float,
+    report: RoundReport,
+    round_energy_j: float,
+    learning: LearningResult,
+    terms: dict[str, float],
+) -> dict[str, Any]:
+    """``info`` of a round, without the covering and end fields (the env adds those)."""
+    info = {
+        "round": round_index,
+        "sim_time_s": now_s,
+        "energy_j": energy_j,
+        "accuracy": learning.accuracy,
+        "loss": learning.loss,
+        **report.summary(round_energy_j),
+        "reward_terms": terms,
+        "server_time_s": learning.server_time_s,
+        "extra_metrics": dict(learning.extra),
+    }
+    if learning.server_time_s > 0:
+        info["round_latency_s"] += learning.server_time_s
+    return info
+
+
+__all__ = ["round_covering", "round_info", "round_workload"]

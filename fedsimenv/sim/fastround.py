@@ -1,0 +1,220 @@
+"""A whole synchronous round on a static FDMA uplink in array form: the simulator's fast path.
+
+:mod:`fedsimenv.sim.closedform` already ends eligible rounds without the SimPy event loop, but the
+round around it still runs the general machinery: per-block rate callbacks, failure watchdogs that
+cannot fire, resets and masked updates of every per-device array, a report rebuilt from them and a
+``dataclasses.replace`` for the battery. Where the round can only go one way, this module computes
+it in one pass over the starting devices and writes the simulator state and the
+:class:`~fedsimenv.sim.types.RoundReport` directly, with the same floating-point operations on the
+same values, so the result is the same bit for bit (``tests/test_fast_round.py`` compares pickled
+reports, observations and state with the general closed form and the event loop).
+
+Used when all of these hold (else :meth:`RoundSimulator._run_round` runs as before):
+
+* static: the protocol is synchronous (no hook, no admission rule, no job across rounds), no
+  Markov availability, one channel block per round (no coherence time), FDMA, no packet errors;
+* per round: closed-form rounds are on, no job is active and no queued event has a callback,
+  every battery is unlimited (so nothing can fail mid-round and every started job arrives), at
+  least one device starts and every job ends at a finite time.
+
+Imports neither gymnasium nor torch (timing plane).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fedsimenv.sim.closedform import job_end_times, protocol_allows, queue_is_inert
+from fedsimenv.sim.protocols import RoundProtocol
+from fedsimenv.sim.timing import compute_power_w
+from fedsimenv.sim.types import (
+    STATUS_ARRIVED,
+    STATUS_IDLE,
+    DeviceWorkload,
+    FloatArray,
+    RoundDecision,
+    RoundReport,
+)
+
+if TYPE_CHECKING:
+    from fedsimenv.sim.simulator import RoundSimulator
+
+
+def fast_rounds_possible(sim: RoundSimulator) -> bool:
+    """The static conditions of the module docstring (fixed for a simulator's lifetime)."""
+    rules, uplink = sim.rules, sim.uplink
+    return (
+        protocol_allows(rules)
+        and type(rules).admit is RoundProtocol.admit
+        and sim.availability is None
+        and sim.coherence_time_s is None
+        and not uplink.ofdma
+        and uplink.waterfall == 0
+    )
+
+
+def _all(mask: np.ndarray) -> bool:
+    """``mask.all()`` of a boolean array without the method's Python-level wrapper."""
+    return bool(np.logical_and.reduce(mask))
+
+
+def _fdma_rate_bps(bandwidth_hz: FloatArray, power_w: FloatArray, gain: FloatArray, n0: float) -> FloatArray:
+    """:func:`channels.shannon_rate_bps`'s common branch, the same operations without its input
+    checks (the caller made sure that every input is >= 0)."""
+    positive = bandwidth_hz > 0
+    safe_b = np.where(positive, bandwidth_hz, 1.0)
+    return np.where(positive, safe_b * np.log2(1.0 + power_w * gain / (n0 * safe_b)), 0.0)
+
+
+def _broadcast_rate_bps(bandwidth_hz: float, power_w: float, gain_min: float, n0: float) -> float:
+    """:func:`channels.shannon_rate_bps` of one receiver, with the same operations on scalars."""
+    if not bandwidth_hz > 0:
+        return 0.0
+    return float(bandwidth_hz * np.log2(1.0 + power_w * gain_min / (n0 * bandwidth_hz)))
+
+
+def run_fast_round(
+    sim: RoundSimulator, decision: RoundDecision, workload: DeviceWorkload
+) -> RoundReport | None:
+    """Run one round in array form (the caller checked :func:`fast_rounds_possible`); None when a
+    per-round condition fails, with nothing changed (the general path then runs the round)."""
+    env = sim.env
+    if sim._num_active or not _all(sim.battery_j == np.inf) or (env._queue and not queue_is_inert(env)):
+        return None
+    selected = decision.selected
+    idx = selected.nonzero()[0]
+    gain = sim.blocks.gain(0)
+    if len(idx) == 0 or selected.ndim != 1 or not _all(gain >= 0):
+        return None  # the general path raises on bad gains
+    fleet, n = sim.fleet, len(selected)
+    has_job = np.zeros(n, dtype=bool)
+    has_job[idx] = True
+    start = float(env.now)
+    n0 = sim.noise_psd_w_per_hz
+    downlink_rate = _broadcast_rate_bps(
+        float(sim.network.downlink_bandwidth_hz), sim.bs_tx_power_w, float(np.minimum.reduce(gain[idx])), n0
+    )
+    if not downlink_rate > 0:
+        return None  # no download ever ends
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # The phase plan (fedsimenv.sim.phases.plan_phases), on the starting devices. A transfer
+        # that never ends (rate 0 or NaN) gives an infinite or NaN end below: the general path
+        # then runs the round (through SimPy), as it would have done anyway.
+        if decision.tx_power_w is None:  # ``np.where(has_job, p_max, p_max)``
+            power = fleet.tx_power_w.astype(np.float64)
+        else:
+            power = np.where(has_job, decision.tx_power_w, fleet.tx_power_w).astype(np.float64, copy=False)
+        if decision.cpu_freq_hz is None:
+            freq = fleet.cpu_freq_hz.astype(np.float64)
+        else:
+            freq = np.where(has_job, decision.cpu_freq_hz, fleet.cpu_freq_hz).astype(np.float64, copy=False)
+        dl_bits = np.asarray(workload.download_bits, dtype=np.float64)
+        dl_bits = dl_bits[idx] if dl_bits.ndim else np.full(len(idx), dl_bits)
+        dl_k = np.where(dl_bits <= 0, start, start + dl_bits / downlink_rate)
+        cycles = workload.training_flops / fleet.flops_per_cycle
+        comp_k = dl_k + cycles[idx] / freq[idx]
+        bandwidth = decision.bandwidth_hz.copy()
+        rate = _fdma_rate_bps(bandwidth, power, gain, n0)
+        up_bits = np.asarray(workload.upload_bits)[idx]
+        up_k = np.where(up_bits <= 0, comp_k, comp_k + up_bits / rate[idx])
+        t1, t2, t3 = job_end_times(start, dl_k, comp_k, up_k)
+        if not math.isfinite(np.add.reduce(t3)):
+            return None  # some job never ends (or the sum overflows): the general path decides
+
+        # The state the general path leaves (closedform.finish_round): every job arrived.
+        jobs, times = sim.jobs, sim.jobs.times
+        order = np.lexsort((idx, t1, t2, t3))
+        ended = idx[order]
+        end = float(t3[order[-1]])
+        for key, values in (
+            ("dl_start", start),
+            ("dl_finish", dl_k),
+            ("comp_start", dl_k),
+            ("comp_finish", comp_k),
+            ("up_start", comp_k),
+            ("up_finish", up_k),
+        ):
+            column = times[key]
+            column.fill(np.nan)
+            column[idx] = values
+        jobs.status.fill(STATUS_IDLE)
+        jobs.status[idx] = STATUS_ARRIVED
+        jobs.reason.fill("")
+        stop_s = jobs.stop_s
+        stop_s.fill(np.nan)
+        stop_s[ended] = t3[order]
+        jobs.transmissions.fill(0)
+        jobs.transmissions[idx] = 1
+        jobs.version[idx] = sim.version
+        jobs.bandwidth_hz[idx] = bandwidth[idx]
+        jobs.rho[idx] = decision.pruning_rate[idx]
+        jobs.bits[idx] = workload.upload_bits[idx]
+        jobs.tx_power_w[idx] = power[idx]
+        jobs.cpu_freq_hz[idx] = freq[idx]
+        sim._job_id[idx] += 1
+        sim._delivered[idx] = True
+        sim._downlink_rate_bps = downlink_rate
+        sim._arrivals = ended.tolist()
+        sim.blocks.start_round(start)
+        queue = env._queue
+        while queue and queue[0][0] <= end:
+            heapq.heappop(queue)
+        env._now = end
+        done = sim._round_done = env.event()
+        done._ok, done._value, done.callbacks = True, None, None  # type: ignore[assignment]
+        sim.closed_form_count += 1
+
+        # The report (fedsimenv.sim.accounting.report_round) and the battery update. Every time
+        # below is finite, so its NaN handling only ever maps the devices without a job to 0.
+        stop_k = np.minimum(t3, end)
+        compute_s = np.zeros(n)
+        upload_s = np.zeros(n)
+        for phase_s, (a, b) in ((compute_s, (dl_k, comp_k)), (upload_s, (comp_k, up_k))):
+            phase_s[idx] = np.maximum(np.minimum(np.minimum(b, stop_k), end) - np.maximum(a, start), 0.0)
+        idle_s = np.maximum((end - start) - compute_s - upload_s, 0.0)
+        compute_energy = compute_power_w(fleet.kappa, freq) * compute_s
+        transmit_energy = power * upload_s
+        idle_energy = fleet.idle_power_w * idle_s
+        sim.battery_j = np.maximum(sim.battery_j - (compute_energy + transmit_energy + idle_energy), 0.0)
+    report = RoundReport(
+        round_index=sim.round_index,
+        start_time_s=start,
+        end_time_s=end,
+        selected=selected.copy(),
+        arrived=has_job,
+        channel_gain_linear=gain.copy(),
+        bandwidth_hz=np.array(decision.bandwidth_hz, dtype=np.float64),
+        pruning_rate=np.where(selected, decision.pruning_rate, 0.0),
+        uplink_rate_bps=rate,
+        downlink_rate_bps=downlink_rate,
+        download_start_s=times["dl_start"].copy(),
+        download_finish_s=times["dl_finish"].copy(),
+        compute_start_s=times["comp_start"].copy(),
+        compute_finish_s=times["comp_finish"].copy(),
+        upload_start_s=times["up_start"].copy(),
+        upload_finish_s=times["up_finish"].copy(),
+        upload_bits=np.where(has_job, jobs.bits, 0.0),
+        compute_energy_j=compute_energy,
+        transmit_energy_j=transmit_energy,
+        idle_energy_j=idle_energy,
+        status=np.where(has_job, STATUS_ARRIVED, STATUS_IDLE),
+        reason=np.full(n, ""),  # ``<U1``, as ``astype(str)`` of empty reasons
+        staleness=np.zeros(n, dtype=np.int64),
+        battery_j=sim.battery_j.copy(),
+        stop_s=stop_s.copy(),
+        protocol=sim.protocol.name,
+        tx_power_w=power,
+        cpu_freq_hz=freq,
+        transmissions=has_job.astype(np.int64),
+        resource_blocks=None,
+    )
+    sim.round_index += 1
+    sim.blocks.end_round(start, end)
+    return report
+
+
+__all__ = ["fast_rounds_possible", "run_fast_round"]
