@@ -1,7 +1,7 @@
 """Planner = world: the joint problem built with the costs the simulator will charge.
 
 The optimisers of :mod:`agents.optimisers` plan a round on the :class:`~fedsimenv.view.SystemView`.
-Three things make their plan the world's (docs/optimisation.md):
+Four things make their plan the world's (docs/optimisation.md):
 
 * **Exact costs.** The view carries the exact FLOPs and upload bits of the coming round's model on a
   grid of pruning rates (:class:`~fedsimenv.view.CostCurve`: the scenario's pruning method, with an
@@ -16,6 +16,10 @@ Three things make their plan the world's (docs/optimisation.md):
   (always safe) and re-solves with the candidates whose broadcast is no longer than that of the set
   just selected, until the set's own broadcast time is the one planned (a fixed point; the objective
   never rises, so it ends in at most N solves, usually 2).
+* **Pruned devices' own downloads.** Where the trainer sends a pruned device its own model
+  (:attr:`~fedsimenv.view.CostCurve.download_bits`), its download is the set's broadcast time times
+  the curve's download ratio, bounded like the compute and folded into it (:func:`joint_problem`);
+  the grid checks use the exact ratio (:func:`grid_latency_s`).
 * **What a device can know of its channel** (:attr:`SystemView.planning_gain_linear`): the snapshot
   where the channel is static within a round, the fading's geometric mean over the large-scale gain
   where fading is redrawn within it.
