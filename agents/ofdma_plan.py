@@ -33,8 +33,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from agents.planning import CostModel, grid_latency_s, step_bound
+from channels import ofdma_rate_bps as flat_ofdma_rate_bps
 from fedsimenv.sim.types import RoundDecision
-from fedsimenv.sim.uplink import ofdma_rate_bps, proportional_blocks
+from fedsimenv.sim.uplink import ofdma_rate_bps, proportional_blocks, waterfall_error_probability
 from fedsimenv.view import SystemView
 
 FloatArray = NDArray[np.float64]
@@ -117,11 +118,12 @@ def minmax_block_counts(view: SystemView, num_blocks: int) -> IntArray:
     (the greedy is optimal for min-max when each device's latency falls with its blocks). Rates are
     planned on each device's mean per-RB gain (the placement then picks its best window)."""
     gain = rb_gains(view).mean(axis=1)
-    noise = view.noise_psd_w_per_hz * view.rb_bandwidth_hz
     fixed = view.planning_downlink + view.compute_latency_s
 
     def latency(blocks: FloatArray) -> FloatArray:
-        rate = blocks * view.rb_bandwidth_hz * np.log2(1.0 + view.tx_power_w * gain / (blocks * noise))
+        rate = flat_ofdma_rate_bps(
+            blocks, view.rb_bandwidth_hz, view.tx_power_w, gain, view.noise_psd_w_per_hz
+        )
         return np.asarray(fixed + view.upload_bits / rate)
 
     ones = np.ones(view.num_devices)
@@ -197,10 +199,8 @@ def expected_tries(view: SystemView, decision: RoundDecision) -> FloatArray:
     owner = world_owner(view, decision)
     power = decision.tx_power_w if decision.tx_power_w is not None else view.tx_power_w
     rate = owner_rates_bps(view, owner, power)
-    bandwidth = np.bincount(owner[owner >= 0], minlength=view.num_devices) * view.rb_bandwidth_hz
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        snr = np.expm1(np.log(2.0) * rate / bandwidth)
-        q = np.where(snr > 0, -np.expm1(-m / snr), 1.0)
-    q = np.clip(np.nan_to_num(q, nan=1.0), 0.0, 1.0)
+    counts = np.bincount(owner[owner >= 0], minlength=view.num_devices)
+    bandwidth = np.asarray(counts * view.rb_bandwidth_hz, dtype=np.float64)
+    q = np.clip(waterfall_error_probability(rate, bandwidth, m), 0.0, 1.0)
     tries = np.where(q < 1.0, (1.0 - q**n_max) / np.where(q < 1.0, 1.0 - q, 1.0), float(n_max))
     return np.asarray(tries, dtype=np.float64)

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ import torch
 
 from bench.fedavg_flower import run_flower
 from bench.fedavg_systems import IN_PROCESS, PROBE_TIMEOUT_S, REPO_ROOT, WARMUP_ROUNDS, SystemRun
-from bench.memory import TreeMemory, TreeMemorySampler
+from bench.memory import TreeMemory, run_sampled
 
 #: Flower configurations: name -> ``client_resources.num_cpus`` (None: Flower's default, 2 CPUs).
 FLOWER_CONFIGS: dict[str, float | None] = {"Flower (default resources)": None, "Flower (num_cpus=1)": 1.0}
@@ -80,18 +79,10 @@ def run_in_process_system(
     command += ["--json", str(json_path), "--weights", str(weights_path)]
     cpu_before = _children_cpu_s()
     start_s = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    sampler = TreeMemorySampler(process.pid)
-    sampler.start()
-    try:
-        _, stderr = process.communicate(timeout=PROBE_TIMEOUT_S)
-    finally:
-        memory = sampler.stop()
+    returncode, stderr, memory = run_sampled(command, REPO_ROOT, PROBE_TIMEOUT_S)
     wall_s = time.perf_counter() - start_s
-    if process.returncode != 0:
-        raise RuntimeError(
-            f"{system} N={num_clients} exited {process.returncode}:\n{stderr.decode()[-2000:]}"
-        )
+    if returncode != 0:
+        raise RuntimeError(f"{system} N={num_clients} exited {returncode}:\n{stderr.decode()[-2000:]}")
     result = json.loads(json_path.read_text())
     states = torch.load(weights_path, weights_only=True)
     round_ms = tuple(float(t) for t in result["round_ms"])

@@ -30,7 +30,6 @@ import copy
 import dataclasses
 import json
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ from bench.fedavg_workload import (
     global_accuracy,
     train_client_plain,
 )
-from bench.memory import TreeMemory, TreeMemorySampler
+from bench.memory import TreeMemory, run_sampled
 from fedsimenv.learning.aggregation import fedavg
 from fedsimenv.learning.cohort import LocalJob, SGDConfig, train_batched
 
@@ -201,14 +200,8 @@ def probe(system: str | None, num_clients: int, workdir: Path) -> Probe:
     # The probe uses this process's torch threads, which the in-process timings ran with.
     command += ["--clients", str(num_clients), "--torch-threads", str(torch.get_num_threads())]
     command += ["--json", str(out)]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    sampler = TreeMemorySampler(process.pid)
-    sampler.start()
-    try:
-        _, stderr = process.communicate(timeout=PROBE_TIMEOUT_S)
-    finally:
-        memory = sampler.stop()
-    if process.returncode != 0:
+    returncode, stderr, memory = run_sampled(command, REPO_ROOT, PROBE_TIMEOUT_S)
+    if returncode != 0:
         raise RuntimeError(f"probe {system} N={num_clients} failed:\n{stderr.decode()[-2000:]}")
     result = json.loads(out.read_text())
     # The process's own high-water mark is exact; the sampler may have missed its last moments.

@@ -10,6 +10,7 @@ For the root process alone the kernel's own high-water mark (VmHWM) is exact and
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,3 +114,16 @@ class TreeMemorySampler:
             max_processes=self._max_processes,
             samples=self._samples,
         )
+
+
+def run_sampled(command: list[str], cwd: Path, timeout_s: float) -> tuple[int, bytes, TreeMemory]:
+    """Run ``command`` (stdout discarded) while sampling its process tree's memory; returns its exit
+    code, its stderr and the memory figures."""
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sampler = TreeMemorySampler(process.pid)
+    sampler.start()
+    try:
+        _, stderr = process.communicate(timeout=timeout_s)
+    finally:
+        memory = sampler.stop()
+    return process.returncode, stderr, memory

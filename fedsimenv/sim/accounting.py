@@ -69,6 +69,24 @@ class JobState:
             version=np.zeros(n, dtype=np.int64),
         )
 
+    def start(
+        self,
+        idx: IntArray,
+        version: int,
+        bandwidth_hz: FloatArray,
+        pruning_rate: FloatArray,
+        bits: FloatArray,
+        tx_power_w: FloatArray,
+        cpu_freq_hz: FloatArray,
+    ) -> None:
+        """Record the settings of the jobs starting on devices ``idx`` (arrays over N devices)."""
+        self.version[idx] = version
+        self.bandwidth_hz[idx] = bandwidth_hz[idx]
+        self.rho[idx] = pruning_rate[idx]
+        self.bits[idx] = bits[idx]
+        self.tx_power_w[idx] = tx_power_w[idx]
+        self.cpu_freq_hz[idx] = cpu_freq_hz[idx]
+
 
 def report_round(
     sim: RoundSimulator, decision: RoundDecision, start: float, end: float, powered: BoolArray

@@ -149,12 +149,7 @@ def run_fast_round(
         stop_s[ended] = t3[order]
         jobs.transmissions.fill(0)
         jobs.transmissions[idx] = 1
-        jobs.version[idx] = sim.version
-        jobs.bandwidth_hz[idx] = bandwidth[idx]
-        jobs.rho[idx] = decision.pruning_rate[idx]
-        jobs.bits[idx] = workload.upload_bits[idx]
-        jobs.tx_power_w[idx] = power[idx]
-        jobs.cpu_freq_hz[idx] = freq[idx]
+        jobs.start(idx, sim.version, bandwidth, decision.pruning_rate, workload.upload_bits, power, freq)
         sim._job_id[idx] += 1
         sim._delivered[idx] = True
         sim._downlink_rate_bps = downlink_rate

@@ -324,12 +324,7 @@ class RoundSimulator:
         self._num_active += len(idx)
         self._job_id[idx] += 1
         self._delivered[idx] = upload.delivered[idx]
-        jobs.version[idx] = self.version
-        jobs.bandwidth_hz[idx] = bandwidth_hz[idx]
-        jobs.rho[idx] = decision.pruning_rate[idx]
-        jobs.bits[idx] = workload.upload_bits[idx]
-        jobs.tx_power_w[idx] = power[idx]
-        jobs.cpu_freq_hz[idx] = freq[idx]
+        jobs.start(idx, self.version, bandwidth_hz, decision.pruning_rate, workload.upload_bits, power, freq)
         jobs.transmissions[idx] = upload.transmissions[idx]
         if owner is not None:
             jobs.resource_blocks[idx] = np.bincount(owner[owner >= 0], minlength=fleet.num_devices)[idx]

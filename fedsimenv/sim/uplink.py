@@ -71,6 +71,17 @@ def ofdma_rate_bps(
     return np.bincount(dev, weights=rb_bandwidth_hz * np.log2(1.0 + snr), minlength=n).astype(np.float64)
 
 
+def waterfall_error_probability(
+    rate_bps: FloatArray, bandwidth_hz: FloatArray, waterfall: float
+) -> FloatArray:
+    """Per-try failure probability ``1 - exp(-m / SNR)`` with SNR = 2^(r / b) - 1, the SNR of a flat
+    channel giving rate r over bandwidth b (1 where nothing gets through)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        snr = np.expm1(np.log(2.0) * rate_bps / bandwidth_hz)
+        q = -np.expm1(-waterfall / snr)
+    return np.asarray(np.where(snr > 0, np.nan_to_num(q, nan=1.0), 1.0), dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class UploadPlan:
     """When each upload ends and whether it got through (arrays over N devices).
@@ -135,13 +146,10 @@ class Uplink:
         return ofdma_rate_bps(owner, self.rb_bandwidth_hz, tx_power_w, gains, self.noise_psd_w_per_hz)
 
     def error_probability(self, rate_bps: FloatArray, bandwidth_hz: FloatArray) -> FloatArray:
-        """Per-try failure probability ``1 - exp(-m / SNR)`` with SNR = 2^(r / b) - 1 (0 if off)."""
+        """Per-try failure probability (:func:`waterfall_error_probability`; 0 if off)."""
         if self.waterfall == 0:
             return np.zeros(len(rate_bps))
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            snr = np.expm1(np.log(2.0) * rate_bps / bandwidth_hz)
-            q = -np.expm1(-self.waterfall / snr)
-        return np.asarray(np.where(snr > 0, np.nan_to_num(q, nan=1.0), 1.0), dtype=np.float64)
+        return waterfall_error_probability(rate_bps, bandwidth_hz, self.waterfall)
 
     def draw_tries(self, rng: np.random.Generator | None, num_starting: int) -> FloatArray | None:
         """The uniforms of the starting jobs' tries, (num_starting, n); None without packet errors."""
