@@ -160,3 +160,75 @@ def test_phase_clock_accounts_the_steps_without_changing_the_result() -> None:
     phases = {"outside", "setup", "data", "forward", "backward", "optimizer"}
     assert set(clock.seconds) == phases and all(s >= 0 for s in clock.seconds.values())
     assert clock.seconds["forward"] > 0 and clock.seconds["backward"] > 0
+
+
+def _digits_like_jobs(sizes: list[int], epochs: int, g: torch.Generator) -> list[LocalJob]:
+    return [
+        LocalJob(
+            torch.randn(n, 1, 8, 8, generator=g),
+            torch.randint(0, 10, (n,), generator=g),
+            {},
+            draw_orders(n, epochs, g),
+        )
+        for n in sizes
+    ]
+
+
+def test_finished_devices_drop_out_so_work_is_the_sum_of_own_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(2)
+    model = build_model("small-cnn", (1, 8, 8), 10, g)
+    sizes, epochs, batch = [9, 40, 0, 17, 40, 3], 2, 8
+    jobs = _digits_like_jobs(sizes, epochs, g)
+    widths: list[int] = []
+    original = GroupedModel.forward
+
+    def spy(self: GroupedModel, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        widths.append(x.shape[0])
+        return original(self, params, x)
+
+    monkeypatch.setattr(GroupedModel, "__call__", spy)
+    sgd = SGDConfig(learning_rate=0.05, momentum=0.9, batch_size=batch)
+    batched = train_batched(model, jobs, sgd, "grouped")
+    # Device k takes epochs * ceil(n_k / batch) steps; each step runs only the devices still training.
+    own_steps = [epochs * -(-n // batch) for n in sizes]
+    assert sum(widths) == sum(own_steps) == 2 * (2 + 5 + 0 + 3 + 5 + 1)
+    assert widths == [sum(1 for s in own_steps if s > step) for step in range(max(own_steps))]
+    # Job order is kept (the stack is sorted by step count inside), same weights as one at a time;
+    # the device with no data keeps the global model.
+    for a, b in zip(train_sequential(model, jobs, sgd), batched, strict=True):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5)
+    for key, value in model.state_dict().items():
+        assert torch.equal(batched[2][key], value)
+
+
+@pytest.mark.parametrize("engine", ["grouped", "vmap"])
+def test_a_cohort_of_one_equals_the_sequential_loop(engine: str) -> None:
+    g = torch.Generator().manual_seed(3)
+    model = build_model("small-cnn", (1, 8, 8), 10, g)
+    jobs = _digits_like_jobs([37], 2, g)
+    sgd = SGDConfig(learning_rate=0.05, momentum=0.9, batch_size=16)
+    (a,), (b,) = train_sequential(model, jobs, sgd), train_batched(model, jobs, sgd, engine)  # type: ignore[arg-type]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5)
+
+
+def test_one_grayscale_copy_keeps_channels_last_activations() -> None:
+    # One copy of a one-channel input is both NCHW and channels-last, and the convolution picks NCHW;
+    # the grouped engine keeps the later layers channels-last as for K > 1 (same values either way).
+    g = torch.Generator().manual_seed(4)
+    model = build_model("small-cnn", (1, 8, 8), 10, g)
+    grouped = GroupedModel(model)
+    params = _stacked_params(model, 1, g)
+    x = torch.randn(1, 4, 1, 8, 8, generator=g)
+    seen: list[bool] = []
+    handle = model.features[1].register_forward_hook(
+        lambda m, i, o: seen.append(i[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    try:
+        out = grouped(params, x)
+    finally:
+        handle.remove()
+    assert seen == [True]  # the ReLU after the first convolution gets a channels-last input
+    expected = functional_call(model, {n: p[0] for n, p in params.items()}, (x[0],))
+    torch.testing.assert_close(out[0], expected, atol=1e-4, rtol=1e-4)

@@ -159,7 +159,7 @@ class GroupedModel:
         if isinstance(module, nn.Conv2d):
             weight = params[f"{name}.weight"]
             bias = params.get(f"{name}.bias")
-            return F.conv2d(
+            out = F.conv2d(
                 x,
                 weight.reshape(-1, *weight.shape[2:]),
                 None if bias is None else bias.reshape(-1),
@@ -168,6 +168,12 @@ class GroupedModel:
                 module.dilation,
                 module.groups * num_copies,
             )
+            if self.channels_last and x.shape[1] == 1:
+                # A one-channel input (one device's grayscale image) is channels-last and NCHW at
+                # once, and the convolution then picks NCHW: keep the layers after it channels-last
+                # (one device's small-CNN step: 1.15 -> 0.69 ms for conv2 + max-pool, fwd + bwd).
+                out = out.contiguous(memory_format=torch.channels_last)
+            return out
         if isinstance(module, nn.Linear):
             weight = params[f"{name}.weight"]  # (K, out, in)
             bias = params.get(f"{name}.bias")
