@@ -222,7 +222,8 @@ def test_one_grayscale_copy_keeps_channels_last_activations() -> None:
     params = _stacked_params(model, 1, g)
     x = torch.randn(1, 4, 1, 8, 8, generator=g)
     seen: list[bool] = []
-    handle = model.features[1].register_forward_hook(
+    relu = dict(model.named_modules())["features.1"]
+    handle = relu.register_forward_hook(
         lambda m, i, o: seen.append(i[0].is_contiguous(memory_format=torch.channels_last))
     )
     try:
