@@ -10,6 +10,11 @@ inputs and to the weights, each as costly as the forward), the usual convention;
 (ReLU, pooling, the optimiser) is not counted. Peak and cohort step alternate repeat by repeat and the
 efficiency is formed repeat by repeat.
 
+Compute floor (:class:`ComputeFloor`): the least time some training work can take here, its dense
+training FLOPs (3x forward, the count above) at the GEMM peak measured in the same process and at
+the same thread count; ``bench.env_steps --phases`` and ``bench.fedavg_round`` print it for a real
+env step and a FedAvg round, with the best steps/s or speed-up ratio it allows.
+
     python -m bench.compute [--repeats 5]
 """
 
@@ -17,7 +22,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -35,6 +41,8 @@ from fedsimenv.learning.flops import forward_flops_per_sample
 from fedsimenv.learning.models import build_model
 
 SECTION = "Compute efficiency (fp32)"
+#: Square sizes tried for the peak of :func:`gemm_peak_gflops` (one thread: 1024 is already at it).
+PEAK_SIZES = (1024, 2048)
 
 
 def _gflops(flops: float, call: Callable[[], object]) -> float:
@@ -53,6 +61,62 @@ def gemm_size(candidates: tuple[int, ...] = (1024, 2048, 3072)) -> int:
         if rate > best_rate:
             best, best_rate = n, rate
     return best
+
+
+def gemm_peak_gflops(repeats: int = 5, sizes: tuple[int, ...] = PEAK_SIZES) -> float:
+    """The fp32 GEMM peak at torch's current thread count: the best ``torch.mm`` rate over ``sizes``
+    and ``repeats`` (best, not median: the floor is what the machine can do, not what it did)."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)  # warm-up
+        best = max(best, *(_gflops(2 * n**3, partial(torch.mm, a, b)) for _ in range(repeats)))
+    return best
+
+
+def training_flops(
+    model: torch.nn.Module,
+    input_shape: tuple[int, ...],
+    samples: int,
+    masks: Mapping[str, torch.Tensor] | None = None,
+) -> float:
+    """Training FLOPs of ``samples`` sample passes (forward + backward = 3x the exact forward FLOPs of
+    the conv and linear layers); with ``masks``, only the kept weights (what a sparse kernel would do;
+    the soft-masked training here runs dense)."""
+    return 3 * forward_flops_per_sample(model, input_shape, masks) * samples
+
+
+@dataclass(frozen=True)
+class ComputeFloor:
+    """The least time ``flops`` of fp32 work take at ``peak_gflops``: no schedule, kernel or
+    framework can do it faster on this machine at this thread count (short of skipping work).
+
+    Attributes:
+        flops: The work, FLOPs.
+        peak_gflops: The measured GEMM peak (:func:`gemm_peak_gflops`).
+    """
+
+    flops: float
+    peak_gflops: float
+
+    @property
+    def seconds(self) -> float:
+        return self.flops / (self.peak_gflops * 1e9)
+
+    def best_ratio(self, other_seconds: float) -> float:
+        """The largest speed-up over a system taking ``other_seconds`` for the same work that this
+        floor allows."""
+        return other_seconds / self.seconds
+
+    def verdict(self, what: str, best: float, target: float) -> str:
+        """One line: whether ``target`` (a rate or ratio, higher is better) is within ``best``."""
+        if best >= target:
+            return f"{what}: target {target:g} is within the compute floor's bound ({best:.2f})"
+        return (
+            f"{what}: target {target:g} is UNREACHABLE on this machine: at 100% of the measured fp32 "
+            f"GEMM peak ({self.peak_gflops:.1f} GFLOP/s) the {self.flops / 1e9:.3f} GFLOP take "
+            f"{self.seconds * 1e3:.2f} ms, which allows at most {best:.2f}"
+        )
 
 
 def cohort_step(

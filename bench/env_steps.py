@@ -1,6 +1,8 @@
 """Env steps per second: the surrogate trainer at N = 20 and N = 50 (target >= 5,000 steps/s at
 N = 20), and real training on digits (the ``tiny`` scenario, N = 10; target >= 40 steps/s on one
-thread), plus where one real-training step spends its time (``--phases``).
+thread), plus where one real-training step spends its time and its compute floor (``--phases``: the
+step's training and evaluation FLOPs at the single-thread fp32 GEMM peak, hence the most steps/s
+this machine allows; :class:`bench.compute.ComputeFloor`).
 
 Random canonical actions from a seeded generator; the env resets when an episode ends (resets are
 counted in the wall time, not as steps). The surrogate's calibration is the digits Dirichlet(0.5)
@@ -26,14 +28,19 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from bench.compute import ComputeFloor, gemm_peak_gflops, training_flops
 from bench.report import Collected, figure
 from fedsimenv.env import WirelessFLEnv
+from fedsimenv.learning.cohort import LocalJob
+from fedsimenv.learning.flops import forward_flops_per_sample
+from fedsimenv.learning.trainer import TorchTrainer
 
 #: Where a real-training step goes: (object attribute path, label); nested phases are indented.
 PHASES = (
@@ -73,11 +80,32 @@ def steps_per_second(overrides: dict[str, Any], steps: int, trainer: str) -> flo
     return steps / _run(env, actions, steps, lambda: None)
 
 
-def phase_breakdown(steps: int = 20) -> tuple[float, dict[str, float]]:
-    """Mean ms per real-training step (tiny, one thread) and per phase of :data:`PHASES`."""
+#: The real-training env's target (issue 20), steps/s on one thread.
+REAL_TARGET_STEPS_PER_S = 40.0
+
+
+@dataclass
+class StepWork:
+    """What the timed real-training steps computed: per local training its sample passes (epochs
+    included) and masks, and how many test samples the evaluations ran."""
+
+    jobs: list[tuple[int, Mapping[str, torch.Tensor]]] = field(default_factory=list)
+    test_samples: int = 0
+
+
+def _torch_trainer(env: WirelessFLEnv) -> TorchTrainer:
+    if not isinstance(env.trainer, TorchTrainer):
+        raise TypeError(f"the phases need the torch trainer, got {type(env.trainer).__name__}")
+    return env.trainer
+
+
+def phase_breakdown(steps: int = 20) -> tuple[float, dict[str, float], StepWork, WirelessFLEnv]:
+    """Mean ms per real-training step (tiny, one thread) and per phase of :data:`PHASES`, the work
+    those steps did (recorded, FLOPs counted afterwards so the count costs no step time) and the env."""
     torch.set_num_threads(1)
     env, actions = _env({"episode.max_rounds": 50}, "torch")
     spent: dict[str, float] = dict.fromkeys((label for _, label in PHASES), 0.0)
+    work = StepWork()
 
     def timed(function: Callable[..., Any], label: str) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -89,6 +117,17 @@ def phase_breakdown(steps: int = 20) -> tuple[float, dict[str, float]]:
 
         return wrapper
 
+    def recorded(train: Callable[..., Any], result: Callable[..., Any]) -> tuple[Callable[..., Any], ...]:
+        def train_wrapper(model: torch.nn.Module, jobs: list[LocalJob]) -> Any:
+            work.jobs.extend((sum(len(order) for order in job.orders), job.masks) for job in jobs)
+            return train(model, jobs)
+
+        def result_wrapper(*args: Any, **kwargs: Any) -> Any:
+            work.test_samples += len(trainer._test_y)
+            return result(*args, **kwargs)
+
+        return train_wrapper, result_wrapper
+
     def instrument() -> None:  # the simulator is rebuilt at each reset
         owners = {"trainer": env.trainer, "simulator": env.simulator, "env": env}
         for path, label in PHASES:
@@ -96,10 +135,58 @@ def phase_breakdown(steps: int = 20) -> tuple[float, dict[str, float]]:
             owner = owners[owner_name]
             original = getattr(type(owner), attribute).__get__(owner)
             setattr(owner, attribute, timed(original, label))
+        # Recorded inside the timed wrappers; instance attributes over the methods, like them.
+        train_wrapper, result_wrapper = recorded(trainer._train, trainer._result)
+        setattr(trainer, "_train", train_wrapper)  # noqa: B010
+        setattr(trainer, "_result", result_wrapper)  # noqa: B010
 
+    trainer = _torch_trainer(env)
     instrument()
     total = _run(env, actions, steps, instrument)
-    return 1e3 * total / steps, {label: 1e3 * seconds / steps for label, seconds in spent.items()}
+    return 1e3 * total / steps, {label: 1e3 * seconds / steps for label, seconds in spent.items()}, work, env
+
+
+def print_floor(
+    per_step_ms: float,
+    phases: dict[str, float],
+    work: StepWork,
+    env: WirelessFLEnv,
+    steps: int,
+    peak_gflops: float | None = None,
+) -> float:
+    """Print the compute floor of one real-training step and the steps/s it allows (vs the target);
+    returns that bound. ``peak_gflops``: measured here (one thread) unless given."""
+    trainer = _torch_trainer(env)
+    model, shape = trainer.model, trainer.input_shape
+    peak = gemm_peak_gflops() if peak_gflops is None else peak_gflops
+    dense = sum(training_flops(model, shape, samples) for samples, _ in work.jobs) / steps
+    kept = sum(training_flops(model, shape, samples, masks) for samples, masks in work.jobs) / steps
+    evaluation = forward_flops_per_sample(model, shape) * work.test_samples / steps
+    train_floor, eval_floor = ComputeFloor(dense, peak), ComputeFloor(evaluation, peak)
+    step_floor = ComputeFloor(dense + evaluation, peak)
+    train_ms = phases["  local training (forward/backward/optimizer)"]
+    eval_ms = phases["  evaluation (cached test tensor)"]
+    rest_ms = per_step_ms - train_ms - eval_ms
+    samples = sum(s for s, _ in work.jobs) / steps
+    print(f"\ncompute floor (fp32 GEMM peak on one thread, best of 5: {peak:.1f} GFLOP/s):")
+    print(
+        f"  local training {dense / 1e9:.3f} GFLOP/step ({samples:.0f} sample passes, dense as run; "
+        f"{kept / 1e9:.3f} counting only kept weights) -> {train_floor.seconds * 1e3:.1f} ms at peak; "
+        f"measured {train_ms:.1f} ms = {train_floor.seconds * 1e3 / train_ms:.0%} of peak"
+    )
+    print(
+        f"  evaluation {evaluation / 1e9:.3f} GFLOP/step -> {eval_floor.seconds * 1e3:.2f} ms at peak; "
+        f"measured {eval_ms:.2f} ms"
+    )
+    best = 1.0 / step_floor.seconds
+    with_rest = 1e3 / (step_floor.seconds * 1e3 + rest_ms)
+    print(
+        f"  step floor {step_floor.seconds * 1e3:.1f} ms -> at most {best:.1f} steps/s from compute "
+        f"alone; {with_rest:.1f} steps/s with the rest as measured ({rest_ms:.1f} ms: plan, simulator, "
+        f"aggregation, observation, env)"
+    )
+    print("  " + step_floor.verdict("real-training env, N = 10", best, REAL_TARGET_STEPS_PER_S))
+    return best
 
 
 #: What one A/B child process runs (this checkout's or the other's code, by ``PYTHONPATH``):
@@ -207,10 +294,11 @@ def main() -> None:
         print(f"{trainer:<10} {label:<24} {steps:>6} {rate:>10.1f}")
     print("targets: >= 5,000 steps/s with the surrogate at N = 20, >= 40 with real training (tiny)")
     if args.phases:
-        per_step_ms, phases = phase_breakdown(args.real_steps)
+        per_step_ms, phases, work, env = phase_breakdown(args.real_steps)
         print(f"\none real-training step (tiny, one thread): {per_step_ms:.1f} ms")
         for label, ms in phases.items():
             print(f"  {label:<46} {ms:8.2f} ms ({100 * ms / per_step_ms:4.1f}%)")
+        print_floor(per_step_ms, phases, work, env, args.real_steps)
 
 
 if __name__ == "__main__":

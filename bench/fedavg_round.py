@@ -38,7 +38,12 @@ Measured per system and N:
   in-process systems, Ray and Flower start (``run_simulation`` to the end of round 1) for Flower;
 * peak memory (MiB): peak resident memory of each system's process tree (for Flower the driver plus
   every Ray process), see ``bench.memory``; the note gives the proportional (PSS) figure;
-* final accuracy after the last round.
+* final accuracy after the last round;
+* compute floor (ms/round): the round's dense training FLOPs (3x forward, every training sample once)
+  plus the evaluation's forward FLOPs, at the fp32 GEMM peak measured in this process at its torch
+  threads (``bench.compute.ComputeFloor``). No system can run the round faster, so a system's round
+  time over the floor is the largest speed-up over it that fedsimenv could ever show here: the
+  "best possible" ratios, against the same targets, say whether a target is reachable at all.
 
     python -m bench.fedavg_round [--clients 10 50 100] [--rounds 10] [--pairs 3] [--no-flower]
         [--out DIR] [--torch-threads 1]
@@ -66,6 +71,7 @@ from pathlib import Path
 
 import torch
 
+from bench.compute import ComputeFloor, gemm_peak_gflops
 from bench.fedavg_flower import flower_unavailable
 from bench.fedavg_paired import FLOWER_CONFIGS, ProcessRun, run_pairs
 from bench.fedavg_systems import (
@@ -79,7 +85,14 @@ from bench.fedavg_systems import (
     run_probe,
     time_in_process,
 )
-from bench.fedavg_workload import BATCH_SIZE, LEARNING_RATE, MOMENTUM, State, build_workload
+from bench.fedavg_workload import (
+    BATCH_SIZE,
+    LEARNING_RATE,
+    MOMENTUM,
+    State,
+    build_workload,
+    round_flops,
+)
 from bench.memory import TreeMemory
 from bench.report import Figure, Ratio, Report, figure, machine_description
 
@@ -162,6 +175,8 @@ class Measured:
     round_figures: dict[str, Figure]
     startup_s: dict[str, float] = dataclasses.field(default_factory=dict)
     memory: dict[str, TreeMemory] = dataclasses.field(default_factory=dict)
+    #: Each system's own-process round figure (``_measure_processes``), Flower's included.
+    process_rounds: dict[str, Figure] = dataclasses.field(default_factory=dict)
 
 
 def _measure_in_process(n: int, rounds: int, out: SectionResults) -> Measured:
@@ -192,6 +207,7 @@ def _measure_processes(
         print(f"fedavg_round: {error}", file=sys.stderr)
         return
     per_run = {name: _process_figures(name, n, process_runs) for name, process_runs in runs.items()}
+    measured.process_rounds = {name: figures[0] for name, figures in per_run.items()}
     for name, process_runs in runs.items():
         out.figures.extend(per_run[name])
         # Start-up and memory: the first run (a fresh process, like a user's first call), memory the peak.
@@ -248,6 +264,36 @@ def _add_figures(n: int, measured: Measured, out: SectionResults) -> None:
         print(f"fedavg_round: {note}", file=sys.stderr)
 
 
+def _add_floor(n: int, floor: ComputeFloor, measured: Measured, out: SectionResults) -> None:
+    """The floor figure, and per slower system the best ratio over it the floor allows (vs targets)."""
+    floor_figure = figure(
+        SECTION,
+        f"compute floor: the round at 100% of the fp32 GEMM peak, N={n}",
+        "ms/round",
+        [floor.seconds * 1e3],
+        note=f"{floor.flops / 1e9:.3f} GFLOP at {floor.peak_gflops:.1f} GFLOP/s, "
+        f"{torch.get_num_threads()} thread(s)",
+    )
+    out.figures.append(floor_figure)
+    batched = measured.round_figures[BATCHED]
+    out.notes.append(
+        f"N={n}: fedsimenv batched runs its round at {floor.seconds * 1e3 / batched.median:.0%} of the "
+        f"compute floor's speed ({batched.median:.1f} ms vs {floor.seconds * 1e3:.1f} ms)"
+    )
+    others = {PLAIN: measured.round_figures[PLAIN]}
+    others |= {name: f for name, f in measured.process_rounds.items() if name not in IN_PROCESS}
+    for name, slower in others.items():
+        target = None
+        if n == TARGET_CLIENTS:
+            target = PLAIN_TARGET if name == PLAIN else FLOWER_TARGET
+        out.ratios.append(
+            Ratio(f"best possible: {name} / compute floor, N={n}", slower, floor_figure, target, False)
+        )
+        if target is not None:
+            best = floor.best_ratio(slower.median / 1e3)
+            out.notes.append(floor.verdict(f"{name} / {BATCHED}, N={n}", best, target))
+
+
 def _collect(
     clients: Sequence[int], rounds: int, quick: bool, flower: bool, pairs: int = DEFAULT_PAIRS
 ) -> SectionResults:
@@ -277,6 +323,9 @@ def _collect(
             if not quick:
                 _measure_processes(n, rounds, pairs, skip is None, Path(workdir), measured, out)
             _add_figures(n, measured, out)
+            if not quick:
+                floor = ComputeFloor(round_flops(build_workload(n, SEED)), gemm_peak_gflops())
+                _add_floor(n, floor, measured, out)
     out.notes += _method_notes(rounds, quick, pairs)
     return out
 

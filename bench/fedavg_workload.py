@@ -21,6 +21,7 @@ from torch import nn
 
 from fedsimenv.learning.allocator import keep_freed_memory
 from fedsimenv.learning.data import iid_partition, load_digits, train_test_split
+from fedsimenv.learning.flops import forward_flops_per_sample
 from fedsimenv.learning.models import build_model
 from fedsimenv.seeding import EpisodeStreams, child_sequence
 
@@ -92,6 +93,14 @@ def build_workload(num_clients: int, seed: int = 0) -> Workload:
         test_x=torch.from_numpy(test.x),
         test_y=torch.from_numpy(test.y),
     )
+
+
+def round_flops(workload: Workload) -> float:
+    """One round's dense fp32 work: every training sample's forward and backward (one local epoch,
+    3x the forward FLOPs) and the evaluation's forward over the test set."""
+    model = workload.initial_model()
+    forward = forward_flops_per_sample(model, INPUT_SHAPE)
+    return 3 * forward * sum(workload.num_samples) + forward * len(workload.test_y)
 
 
 def client_order(seed: int, round_index: int, client: int, num_samples: int) -> torch.Tensor:

@@ -17,11 +17,13 @@ import pytest
 import torch
 
 from bench import fedavg_flower, fedavg_paired, fedavg_round, fedavg_systems
+from bench.compute import ComputeFloor
 from bench.fedavg_paired import FLOWER_CONFIGS, ProcessRun
 from bench.fedavg_round import SECTION, collect
 from bench.fedavg_systems import BATCHED, PLAIN, BatchedSystem, PlainLoopSystem, SystemRun
-from bench.fedavg_workload import build_workload, client_order
+from bench.fedavg_workload import build_workload, client_order, round_flops
 from bench.memory import TreeMemory, TreeMemorySampler
+from bench.report import figure
 
 
 @pytest.fixture(autouse=True)
@@ -175,3 +177,27 @@ def test_agreement_check_flags_a_workload_that_differs_by_one_client_order() -> 
     assert ok and note.endswith("agree")
     note, ok = fedavg_round._agreement(10, {PLAIN: reference, BATCHED: _one_round(changed)})
     assert not ok and "MISMATCH" in note
+
+
+def test_compute_floor_counts_the_round_s_flops_by_hand_and_judges_the_targets() -> None:
+    # Small CNN on 8x8 digits, per sample forward: conv1 1->16 3x3 and conv2 16->32 3x3 at 64
+    # positions, linear 512->10; 2 FLOPs per MAC plus one add per bias entry and position.
+    forward = 2 * (16 * 9 * 64 + 32 * 16 * 9 * 64 + 512 * 10) + 16 * 64 + 32 * 64 + 10
+    workload = build_workload(50)
+    flops = round_flops(workload)
+    assert flops == 3 * forward * sum(workload.num_samples) + forward * len(workload.test_y)
+    floor = ComputeFloor(flops=2e9, peak_gflops=100.0)
+    assert floor.seconds == pytest.approx(0.02) and floor.best_ratio(0.1) == pytest.approx(5.0)
+    assert "UNREACHABLE" in floor.verdict("x", 5.0, 6.0) and "within" in floor.verdict("x", 7.0, 6.0)
+    # Plain loop 100 ms and Flower 1,000 ms per round over a 20 ms floor: at most 5x and 50x.
+    out = fedavg_round.SectionResults()
+    dummy = SystemRun((10.0,), (0.5,), {}, {})
+    measured = fedavg_round.Measured(
+        {BATCHED: dummy, PLAIN: dummy},
+        {name: figure(SECTION, name, "ms/round", [ms]) for name, ms in ((BATCHED, 25.0), (PLAIN, 100.0))},
+    )
+    measured.process_rounds = {"Flower (num_cpus=1)": figure(SECTION, "flower", "ms/round", [1000.0])}
+    fedavg_round._add_floor(50, floor, measured, out)
+    assert [(r.median, r.target, r.is_paired) for r in out.ratios] == [(5.0, 6.0, False), (50.0, 30.0, False)]
+    assert "80% of the compute floor" in out.notes[0]
+    assert "UNREACHABLE" in out.notes[1] and "within" in out.notes[2]
