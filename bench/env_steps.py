@@ -16,8 +16,10 @@ Figures depend on the machine and its load: compare against main in the same ses
 ``--ab`` measures this checkout against another one (e.g. a ``git worktree`` of main) in pairs of
 whole processes, alternating which goes first (A B, B A, ...), each timed by itself over the same
 seeded actions with one thread; a pair's ratio is this checkout's steps/s over the other's, so a
-load spike on a shared machine hits both sides of most pairs. Only the env's public API is used in
-the child processes, so any checkout with ``fedsimenv.env.WirelessFLEnv`` can be the other side.
+load spike on a shared machine hits both sides of most pairs. Each pair is also given per CPU
+second of the child (``time.process_time``): time spent waiting for a core is left out, so on a
+loaded machine that ratio is the steadier one. Only the env's public API is used in the child
+processes, so any checkout with ``fedsimenv.env.WirelessFLEnv`` can be the other side.
 """
 
 from __future__ import annotations
@@ -199,17 +201,20 @@ env = WirelessFLEnv("tiny", trainer={trainer!r}, overrides={overrides!r})
 width = len(env.config.action.controls) * env.num_devices
 actions = np.random.default_rng(0).uniform(-1, 1, size=(1000, width)).astype(np.float32)
 env.reset(seed=0); env.step(actions[0]); env.reset(seed=0)
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 for i in range({steps}):
     _, _, terminated, truncated, _ = env.step(actions[i % 1000])
     if terminated or truncated:
         env.reset()
-print({steps} / (time.perf_counter() - start))
+print({steps} / (time.perf_counter() - start), {steps} / (time.process_time() - cpu))
 """
 
 
-def child_rate(checkout: str, trainer: str, overrides: dict[str, Any], steps: int) -> float:
-    """Steps/s of one child process running ``checkout``'s code."""
+def child_rate(checkout: str, trainer: str, overrides: dict[str, Any], steps: int) -> tuple[float, float]:
+    """Steps per wall second and per CPU second of one child process running ``checkout``'s code.
+
+    The CPU-time rate leaves out the time the process waited for a core, which on a loaded machine
+    is most of the noise of the wall-time one (it still feels shared caches)."""
     code = CHILD.format(trainer=trainer, overrides=overrides, steps=steps)
     env = dict(os.environ, PYTHONPATH=checkout, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     done = subprocess.run(
@@ -217,13 +222,15 @@ def child_rate(checkout: str, trainer: str, overrides: dict[str, Any], steps: in
     )
     if done.returncode != 0:
         raise RuntimeError(f"the run in {checkout} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return float(done.stdout.split()[-1])
+    wall, cpu = done.stdout.split()[-2:]
+    return float(wall), float(cpu)
 
 
 def ab_pairs(
     other: str, trainer: str, overrides: dict[str, Any], steps: int, pairs: int
-) -> list[tuple[float, float]]:
-    """``pairs`` (this, other) steps/s, alternating which process runs first."""
+) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """``pairs`` of ((wall, CPU) steps/s of this checkout, the same of the other), alternating which
+    process runs first."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = []
     for i in range(pairs):
@@ -235,15 +242,23 @@ def ab_pairs(
 
 def run_ab(other: str, cases: list[tuple[str, str, dict[str, Any], int]], pairs: int) -> None:
     """Print each case's pairs, their ratios and min / median / max, and the load average."""
-    print(f"A/B against {other}: this checkout / other, {pairs} pairs per case (steps/s)")
+    print(
+        f"A/B against {other}: this checkout / other, {pairs} pairs per case (steps per wall second; "
+        "in brackets per CPU second of the process)"
+    )
     for trainer, label, overrides, steps in cases:
         rows = ab_pairs(other, trainer, {"episode.max_rounds": 50, **overrides}, steps, pairs)
-        ratios = [a / b for a, b in rows]
+        ratios = [a[0] / b[0] for a, b in rows]
+        cpu_ratios = [a[1] / b[1] for a, b in rows]
         for i, (a, b) in enumerate(rows, 1):
-            print(f"  {trainer:<10} {label:<24} pair {i}: {a:9.1f} vs {b:9.1f}  ratio {a / b:5.2f}")
+            print(
+                f"  {trainer:<10} {label:<24} pair {i}: {a[0]:9.1f} vs {b[0]:9.1f}  ratio "
+                f"{a[0] / b[0]:5.2f}  (CPU: {a[1]:9.1f} vs {b[1]:9.1f}  ratio {a[1] / b[1]:5.2f})"
+            )
         print(
             f"  {trainer:<10} {label:<24} ratio min {min(ratios):.2f} median "
-            f"{statistics.median(ratios):.2f} max {max(ratios):.2f}; load {os.getloadavg()[0]:.1f}"
+            f"{statistics.median(ratios):.2f} max {max(ratios):.2f} (CPU: min {min(cpu_ratios):.2f} median "
+            f"{statistics.median(cpu_ratios):.2f} max {max(cpu_ratios):.2f}); load {os.getloadavg()[0]:.1f}"
         )
 
 
