@@ -41,9 +41,10 @@ Measured per system and N:
 * final accuracy after the last round;
 * compute floor (ms/round): the round's dense training FLOPs (3x forward, every training sample once)
   plus the evaluation's forward FLOPs, at the fp32 GEMM peak measured in this process at its torch
-  threads (``bench.compute.ComputeFloor``). No system can run the round faster, so a system's round
-  time over the floor is the largest speed-up over it that fedsimenv could ever show here: the
-  "best possible" ratios, against the same targets, say whether a target is reachable at all.
+  threads (``bench.compute.ComputeFloor``), peak samples alternated with rounds of both in-process
+  systems so both see the same load. No system can run the round faster, so a system's round time
+  over the floor is the largest speed-up over it that fedsimenv could ever show here: the "best
+  possible" ratios, against the same targets, say whether a target is reachable at all.
 
     python -m bench.fedavg_round [--clients 10 50 100] [--rounds 10] [--pairs 3] [--no-flower]
         [--out DIR] [--torch-threads 1]
@@ -71,7 +72,7 @@ from pathlib import Path
 
 import torch
 
-from bench.compute import ComputeFloor, gemm_peak_gflops
+from bench.compute import ComputeFloor
 from bench.fedavg_flower import flower_unavailable
 from bench.fedavg_paired import FLOWER_CONFIGS, ProcessRun, run_pairs
 from bench.fedavg_systems import (
@@ -80,9 +81,11 @@ from bench.fedavg_systems import (
     PLAIN,
     SEED,
     WARMUP_ROUNDS,
+    FloorRun,
     SystemRun,
     probe,
     run_probe,
+    time_floor,
     time_in_process,
 )
 from bench.fedavg_workload import (
@@ -91,7 +94,6 @@ from bench.fedavg_workload import (
     MOMENTUM,
     State,
     build_workload,
-    round_flops,
 )
 from bench.memory import TreeMemory
 from bench.report import Figure, Ratio, Report, figure, machine_description
@@ -264,34 +266,39 @@ def _add_figures(n: int, measured: Measured, out: SectionResults) -> None:
         print(f"fedavg_round: {note}", file=sys.stderr)
 
 
-def _add_floor(n: int, floor: ComputeFloor, measured: Measured, out: SectionResults) -> None:
-    """The floor figure, and per slower system the best ratio over it the floor allows (vs targets)."""
+def _add_floor(n: int, run: FloorRun, measured: Measured, out: SectionResults) -> None:
+    """The floor figure (alternated with both in-process systems' rounds) and per slower system the
+    best ratio over it that the floor allows, against the targets."""
+    threads = torch.get_num_threads()
     floor_figure = figure(
         SECTION,
         f"compute floor: the round at 100% of the fp32 GEMM peak, N={n}",
         "ms/round",
-        [floor.seconds * 1e3],
-        note=f"{floor.flops / 1e9:.3f} GFLOP at {floor.peak_gflops:.1f} GFLOP/s, "
-        f"{torch.get_num_threads()} thread(s)",
+        run.floor_ms,
+        note=f"{run.flops / 1e9:.3f} GFLOP; peak {statistics.median(run.peak_gflops):.1f} GFLOP/s "
+        f"(median of {len(run.peak_gflops)}), {threads} thread(s)",
     )
-    out.figures.append(floor_figure)
-    batched = measured.round_figures[BATCHED]
-    out.notes.append(
-        f"N={n}: fedsimenv batched runs its round at {floor.seconds * 1e3 / batched.median:.0%} of the "
-        f"compute floor's speed ({batched.median:.1f} ms vs {floor.seconds * 1e3:.1f} ms)"
+    alternated = {
+        name: figure(SECTION, f"round time, alternated with the floor: {name}, N={n}", "ms/round", ms)
+        for name, ms in run.round_ms.items()
+    }
+    out.figures += [floor_figure, *alternated.values()]
+    out.ratios.append(
+        Ratio(f"{BATCHED} / compute floor, N={n} (1 / share of peak)", alternated[BATCHED], floor_figure)
     )
-    others = {PLAIN: measured.round_figures[PLAIN]}
-    others |= {name: f for name, f in measured.process_rounds.items() if name not in IN_PROCESS}
-    for name, slower in others.items():
+    floor = ComputeFloor(run.flops, statistics.median(run.peak_gflops))
+    # The plain loop is paired with the floor repeat by repeat; Flower ran in other processes at
+    # other times, so its ratio is one of medians (and the floor's median peak is its best guess).
+    others = [(PLAIN, alternated[PLAIN], True)]
+    others += [(k, f, False) for k, f in measured.process_rounds.items() if k not in IN_PROCESS]
+    for name, slower, paired in others:
         target = None
         if n == TARGET_CLIENTS:
             target = PLAIN_TARGET if name == PLAIN else FLOWER_TARGET
-        out.ratios.append(
-            Ratio(f"best possible: {name} / compute floor, N={n}", slower, floor_figure, target, False)
-        )
+        ratio = Ratio(f"best possible: {name} / compute floor, N={n}", slower, floor_figure, target, paired)
+        out.ratios.append(ratio)
         if target is not None:
-            best = floor.best_ratio(slower.median / 1e3)
-            out.notes.append(floor.verdict(f"{name} / {BATCHED}, N={n}", best, target))
+            out.notes.append(floor.verdict(f"{name} / {BATCHED}, N={n}", ratio.median, target))
 
 
 def _collect(
@@ -324,8 +331,7 @@ def _collect(
                 _measure_processes(n, rounds, pairs, skip is None, Path(workdir), measured, out)
             _add_figures(n, measured, out)
             if not quick:
-                floor = ComputeFloor(round_flops(build_workload(n, SEED)), gemm_peak_gflops())
-                _add_floor(n, floor, measured, out)
+                _add_floor(n, time_floor(build_workload(n, SEED), rounds - WARMUP_ROUNDS), measured, out)
     out.notes += _method_notes(rounds, quick, pairs)
     return out
 

@@ -46,6 +46,7 @@ from bench.fedavg_workload import (
     Workload,
     build_workload,
     global_accuracy,
+    round_flops,
     train_client_plain,
 )
 from bench.memory import TreeMemory, run_sampled
@@ -175,6 +176,51 @@ def time_in_process(workload: Workload, rounds: int) -> dict[str, SystemRun]:
 
 def _detached(state: State) -> State:
     return {k: v.detach().clone() for k, v in state.items()}
+
+
+@dataclass(frozen=True)
+class FloorRun:
+    """The compute floor's inputs, alternated with rounds of the in-process systems.
+
+    Attributes:
+        flops: One round's dense work (:func:`bench.fedavg_workload.round_flops`).
+        peak_gflops: Per repeat, the fp32 GEMM peak right then (best of a few ``torch.mm``).
+        round_ms: Per system, the round right after each peak sample.
+    """
+
+    flops: float
+    peak_gflops: tuple[float, ...]
+    round_ms: dict[str, tuple[float, ...]]
+
+    @property
+    def floor_ms(self) -> tuple[float, ...]:
+        return tuple(self.flops / (peak * 1e9) * 1e3 for peak in self.peak_gflops)
+
+
+def time_floor(workload: Workload, repeats: int, gemm_size: int = 1024) -> FloorRun:
+    """GEMM peak samples alternated with rounds of both in-process systems, so that a round and the
+    floor it is compared with see the same load (a floor from an idle moment over a round slowed by
+    other processes would promise a speed-up no code could give)."""
+    systems = {name: make_system(name, workload, repeats + WARMUP_ROUNDS) for name in IN_PROCESS}
+    for system in systems.values():
+        for r in range(WARMUP_ROUNDS):
+            system.run_round(r)
+    a, b = torch.randn(gemm_size, gemm_size), torch.randn(gemm_size, gemm_size)
+    torch.mm(a, b)
+    peaks: list[float] = []
+    round_ms: dict[str, list[float]] = {name: [] for name in systems}
+    for r in range(WARMUP_ROUNDS, WARMUP_ROUNDS + repeats):
+        best_s = float("inf")
+        for _ in range(3):
+            start_s = time.perf_counter()
+            torch.mm(a, b)
+            best_s = min(best_s, time.perf_counter() - start_s)
+        peaks.append(2 * gemm_size**3 / best_s / 1e9)
+        for name, system in systems.items():
+            start_s = time.perf_counter()
+            system.run_round(r)
+            round_ms[name].append((time.perf_counter() - start_s) * 1e3)
+    return FloorRun(round_flops(workload), tuple(peaks), {k: tuple(v) for k, v in round_ms.items()})
 
 
 # --- fresh-process probes: start-up and peak memory of one in-process system ------------------------

@@ -20,7 +20,7 @@ from bench import fedavg_flower, fedavg_paired, fedavg_round, fedavg_systems
 from bench.compute import ComputeFloor
 from bench.fedavg_paired import FLOWER_CONFIGS, ProcessRun
 from bench.fedavg_round import SECTION, collect
-from bench.fedavg_systems import BATCHED, PLAIN, BatchedSystem, PlainLoopSystem, SystemRun
+from bench.fedavg_systems import BATCHED, PLAIN, BatchedSystem, FloorRun, PlainLoopSystem, SystemRun
 from bench.fedavg_workload import build_workload, client_order, round_flops
 from bench.memory import TreeMemory, TreeMemorySampler
 from bench.report import figure
@@ -192,12 +192,17 @@ def test_compute_floor_counts_the_round_s_flops_by_hand_and_judges_the_targets()
     # Plain loop 100 ms and Flower 1,000 ms per round over a 20 ms floor: at most 5x and 50x.
     out = fedavg_round.SectionResults()
     dummy = SystemRun((10.0,), (0.5,), {}, {})
-    measured = fedavg_round.Measured(
-        {BATCHED: dummy, PLAIN: dummy},
-        {name: figure(SECTION, name, "ms/round", [ms]) for name, ms in ((BATCHED, 25.0), (PLAIN, 100.0))},
-    )
+    measured = fedavg_round.Measured({BATCHED: dummy, PLAIN: dummy}, {})
     measured.process_rounds = {"Flower (num_cpus=1)": figure(SECTION, "flower", "ms/round", [1000.0])}
-    fedavg_round._add_floor(50, floor, measured, out)
-    assert [(r.median, r.target, r.is_paired) for r in out.ratios] == [(5.0, 6.0, False), (50.0, 30.0, False)]
-    assert "80% of the compute floor" in out.notes[0]
-    assert "UNREACHABLE" in out.notes[1] and "within" in out.notes[2]
+    out.figures += measured.process_rounds.values()  # as _measure_processes reports it
+    run = FloorRun(2e9, (100.0, 50.0), {BATCHED: (25.0, 60.0), PLAIN: (100.0, 200.0)})
+    assert run.floor_ms == pytest.approx((20.0, 40.0))
+    fedavg_round._add_floor(50, run, measured, out)
+    # batched / floor and plain / floor pair each round with the peak sample taken just before it.
+    assert [(r.samples, r.target, r.is_paired) for r in out.ratios] == [
+        ((1.25, 1.5), None, True),
+        ((5.0, 5.0), 6.0, True),
+        ((1000.0 / 30.0,), 30.0, False),  # Flower: ratio of medians (floor median 30 ms)
+    ]
+    assert all(r.numerator in out.figures and r.denominator in out.figures for r in out.ratios)
+    assert "UNREACHABLE" in out.notes[0] and "within" in out.notes[1]
