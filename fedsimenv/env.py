@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from fedsimenv.actions import decode_action
 from fedsimenv.config import ScenarioConfig
-from fedsimenv.env_round import round_covering, round_info, round_workload
+from fedsimenv.env_round import columns_covering, round_covering, round_info, round_workload
 from fedsimenv.learning.plan import DeviceJob, LearningResult, RoundPlan
 from fedsimenv.learning.trainer import TRAINERS
 from fedsimenv.observations import (
@@ -293,8 +293,8 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         is_async = simulator.rules.jobs_span_rounds
         # In the async protocol a device already working keeps its job; only idle ones start one.
         starting = decision.selected & ~simulator.busy if is_async else decision.selected
-        devices = starting.nonzero()[0].tolist()
-        rates = dict(zip(devices, decision.pruning_rate[devices].tolist(), strict=True))
+        idx = starting.nonzero()[0]
+        rates = dict(zip(idx.tolist(), decision.pruning_rate[idx].tolist(), strict=True))
         if decision.upload_value_bits is None:
             plan = self.trainer.plan_round(rates, spans_rounds=is_async)
         else:  # quantised uploads (control quant_bits): the trainer prices each at its width
@@ -304,6 +304,8 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         reference_s = self.system_view().reference_latency_s() if self.reward_fn.uses_reference else None
         report = simulator.run_round(decision, workload, validated=validated)
         arrived = report.arrived.nonzero()[0].tolist()
+        # A synchronous plan without masks (the surrogate's) is used as columns, without per-device jobs.
+        columns = None if is_async else plan.columns
         if is_async:
             self._in_flight.update(plan.jobs)
             jobs = RoundPlan(self._in_flight).jobs_of(arrived)
@@ -311,13 +313,18 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
                 del self._in_flight[k]
             learning = self.trainer.train_async(jobs, [int(report.staleness[k]) for k in arrived])
         else:
-            jobs = plan.jobs_of(arrived)
+            jobs = plan.jobs_of(arrived) if columns is None else []
             learning = self.trainer.train_round(plan, arrived)
             if learning.server_time_s > 0:
                 # Server-side computation (e.g. FedDUAP's server update) ends the round later: the
                 # simulated clock runs on through it (no device works meanwhile).
                 simulator.env.run(until=simulator.now_s + learning.server_time_s)
-        covering = learning.covering or round_covering(jobs, plan, is_async)
+        if learning.covering is not None:
+            covering = learning.covering
+        elif columns is not None:
+            covering = columns_covering(columns, len(arrived))
+        else:
+            covering = round_covering(jobs, plan, is_async)
         self.last_covering = (float(covering[0]), float(covering[1]))  # one JSON form, replayed or not
         self.last_plan = plan
         self.last_learning = learning

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from fedsimenv.learning.covering import covering_index
-from fedsimenv.learning.plan import DeviceJob, LearningResult, RoundPlan
+from fedsimenv.learning.plan import DeviceJob, LearningResult, PlanColumns, RoundPlan
 from fedsimenv.learning.trainer import Trainer
 from fedsimenv.sim import DeviceWorkload, RoundReport
 
@@ -28,7 +28,15 @@ def round_workload(plan: RoundPlan, trainer: Trainer, num_devices: int, local_ep
     """
     flops = np.zeros(num_devices)
     bits = np.zeros(num_devices)
-    download = np.full(num_devices, trainer.download_bits())
+    download = np.empty(num_devices)
+    download.fill(trainer.download_bits())  # ``np.full`` without its Python-level wrapper
+    columns = plan.columns
+    if columns is not None:  # no per-device download in a plan of columns
+        if columns.devices:
+            devices = columns.devices
+            flops[devices] = columns.forward_flops_per_sample
+            bits[devices] = columns.upload_bits
+        return DeviceWorkload(flops, bits, download, trainer.num_samples, local_epochs)
     costs = [job.cost for job in plan.jobs.values()]
     if costs:
         devices = list(plan.jobs)
@@ -59,6 +67,13 @@ def round_covering(jobs: Sequence[DeviceJob], plan: RoundPlan, is_async: bool) -
     return covering_index([job.masks for job in jobs], total, planned)
 
 
+def columns_covering(columns: PlanColumns, num_arrived: int) -> tuple[int, float]:
+    """:func:`round_covering` of ``num_arrived`` jobs of a synchronous plan of columns (no masks:
+    every parameter is kept by every job), without building the jobs."""
+    total = columns.total_params
+    return (num_arrived, num_arrived * total / total) if num_arrived and total else (0, 0.0)
+
+
 def round_info(
     round_index: int,
     now_s: float,
@@ -85,4 +100,4 @@ def round_info(
     return info
 
 
-__all__ = ["round_covering", "round_info", "round_workload"]
+__all__ = ["columns_covering", "round_covering", "round_info", "round_workload"]

@@ -115,11 +115,21 @@ class CostTable:
         columns = np.array([self.forward_flops_per_sample, self.upload_bits, self.kept_params])
         return np.asarray(self.rho), columns
 
+    def columns(
+        self, rho: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """(forward FLOPs per sample, upload bits, kept parameters) at each pruning rate (clipped to
+        the measured range), one interpolation per column; kept parameters are not rounded."""
+        grid, columns = self._arrays
+        # ``np.clip`` without its wrappers: only a -0.0 rate could come out with another sign of
+        # zero, and interpolation maps both zeros to the same value.
+        r = np.minimum(np.maximum(rho, grid[0]), grid[-1])
+        interp = np.interp
+        return interp(r, grid, columns[0]), interp(r, grid, columns[1]), interp(r, grid, columns[2])
+
     def costs(self, rho: NDArray[np.float64]) -> list[ModelCost]:
         """Costs at each pruning rate (clipped to the measured range), in one pass per column."""
-        grid, columns = self._arrays
-        r = np.clip(rho, grid[0], grid[-1])
-        flops, bits, kept = (np.interp(r, grid, column).tolist() for column in columns)
+        flops, bits, kept = (column.tolist() for column in self.columns(rho))
         return [
             ModelCost(
                 forward_flops_per_sample=f,

@@ -11,10 +11,12 @@ re-plans can happen in between without disturbing it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 
 from fedsimenv.learning.flops import forward_flops_per_sample
@@ -90,10 +92,105 @@ class DeviceJob:
 
 
 @dataclass(frozen=True)
+class PlanColumns:
+    """A round's jobs as columns, for trainers whose jobs carry no masks, start states or upload
+    widths (the surrogate): one array entry per job instead of a :class:`DeviceJob` and a
+    :class:`ModelCost` each (what a step at N = 20 would otherwise spend most of its plan on).
+
+    Attributes:
+        devices: Device of each job, in planning order (unique).
+        pruning_rate: (J,) requested rho of each job.
+        forward_flops_per_sample, upload_bits: (J,) the :class:`ModelCost` figures of each job.
+        kept_params: (J,) kept parameters (rounded to an integer in the :class:`ModelCost`).
+        total_params: Parameters of the unpruned model.
+    """
+
+    devices: list[int]
+    pruning_rate: NDArray[np.float64]
+    forward_flops_per_sample: NDArray[np.float64]
+    upload_bits: NDArray[np.float64]
+    kept_params: NDArray[np.float64]
+    total_params: int
+
+    def jobs(self) -> dict[int, DeviceJob]:
+        """The :class:`DeviceJob` of each device (the values an eager plan holds)."""
+        total = self.total_params
+        return {
+            k: DeviceJob(k, rho, ModelCost(f, b, round(kept), total))
+            for k, rho, f, b, kept in zip(
+                self.devices,
+                self.pruning_rate.tolist(),
+                self.forward_flops_per_sample.tolist(),
+                self.upload_bits.tolist(),
+                self.kept_params.tolist(),
+                strict=True,
+            )
+        }
+
+    def select(self, devices: Iterable[int]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """``(devices, their pruning rates)`` as arrays, in the order given (as ``jobs_of``).
+
+        Raises:
+            ValueError: a device has no job in this plan.
+        """
+        chosen = [int(k) for k in devices]
+        if chosen == self.devices:  # every job (a synchronous round where all arrived)
+            return np.array(chosen, dtype=np.int64), self.pruning_rate
+        where = {k: i for i, k in enumerate(self.devices)}
+        missing = [k for k in chosen if k not in where]
+        if missing:
+            raise ValueError(f"devices {missing} arrived but no job was planned for them")
+        positions = np.array([where[k] for k in chosen], dtype=np.int64)
+        return np.array(chosen, dtype=np.int64), self.pruning_rate[positions]
+
+
+class ColumnJobs(Mapping[int, DeviceJob]):
+    """``RoundPlan.jobs`` of a plan held as :class:`PlanColumns`: the :class:`DeviceJob` objects are
+    built on first access to one of them (iterating the devices or counting them builds nothing)."""
+
+    __slots__ = ("_built", "columns")
+
+    def __init__(self, columns: PlanColumns) -> None:
+        self.columns = columns
+        self._built: dict[int, DeviceJob] | None = None
+
+    def _jobs(self) -> dict[int, DeviceJob]:
+        if self._built is None:
+            self._built = self.columns.jobs()
+        return self._built
+
+    def __getitem__(self, device: int) -> DeviceJob:
+        return self._jobs()[device]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.columns.devices)
+
+    def __len__(self) -> int:
+        return len(self.columns.devices)
+
+    def __contains__(self, device: object) -> bool:
+        return device in self.columns.devices
+
+    def __repr__(self) -> str:
+        return f"ColumnJobs({self._jobs()!r})"
+
+
+@dataclass(frozen=True)
 class RoundPlan:
     """The jobs planned for one round, by device."""
 
     jobs: Mapping[int, DeviceJob]
+
+    @classmethod
+    def from_columns(cls, columns: PlanColumns) -> RoundPlan:
+        """A plan whose jobs are ``columns`` (see :class:`PlanColumns`)."""
+        return cls(ColumnJobs(columns))
+
+    @property
+    def columns(self) -> PlanColumns | None:
+        """The plan as columns when it was built from them (no masks, start states or widths)."""
+        jobs = self.jobs
+        return jobs.columns if type(jobs) is ColumnJobs else None
 
     @property
     def costs(self) -> dict[int, ModelCost]:

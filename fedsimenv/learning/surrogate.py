@@ -54,7 +54,7 @@ from fedsimenv.learning.calibration import (
 )
 from fedsimenv.learning.datasets import Split
 from fedsimenv.learning.partition import client_partition, load_configured_dataset
-from fedsimenv.learning.plan import DeviceJob, LearningResult, ModelCost, RoundPlan
+from fedsimenv.learning.plan import DeviceJob, LearningResult, ModelCost, PlanColumns, RoundPlan
 from fedsimenv.learning.trainer import TRAINERS, Trainer
 from fedsimenv.seeding import EpisodeStreams
 
@@ -170,13 +170,14 @@ class SurrogateTrainer(Trainer):
         spans_rounds: bool = False,
         upload_value_bits: Mapping[int, int] | None = None,
     ) -> RoundPlan:
-        devices = [int(k) for k in pruning_rate]
-        rates = [float(rho) for rho in pruning_rate.values()]
-        costs = self.calibration.costs.costs(np.array(rates, dtype=np.float64))
-        if upload_value_bits is None:  # the common case, without the per-device re-pricing below
-            return RoundPlan(
-                {k: DeviceJob(k, rho, cost) for k, rho, cost in zip(devices, rates, costs, strict=True)}
-            )
+        devices = list(map(int, pruning_rate))
+        rates = list(map(float, pruning_rate.values()))
+        table = self.calibration.costs
+        if upload_value_bits is None:  # the common case: a plan of columns, no per-device objects
+            rho = np.array(rates, dtype=np.float64)
+            flops, bits, kept = table.columns(rho)
+            return RoundPlan.from_columns(PlanColumns(devices, rho, flops, bits, kept, table.total_params))
+        costs = table.costs(np.array(rates, dtype=np.float64))
         widths = [upload_value_bits.get(k) for k in devices]
         # A decided upload width re-prices the values (kept x width); the index overhead stays. The
         # 32-bit per-tensor scales are left out (the surrogate has no tensor list), and quantisation
@@ -200,10 +201,14 @@ class SurrogateTrainer(Trainer):
     def train_round(self, plan: RoundPlan, arrived: Sequence[int]) -> LearningResult:
         if self._counts is None:
             raise RuntimeError("call reset() before using the trainer")
-        jobs = plan.jobs_of(arrived)
-        if jobs:
+        columns = plan.columns
+        if columns is None:
+            jobs = plan.jobs_of(arrived)
             idx = np.array([job.device for job in jobs], dtype=np.int64)
             rho = np.array([job.pruning_rate for job in jobs])
+        else:  # the same arrays without the per-device jobs
+            idx, rho = columns.select(arrived)
+        if len(idx):
             self._progress += self.curve.progress_increment(self._share[idx], rho)
             coverage = label_coverage(np.add.reduce(self._counts[idx], axis=0), self._reference)
             accuracy, loss = self.curve.metrics(self._progress, coverage)
