@@ -360,7 +360,8 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         terminated = ended["target_accuracy"]
         truncated = ended["time_budget"] or ended["energy_budget"] or ended["max_rounds"]
         end_reason = next((name for name in END_REASONS if ended[name]), "")
-        info = round_info(self._round, now_s, self._energy_j, report, round_energy_j, learning, terms)
+        summary = simulator.report_summary(report, round_energy_j)
+        info = round_info(self._round, now_s, self._energy_j, summary, learning, terms)
         info["min_covering"], info["mean_covering"] = self.last_covering
         info["episode_end"] = end_reason
         return self._observation(), float(reward), terminated, truncated, info

@@ -17,7 +17,7 @@ import numpy as np
 from fedsimenv.learning.covering import covering_index
 from fedsimenv.learning.plan import DeviceJob, LearningResult, PlanColumns, RoundPlan
 from fedsimenv.learning.trainer import Trainer
-from fedsimenv.sim import DeviceWorkload, RoundReport
+from fedsimenv.sim import DeviceWorkload
 
 
 def round_workload(plan: RoundPlan, trainer: Trainer, num_devices: int, local_epochs: int) -> DeviceWorkload:
@@ -78,19 +78,19 @@ def round_info(
     round_index: int,
     now_s: float,
     energy_j: float,
-    report: RoundReport,
-    round_energy_j: float,
+    summary: dict[str, Any],
     learning: LearningResult,
     terms: dict[str, float],
 ) -> dict[str, Any]:
-    """``info`` of a round, without the covering and end fields (the env adds those)."""
+    """``info`` of a round, without the covering and end fields (the env adds those); ``summary``
+    is the round report's :meth:`~fedsimenv.sim.RoundReport.summary`."""
     info = {
         "round": round_index,
         "sim_time_s": now_s,
         "energy_j": energy_j,
         "accuracy": learning.accuracy,
         "loss": learning.loss,
-        **report.summary(round_energy_j),
+        **summary,
         "reward_terms": terms,
         "server_time_s": learning.server_time_s,
         "extra_metrics": dict(learning.extra),

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -77,11 +77,25 @@ def _broadcast_rate_bps(bandwidth_hz: float, power_w: float, gain_min: float, n0
     return float(bandwidth_hz * np.log2(1.0 + power_w * gain_min / (n0 * bandwidth_hz)))
 
 
+def _templates(sim: RoundSimulator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-simulator constant arrays the report starts from (copied, never handed out): the idle
+    status (``<U7``, the dtype of ``np.where(has_job, "arrived", "idle")``) and the empty reasons
+    (``<U1``, as ``np.full(n, "")``)."""
+    cached = sim.fast_templates
+    if cached is None or len(cached[0]) != n:
+        cached = sim.fast_templates = (np.full(n, STATUS_IDLE, dtype="<U7"), np.full(n, ""))
+    return cached
+
+
 def run_fast_round(
     sim: RoundSimulator, decision: RoundDecision, workload: DeviceWorkload
 ) -> RoundReport | None:
     """Run one round in array form (the caller checked :func:`fast_rounds_possible`); None when a
-    per-round condition fails, with nothing changed (the general path then runs the round)."""
+    per-round condition fails, with nothing changed (the general path then runs the round).
+
+    Also leaves ``sim.fast_summary``: the report and the figures of its
+    :meth:`~fedsimenv.sim.types.RoundReport.summary` that this pass already has (see
+    :meth:`RoundSimulator.report_summary`)."""
     env = sim.env
     if sim._num_active or not _all(sim.battery_j == np.inf) or (env._queue and not queue_is_inert(env)):
         return None
@@ -91,6 +105,7 @@ def run_fast_round(
     if len(idx) == 0 or selected.ndim != 1 or not _all(gain >= 0):
         return None  # the general path raises on bad gains
     fleet, n = sim.fleet, len(selected)
+    status_idle, no_reason = _templates(sim, n)
     has_job = np.zeros(n, dtype=bool)
     has_job[idx] = True
     start = float(env.now)
@@ -115,8 +130,13 @@ def run_fast_round(
         dl_bits = np.asarray(workload.download_bits, dtype=np.float64)
         dl_bits = dl_bits[idx] if dl_bits.ndim else np.full(len(idx), dl_bits)
         dl_k = np.where(dl_bits <= 0, start, start + dl_bits / downlink_rate)
-        cycles = workload.training_flops / fleet.flops_per_cycle
-        comp_k = dl_k + cycles[idx] / freq[idx]
+        # ``workload.training_flops / flops_per_cycle`` on the starting devices only (products and
+        # quotients are exact per element, so the same values as over all N).
+        cycles = (
+            workload.local_epochs * workload.num_samples[idx] * 3.0 * workload.forward_flops_per_sample[idx]
+        )
+        per_cycle = fleet.flops_per_cycle
+        comp_k = dl_k + (cycles / (per_cycle[idx] if np.ndim(per_cycle) else per_cycle)) / freq[idx]
         bandwidth = decision.bandwidth_hz.copy()
         rate = _fdma_rate_bps(bandwidth, power, gain, n0)
         up_bits = np.asarray(workload.upload_bits)[idx]
@@ -130,6 +150,7 @@ def run_fast_round(
         order = np.lexsort((idx, t1, t2, t3))
         ended = idx[order]
         end = float(t3[order[-1]])
+        columns = []  # the report's copies (it must not see later rounds)
         for key, values in (
             ("dl_start", start),
             ("dl_finish", dl_k),
@@ -141,8 +162,10 @@ def run_fast_round(
             column = times[key]
             column.fill(np.nan)
             column[idx] = values
-        jobs.status.fill(STATUS_IDLE)
-        jobs.status[idx] = STATUS_ARRIVED
+            columns.append(column.copy())
+        status = jobs.status
+        status.fill(STATUS_IDLE)
+        status[idx] = STATUS_ARRIVED
         jobs.reason.fill("")
         stop_s = jobs.stop_s
         stop_s.fill(np.nan)
@@ -175,6 +198,10 @@ def run_fast_round(
         transmit_energy = power * upload_s
         idle_energy = fleet.idle_power_w * idle_s
         sim.battery_j = np.maximum(sim.battery_j - (compute_energy + transmit_energy + idle_energy), 0.0)
+    report_status = status_idle.copy()
+    report_status[idx] = STATUS_ARRIVED
+    pruning_rate = np.where(selected, decision.pruning_rate, 0.0)
+    upload_bits = np.where(has_job, jobs.bits, 0.0)
     report = RoundReport(
         round_index=sim.round_index,
         start_time_s=start,
@@ -183,21 +210,21 @@ def run_fast_round(
         arrived=has_job,
         channel_gain_linear=gain.copy(),
         bandwidth_hz=np.array(decision.bandwidth_hz, dtype=np.float64),
-        pruning_rate=np.where(selected, decision.pruning_rate, 0.0),
+        pruning_rate=pruning_rate,
         uplink_rate_bps=rate,
         downlink_rate_bps=downlink_rate,
-        download_start_s=times["dl_start"].copy(),
-        download_finish_s=times["dl_finish"].copy(),
-        compute_start_s=times["comp_start"].copy(),
-        compute_finish_s=times["comp_finish"].copy(),
-        upload_start_s=times["up_start"].copy(),
-        upload_finish_s=times["up_finish"].copy(),
-        upload_bits=np.where(has_job, jobs.bits, 0.0),
+        download_start_s=columns[0],
+        download_finish_s=columns[1],
+        compute_start_s=columns[2],
+        compute_finish_s=columns[3],
+        upload_start_s=columns[4],
+        upload_finish_s=columns[5],
+        upload_bits=upload_bits,
         compute_energy_j=compute_energy,
         transmit_energy_j=transmit_energy,
         idle_energy_j=idle_energy,
-        status=np.where(has_job, STATUS_ARRIVED, STATUS_IDLE),
-        reason=np.full(n, ""),  # ``<U1``, as ``astype(str)`` of empty reasons
+        status=report_status,
+        reason=no_reason.copy(),  # ``<U1``, as ``astype(str)`` of empty reasons
         staleness=np.zeros(n, dtype=np.int64),
         battery_j=sim.battery_j.copy(),
         stop_s=stop_s.copy(),
@@ -207,9 +234,29 @@ def run_fast_round(
         transmissions=has_job.astype(np.int64),
         resource_blocks=None,
     )
+    # What ``report.summary`` would compute (every selected device arrived, nothing dropped or
+    # failed, no staleness), from the same values with the same reductions.
+    chosen_rates = pruning_rate[idx]
+    sim.fast_summary = FastSummary(
+        report,
+        len(idx),
+        float(np.fmax.reduce(dl_k - start)),  # ``download_finish_s - download_start_s`` of the jobs
+        float(np.add.reduce(upload_bits[idx])),
+        float(np.add.reduce(chosen_rates) / len(chosen_rates)),
+    )
     sim.round_index += 1
     sim.blocks.end_round(start, end)
     return report
 
 
-__all__ = ["fast_rounds_possible", "run_fast_round"]
+class FastSummary(NamedTuple):
+    """The summary figures of a fast round's report (see :meth:`RoundSimulator.report_summary`)."""
+
+    report: RoundReport
+    num_selected: int
+    downlink_time_s: float
+    upload_bits: float
+    mean_pruning_rate: float
+
+
+__all__ = ["FastSummary", "fast_rounds_possible", "run_fast_round"]
