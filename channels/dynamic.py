@@ -127,7 +127,8 @@ class DynamicChannel:
 
     def advance(self, dt_s: float) -> FloatArray:
         """Advance every device by ``dt_s`` seconds; return the linear power gains (N,) of the new block."""
-        check_nonnegative("dt_s", dt_s)
+        if not dt_s >= 0:  # the check below without its array conversion on every (valid) call
+            check_nonnegative("dt_s", dt_s)
         if self.static_large_scale:
             self.fading.advance(dt_s)
             self.time_s += dt_s

@@ -49,7 +49,8 @@ class FadingProcess:
             dt_s: Time step in seconds.
             speed_mps: Per-device speeds in m/s (used only by time-correlated processes).
         """
-        check_nonnegative("dt_s", dt_s)
+        if not dt_s >= 0:  # the check below without its array conversion on every (valid) call
+            check_nonnegative("dt_s", dt_s)
         tc = self.model.coherence_time_s
         start, self.time_s = self.time_s, self.time_s + dt_s
         # A small tolerance keeps dt = Tc steps from missing a boundary through rounding.

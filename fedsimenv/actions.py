@@ -89,7 +89,8 @@ def decode_action(
         selected[int(np.argmax(select_raw))] = True
     pruning_rate = config.rho_max * (part["rho"] + 1.0) / 2.0
     logits = np.where(selected, config.bandwidth_logit_scale * part["bandwidth"], -np.inf)
-    weights = np.exp(logits - np.maximum.reduce(logits[selected]))
+    # The largest logit is a selected device's (the others are -inf, the selected ones finite).
+    weights = np.exp(logits - np.maximum.reduce(logits))
     bandwidth_hz = total_bandwidth_hz * weights / np.add.reduce(weights)
     power = freq = owner = value_bits = None
     if "power" in part:

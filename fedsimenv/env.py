@@ -350,16 +350,23 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
 
         episode = cfg.episode
         now_s = simulator.now_s
-        ended = {
-            "target_accuracy": self.target_accuracy is not None and learning.accuracy >= self.target_accuracy,
-            "time_budget": episode.time_budget_s is not None and now_s >= episode.time_budget_s,
-            "energy_budget": episode.energy_budget_j is not None
-            and self._energy_j >= episode.energy_budget_j,
-            "max_rounds": self._round >= episode.max_rounds,
-        }
-        terminated = ended["target_accuracy"]
-        truncated = ended["time_budget"] or ended["energy_budget"] or ended["max_rounds"]
-        end_reason = next((name for name in END_REASONS if ended[name]), "")
+        # The conditions of END_REASONS, in its order of precedence.
+        terminated = self.target_accuracy is not None and learning.accuracy >= self.target_accuracy
+        out_of_time = episode.time_budget_s is not None and now_s >= episode.time_budget_s
+        out_of_energy = episode.energy_budget_j is not None and self._energy_j >= episode.energy_budget_j
+        last_round = self._round >= episode.max_rounds
+        truncated = out_of_time or out_of_energy or last_round
+        end_reason = (
+            END_REASONS[0]
+            if terminated
+            else END_REASONS[1]
+            if out_of_time
+            else END_REASONS[2]
+            if out_of_energy
+            else END_REASONS[3]
+            if last_round
+            else ""
+        )
         summary = simulator.report_summary(report, round_energy_j)
         info = round_info(self._round, now_s, self._energy_j, summary, learning, terms)
         info["min_covering"], info["mean_covering"] = self.last_covering

@@ -83,12 +83,19 @@ class DeviceHistory:
         self.last_selected = selected.astype(np.float32)
         since = np.where(selected, 0.0, self.rounds_since_selected + 1.0)
         self.rounds_since_selected = np.minimum(since, max_rounds).astype(np.float32, copy=False)
-        finite = np.isfinite(compute_time_s)
-        clipped = compute_time_s.clip(0.0, MAX_PHASE_TIME_S)
-        self.last_compute_time_s = np.where(finite, clipped, self.last_compute_time_s).astype(np.float32)
-        finite = np.isfinite(upload_time_s)
-        clipped = upload_time_s.clip(0.0, MAX_PHASE_TIME_S)
-        self.last_upload_time_s = np.where(finite, clipped, self.last_upload_time_s).astype(np.float32)
+        self.last_compute_time_s = _keep_finite(compute_time_s, self.last_compute_time_s)
+        self.last_upload_time_s = _keep_finite(upload_time_s, self.last_upload_time_s)
+
+
+def _keep_finite(time_s: NDArray[np.float64], last_s: NDArray[np.float32]) -> NDArray[np.float32]:
+    """``time_s`` clipped to [0, MAX_PHASE_TIME_S] where finite, else ``last_s``, as float32.
+
+    ``np.minimum(np.maximum(...))`` is ``clip`` without its Python-level wrappers: the two differ
+    only in the sign of a zero at a bound, and a phase time (a difference of clock readings) is
+    never -0.0.
+    """
+    clipped = np.minimum(np.maximum(time_s, 0.0), MAX_PHASE_TIME_S)
+    return np.where(np.isfinite(time_s), clipped, last_s).astype(np.float32)
 
 
 def _fraction(value: float, budget: float | None) -> float:
@@ -129,7 +136,11 @@ class ObservationBuilder:
     ) -> Observation:
         """The observation of the coming round (table in :class:`fedsimenv.env.WirelessFLEnv`)."""
         simulator, fleet, episode = self.simulator, self.simulator.fleet, self.config.episode
-        gain_db = linear_to_db(simulator.channel_gain_linear).clip(*GAIN_DB_RANGE)
+        # ``.clip(*GAIN_DB_RANGE)`` without its wrappers (10 log10 of a gain is never -0.0, the
+        # one input where the two could differ).
+        gain_db = np.minimum(
+            np.maximum(linear_to_db(simulator.channel_gain_linear), GAIN_DB_RANGE[0]), GAIN_DB_RANGE[1]
+        )
         if simulator.availability is not None:
             # Advancing to "now" is what the next round's start does anyway: no extra randomness drawn.
             available = simulator.availability.advance_to(simulator.now_s).astype(np.float32)
