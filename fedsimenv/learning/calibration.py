@@ -77,7 +77,9 @@ class CurveParams:
         total = float(np.add.reduce(share, axis=None))  # ``np.sum`` without its wrapper (every round)
         if total <= 0:
             return 0.0
-        kept = (1.0 - rho).clip(0.0, 1.0)
+        # ``(1 - rho).clip(0, 1)`` without its wrappers (1 - rho is never -0.0, the one input where
+        # the two could differ).
+        kept = np.minimum(np.maximum(1.0 - rho, 0.0), 1.0)
         useful = np.maximum(kept - self.prune_floor, 0.0) / (1.0 - self.prune_floor)
         keep = float(np.add.reduce(share * useful, axis=None)) / total
         return float(total**self.share_exponent * keep**self.prune_exponent)
@@ -115,21 +117,28 @@ class CostTable:
         columns = np.array([self.forward_flops_per_sample, self.upload_bits, self.kept_params])
         return np.asarray(self.rho), columns
 
-    def columns(
-        self, rho: NDArray[np.float64]
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        """(forward FLOPs per sample, upload bits, kept parameters) at each pruning rate (clipped to
-        the measured range), one interpolation per column; kept parameters are not rounded."""
-        grid, columns = self._arrays
+    def _clipped(self, rho: NDArray[np.float64]) -> NDArray[np.float64]:
+        grid = self._arrays[0]
         # ``np.clip`` without its wrappers: only a -0.0 rate could come out with another sign of
         # zero, and interpolation maps both zeros to the same value.
-        r = np.minimum(np.maximum(rho, grid[0]), grid[-1])
-        interp = np.interp
-        return interp(r, grid, columns[0]), interp(r, grid, columns[1]), interp(r, grid, columns[2])
+        return np.minimum(np.maximum(rho, grid[0]), grid[-1])
+
+    def columns(self, rho: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(forward FLOPs per sample, upload bits) at each pruning rate (clipped to the measured
+        range), one interpolation per column."""
+        grid, columns = self._arrays
+        r = self._clipped(rho)
+        return np.interp(r, grid, columns[0]), np.interp(r, grid, columns[1])
+
+    def kept_params_at(self, rho: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Kept parameters at each pruning rate (clipped as in :meth:`columns`; not rounded)."""
+        grid, columns = self._arrays
+        return np.interp(self._clipped(rho), grid, columns[2])
 
     def costs(self, rho: NDArray[np.float64]) -> list[ModelCost]:
         """Costs at each pruning rate (clipped to the measured range), in one pass per column."""
-        flops, bits, kept = (column.tolist() for column in self.columns(rho))
+        flops, bits = (column.tolist() for column in self.columns(rho))
+        kept = self.kept_params_at(rho).tolist()
         return [
             ModelCost(
                 forward_flops_per_sample=f,

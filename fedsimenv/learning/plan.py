@@ -11,7 +11,7 @@ re-plans can happen in between without disturbing it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,7 +101,8 @@ class PlanColumns:
         devices: Device of each job, in planning order (unique).
         pruning_rate: (J,) requested rho of each job.
         forward_flops_per_sample, upload_bits: (J,) the :class:`ModelCost` figures of each job.
-        kept_params: (J,) kept parameters (rounded to an integer in the :class:`ModelCost`).
+        kept_params: Returns the (J,) kept parameters (rounded to an integer in the
+            :class:`ModelCost`); called only when the jobs are built (no step needs them).
         total_params: Parameters of the unpruned model.
     """
 
@@ -109,7 +110,7 @@ class PlanColumns:
     pruning_rate: NDArray[np.float64]
     forward_flops_per_sample: NDArray[np.float64]
     upload_bits: NDArray[np.float64]
-    kept_params: NDArray[np.float64]
+    kept_params: Callable[[], NDArray[np.float64]]
     total_params: int
 
     def jobs(self) -> dict[int, DeviceJob]:
@@ -122,7 +123,7 @@ class PlanColumns:
                 self.pruning_rate.tolist(),
                 self.forward_flops_per_sample.tolist(),
                 self.upload_bits.tolist(),
-                self.kept_params.tolist(),
+                self.kept_params().tolist(),
                 strict=True,
             )
         }

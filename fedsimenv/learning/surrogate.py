@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
@@ -80,12 +81,15 @@ __all__ = [
 
 def label_coverage(counts: NDArray[np.float64], reference: NDArray[np.float64]) -> float:
     """``1 - total variation`` between the label histogram ``counts`` and ``reference``."""
+    return _coverage(counts, reference / np.add.reduce(reference, axis=None))
+
+
+def _coverage(counts: NDArray[np.float64], reference_share: NDArray[np.float64]) -> float:
+    """:func:`label_coverage` with the reference already normalised (it is fixed per episode)."""
     total = np.add.reduce(counts, axis=None)  # ``.sum()`` without its wrapper (runs every round)
     if total <= 0:
         return 0.0
-    p = counts / total
-    q = reference / np.add.reduce(reference, axis=None)
-    return float(1.0 - 0.5 * np.add.reduce(np.abs(p - q), axis=None))
+    return float(1.0 - 0.5 * np.add.reduce(np.abs(counts / total - reference_share), axis=None))
 
 
 def partition_label_counts(
@@ -139,6 +143,7 @@ class SurrogateTrainer(Trainer):
         self._num_samples: NDArray[np.int64] = self._counts.sum(axis=1).astype(np.int64)
         self._share = self._num_samples / self._num_samples.sum()
         self._reference = self._counts.sum(axis=0)
+        self._reference_share = self._reference / np.add.reduce(self._reference, axis=None)
         self._progress = 0.0
         self._noise = streams.numpy("surrogate-noise") if self.curve.accuracy_noise_std > 0 else None
         self._last = LearningResult(
@@ -175,7 +180,8 @@ class SurrogateTrainer(Trainer):
         table = self.calibration.costs
         if upload_value_bits is None:  # the common case: a plan of columns, no per-device objects
             rho = np.array(rates, dtype=np.float64)
-            flops, bits, kept = table.columns(rho)
+            flops, bits = table.columns(rho)
+            kept = partial(table.kept_params_at, rho)
             return RoundPlan.from_columns(PlanColumns(devices, rho, flops, bits, kept, table.total_params))
         costs = table.costs(np.array(rates, dtype=np.float64))
         widths = [upload_value_bits.get(k) for k in devices]
@@ -210,7 +216,7 @@ class SurrogateTrainer(Trainer):
             idx, rho = columns.select(arrived)
         if len(idx):
             self._progress += self.curve.progress_increment(self._share[idx], rho)
-            coverage = label_coverage(np.add.reduce(self._counts[idx], axis=0), self._reference)
+            coverage = _coverage(np.add.reduce(self._counts[idx], axis=0), self._reference_share)
             accuracy, loss = self.curve.metrics(self._progress, coverage)
             if self._noise is not None:
                 noisy = accuracy + self.curve.accuracy_noise_std * float(self._noise.standard_normal())

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from fedsimenv.sim.accounting import PHASES
 from fedsimenv.sim.closedform import job_end_times, protocol_allows, queue_is_inert
 from fedsimenv.sim.protocols import RoundProtocol
 from fedsimenv.sim.timing import compute_power_w
@@ -38,6 +39,7 @@ from fedsimenv.sim.types import (
     FloatArray,
     RoundDecision,
     RoundReport,
+    make_report,
 )
 
 if TYPE_CHECKING:
@@ -150,26 +152,20 @@ def run_fast_round(
         order = np.lexsort((idx, t1, t2, t3))
         ended = idx[order]
         end = float(t3[order[-1]])
-        columns = []  # the report's copies (it must not see later rounds)
-        for key, values in (
-            ("dl_start", start),
-            ("dl_finish", dl_k),
-            ("comp_start", dl_k),
-            ("comp_finish", comp_k),
-            ("up_start", comp_k),
-            ("up_finish", up_k),
-        ):
-            column = times[key]
-            column.fill(np.nan)
-            column[idx] = values
-            columns.append(column.copy())
+        # The six phase columns and the stop times, NaN where no job, as the rows of one array: the
+        # job table takes the rows, the report the rows of a copy (it must not see later rounds).
+        block = np.empty((len(PHASES) + 1, n))
+        block.fill(np.nan)
+        for row, values in enumerate((start, dl_k, dl_k, comp_k, comp_k, up_k)):
+            block[row, idx] = values
+        block[-1, ended] = t3[order]
+        *phase_rows, stop_s = block
+        times.update(zip(PHASES, phase_rows, strict=True))
+        jobs.stop_s = stop_s
         status = jobs.status
         status.fill(STATUS_IDLE)
         status[idx] = STATUS_ARRIVED
         jobs.reason.fill("")
-        stop_s = jobs.stop_s
-        stop_s.fill(np.nan)
-        stop_s[ended] = t3[order]
         jobs.transmissions.fill(0)
         jobs.transmissions[idx] = 1
         jobs.start(idx, sim.version, bandwidth, decision.pruning_rate, workload.upload_bits, power, freq)
@@ -187,12 +183,13 @@ def run_fast_round(
         sim.closed_form_count += 1
 
         # The report (fedsimenv.sim.accounting.report_round) and the battery update. Every time
-        # below is finite, so its NaN handling only ever maps the devices without a job to 0.
-        stop_k = np.minimum(t3, end)
+        # below is finite, so its NaN handling only ever maps the devices without a job to 0; a
+        # job's stop time is t3 <= end, so its clipping of phase ends to ``min(t3, end)`` and
+        # then to ``end`` leaves ``min(b, t3)``.
         compute_s = np.zeros(n)
         upload_s = np.zeros(n)
-        for phase_s, (a, b) in ((compute_s, (dl_k, comp_k)), (upload_s, (comp_k, up_k))):
-            phase_s[idx] = np.maximum(np.minimum(np.minimum(b, stop_k), end) - np.maximum(a, start), 0.0)
+        compute_s[idx] = np.maximum(np.minimum(comp_k, t3) - np.maximum(dl_k, start), 0.0)
+        upload_s[idx] = np.maximum(np.minimum(up_k, t3) - np.maximum(comp_k, start), 0.0)
         idle_s = np.maximum((end - start) - compute_s - upload_s, 0.0)
         compute_energy = compute_power_w(fleet.kappa, freq) * compute_s
         transmit_energy = power * upload_s
@@ -202,7 +199,8 @@ def run_fast_round(
     report_status[idx] = STATUS_ARRIVED
     pruning_rate = np.where(selected, decision.pruning_rate, 0.0)
     upload_bits = np.where(has_job, jobs.bits, 0.0)
-    report = RoundReport(
+    dl_start, dl_finish, comp_start, comp_finish, up_start, up_finish, report_stop_s = block.copy()
+    report = make_report(
         round_index=sim.round_index,
         start_time_s=start,
         end_time_s=end,
@@ -213,12 +211,12 @@ def run_fast_round(
         pruning_rate=pruning_rate,
         uplink_rate_bps=rate,
         downlink_rate_bps=downlink_rate,
-        download_start_s=columns[0],
-        download_finish_s=columns[1],
-        compute_start_s=columns[2],
-        compute_finish_s=columns[3],
-        upload_start_s=columns[4],
-        upload_finish_s=columns[5],
+        download_start_s=dl_start,
+        download_finish_s=dl_finish,
+        compute_start_s=comp_start,
+        compute_finish_s=comp_finish,
+        upload_start_s=up_start,
+        upload_finish_s=up_finish,
         upload_bits=upload_bits,
         compute_energy_j=compute_energy,
         transmit_energy_j=transmit_energy,
@@ -227,7 +225,7 @@ def run_fast_round(
         reason=no_reason.copy(),  # ``<U1``, as ``astype(str)`` of empty reasons
         staleness=np.zeros(n, dtype=np.int64),
         battery_j=sim.battery_j.copy(),
-        stop_s=stop_s.copy(),
+        stop_s=report_stop_s,
         protocol=sim.protocol.name,
         tx_power_w=power,
         cpu_freq_hz=freq,
