@@ -59,17 +59,16 @@ def fast_rounds_possible(sim: RoundSimulator) -> bool:
     )
 
 
-def _all(mask: np.ndarray) -> bool:
-    """``mask.all()`` of a boolean array without the method's Python-level wrapper."""
-    return bool(np.logical_and.reduce(mask))
-
-
 def _fdma_rate_bps(bandwidth_hz: FloatArray, power_w: FloatArray, gain: FloatArray, n0: float) -> FloatArray:
     """:func:`channels.shannon_rate_bps`'s common branch, the same operations without its input
     checks (the caller made sure that every input is >= 0)."""
+    # On the devices with bandwidth only (the others get 0): elementwise the same operations on the
+    # same values as ``np.where(positive, b log2(1 + p g / (n0 b)), 0)``.
     positive = bandwidth_hz > 0
-    safe_b = np.where(positive, bandwidth_hz, 1.0)
-    return np.where(positive, safe_b * np.log2(1.0 + power_w * gain / (n0 * safe_b)), 0.0)
+    rate = np.zeros(len(bandwidth_hz))
+    b = bandwidth_hz[positive]
+    rate[positive] = b * np.log2(1.0 + power_w[positive] * gain[positive] / (n0 * b))
+    return rate
 
 
 def _broadcast_rate_bps(bandwidth_hz: float, power_w: float, gain_min: float, n0: float) -> float:
@@ -89,6 +88,26 @@ def _templates(sim: RoundSimulator, n: int) -> tuple[np.ndarray, np.ndarray]:
     return cached
 
 
+def _sample_factor(sim: RoundSimulator, workload: DeviceWorkload) -> np.ndarray:
+    """``E x D_k x 3.0``, the first factors of ``workload.training_flops`` (the same products in
+    the same order), kept for the simulator's fixed sample counts and epochs."""
+    samples, epochs = workload.num_samples, workload.local_epochs
+    cached = sim.fast_sample_factor
+    if cached is None or cached[0] is not samples or cached[1] != epochs:
+        cached = sim.fast_sample_factor = (samples, epochs, epochs * samples * 3.0)
+    return cached[2]
+
+
+def _max_compute_power(sim: RoundSimulator) -> FloatArray:
+    """``compute_power_w(kappa, f_max)`` of the fleet (its CPUs at their maxima), computed once."""
+    fleet = sim.fleet
+    cached = sim.fast_max_power
+    if cached is None or cached[0] is not fleet:
+        power = compute_power_w(fleet.kappa, fleet.cpu_freq_hz.astype(np.float64))
+        cached = sim.fast_max_power = (fleet, power)
+    return cached[1]
+
+
 def run_fast_round(
     sim: RoundSimulator, decision: RoundDecision, workload: DeviceWorkload
 ) -> RoundReport | None:
@@ -99,12 +118,14 @@ def run_fast_round(
     :meth:`~fedsimenv.sim.types.RoundReport.summary` that this pass already has (see
     :meth:`RoundSimulator.report_summary`)."""
     env = sim.env
-    if sim._num_active or not _all(sim.battery_j == np.inf) or (env._queue and not queue_is_inert(env)):
+    # ``min == inf`` is ``all(== inf)`` and ``min >= 0`` is ``all(>= 0)`` (a NaN fails both).
+    minimum = np.minimum.reduce
+    if sim._num_active or minimum(sim.battery_j) != np.inf or (env._queue and not queue_is_inert(env)):
         return None
     selected = decision.selected
     idx = selected.nonzero()[0]
     gain = sim.blocks.gain(0)
-    if len(idx) == 0 or selected.ndim != 1 or not _all(gain >= 0):
+    if len(idx) == 0 or selected.ndim != 1 or not minimum(gain) >= 0:
         return None  # the general path raises on bad gains
     fleet, n = sim.fleet, len(selected)
     status_idle, no_reason = _templates(sim, n)
@@ -131,18 +152,22 @@ def run_fast_round(
             freq = np.where(has_job, decision.cpu_freq_hz, fleet.cpu_freq_hz).astype(np.float64, copy=False)
         dl_bits = np.asarray(workload.download_bits, dtype=np.float64)
         dl_bits = dl_bits[idx] if dl_bits.ndim else np.full(len(idx), dl_bits)
-        dl_k = np.where(dl_bits <= 0, start, start + dl_bits / downlink_rate)
+        # ``np.where(bits <= 0, start, start + bits / rate)``; the where only when some size is not
+        # > 0 (a NaN size fails the test too, and takes the where).
+        dl_k = start + dl_bits / downlink_rate
+        if not minimum(dl_bits) > 0:
+            dl_k = np.where(dl_bits <= 0, start, dl_k)
         # ``workload.training_flops / flops_per_cycle`` on the starting devices only (products and
         # quotients are exact per element, so the same values as over all N).
-        cycles = (
-            workload.local_epochs * workload.num_samples[idx] * 3.0 * workload.forward_flops_per_sample[idx]
-        )
+        cycles = _sample_factor(sim, workload)[idx] * workload.forward_flops_per_sample[idx]
         per_cycle = fleet.flops_per_cycle
         comp_k = dl_k + (cycles / (per_cycle[idx] if np.ndim(per_cycle) else per_cycle)) / freq[idx]
         bandwidth = decision.bandwidth_hz.copy()
         rate = _fdma_rate_bps(bandwidth, power, gain, n0)
         up_bits = np.asarray(workload.upload_bits)[idx]
-        up_k = np.where(up_bits <= 0, comp_k, comp_k + up_bits / rate[idx])
+        up_k = comp_k + up_bits / rate[idx]
+        if not minimum(up_bits) > 0:
+            up_k = np.where(up_bits <= 0, comp_k, up_k)
         t1, t2, t3 = job_end_times(start, dl_k, comp_k, up_k)
         if not math.isfinite(np.add.reduce(t3)):
             return None  # some job never ends (or the sum overflows): the general path decides
@@ -186,19 +211,30 @@ def run_fast_round(
         # below is finite, so its NaN handling only ever maps the devices without a job to 0; a
         # job's stop time is t3 <= end, so its clipping of phase ends to ``min(t3, end)`` and
         # then to ``end`` leaves ``min(b, t3)``.
+        # ``max(dl_k, start)`` is dl_k: a download ends at start plus a quotient >= 0 (a NaN one
+        # never gets here).
         compute_s = np.zeros(n)
         upload_s = np.zeros(n)
-        compute_s[idx] = np.maximum(np.minimum(comp_k, t3) - np.maximum(dl_k, start), 0.0)
+        compute_s[idx] = np.maximum(np.minimum(comp_k, t3) - dl_k, 0.0)
         upload_s[idx] = np.maximum(np.minimum(up_k, t3) - np.maximum(comp_k, start), 0.0)
         idle_s = np.maximum((end - start) - compute_s - upload_s, 0.0)
-        compute_energy = compute_power_w(fleet.kappa, freq) * compute_s
+        compute_energy = (
+            _max_compute_power(sim) if decision.cpu_freq_hz is None else compute_power_w(fleet.kappa, freq)
+        ) * compute_s
         transmit_energy = power * upload_s
         idle_energy = fleet.idle_power_w * idle_s
         sim.battery_j = np.maximum(sim.battery_j - (compute_energy + transmit_energy + idle_energy), 0.0)
     report_status = status_idle.copy()
     report_status[idx] = STATUS_ARRIVED
-    pruning_rate = np.where(selected, decision.pruning_rate, 0.0)
-    upload_bits = np.where(has_job, jobs.bits, 0.0)
+    # ``np.where(selected, x, 0.0)`` of float64 arrays: zeros with the selected entries.
+    rho = decision.pruning_rate
+    if rho.dtype == np.float64:
+        pruning_rate = np.zeros(n)
+        pruning_rate[idx] = rho[idx]
+    else:
+        pruning_rate = np.where(selected, rho, 0.0)
+    upload_bits = np.zeros(n)
+    upload_bits[idx] = jobs.bits[idx]
     dl_start, dl_finish, comp_start, comp_finish, up_start, up_finish, report_stop_s = block.copy()
     report = make_report(
         round_index=sim.round_index,
@@ -238,7 +274,7 @@ def run_fast_round(
     sim.fast_summary = FastSummary(
         report,
         len(idx),
-        float(np.fmax.reduce(dl_k - start)),  # ``download_finish_s - download_start_s`` of the jobs
+        max((dl_k - start).tolist()),  # ``nanmax(download_finish_s - download_start_s)``: all finite
         float(np.add.reduce(upload_bits[idx])),
         float(np.add.reduce(chosen_rates) / len(chosen_rates)),
     )

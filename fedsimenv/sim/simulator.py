@@ -163,7 +163,10 @@ class RoundSimulator:
         self.fast_round_count = 0  # rounds run by the fast path (tests, profiling)
         #: The last fast round's report and summary figures (:meth:`report_summary`).
         self.fast_summary: FastSummary | None = None
-        self.fast_templates: tuple[np.ndarray, np.ndarray] | None = None  # the fast path's constants
+        # The fast path's per-simulator constants (:mod:`fedsimenv.sim.fastround`).
+        self.fast_templates: tuple[np.ndarray, np.ndarray] | None = None
+        self.fast_sample_factor: tuple[NDArray[np.int64], int, FloatArray] | None = None
+        self.fast_max_power: tuple[DeviceFleet, FloatArray] | None = None
 
     @property
     def now_s(self) -> float:
