@@ -45,8 +45,12 @@ def sanitize_action(action: ArrayLike, num_devices: int, num_controls: int = 3) 
             f"action must have {num_controls} * num_devices = {size} entries "
             f"(action.controls has {num_controls}), got shape {np.shape(action)}"
         )
-    # NaN -> 0, then clip (which also takes +-inf to +-1): the documented rule, in two ufunc calls.
-    return np.minimum(np.maximum(np.where(np.isnan(flat), 0.0, flat), -1.0), 1.0)
+    # Clip (which also takes +-inf to +-1; NaN stays NaN), then NaN -> 0: the documented rule. After
+    # the clip the sum is NaN exactly when an entry is, so the NaN pass runs only then.
+    clipped = np.minimum(np.maximum(flat, -1.0), 1.0)
+    if np.isnan(np.add.reduce(clipped)):
+        clipped = np.where(np.isnan(clipped), 0.0, clipped)
+    return clipped
 
 
 def place_resource_blocks(

@@ -81,7 +81,11 @@ class DeviceHistory:
     ) -> None:
         """After a round: who took part, and each device's phase times where it had a job."""
         self.last_selected = selected.astype(np.float32)
-        since = np.where(selected, 0.0, self.rounds_since_selected + 1.0)
+        since = self.rounds_since_selected + 1.0
+        if selected.dtype == np.bool_:  # ``np.where(selected, 0.0, since)`` as a masked write
+            since[selected] = 0.0
+        else:
+            since = np.where(selected, 0.0, since)
         self.rounds_since_selected = np.minimum(since, max_rounds).astype(np.float32, copy=False)
         self.last_compute_time_s = _keep_finite(compute_time_s, self.last_compute_time_s)
         self.last_upload_time_s = _keep_finite(upload_time_s, self.last_upload_time_s)
