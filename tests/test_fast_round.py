@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from typing import Any
 
@@ -23,12 +24,14 @@ from fedsimenv.config import NetworkConfig
 from fedsimenv.env import WirelessFLEnv
 from fedsimenv.env_round import round_covering
 from fedsimenv.learning.covering import covering_index
+from fedsimenv.learning.data import dirichlet_partition
 from fedsimenv.learning.plan import DeviceJob, ModelCost, RoundPlan
+from fedsimenv.learning.surrogate import SurrogateTrainer
 from fedsimenv.scenario import load_scenario
 from fedsimenv.sim import DeviceWorkload, RoundDecision
 from fedsimenv.sim.builder import build_channel
 from fedsimenv.sim.fastround import _broadcast_rate_bps, _fdma_rate_bps
-from fedsimenv.sim.types import STATUS_DROPPED, STATUS_FAILED
+from fedsimenv.sim.types import STATUS_DROPPED, STATUS_FAILED, RoundReport, make_report
 
 MODES = ("fast", "closed form", "event loop")
 UMA_LOS = {"model": "3gpp-uma", "params": {"carrier_freq_hz": 3.5e9, "condition": "probabilistic"}}
@@ -206,9 +209,10 @@ def test_static_channel_advances_like_the_general_update() -> None:
 def test_rate_formulas_equal_the_channel_library_bit_for_bit() -> None:
     rng = np.random.default_rng(4)
     n0 = 10 ** (-204 / 10)
-    for _ in range(50):
-        bandwidth = np.where(rng.random(12) < 0.3, 0.0, rng.uniform(1e3, 2e7, 12))
-        power, gain = rng.uniform(1e-4, 1.0, 12), 10 ** rng.uniform(-16, -6, 12)
+    for trial in range(200):
+        n = 1 + trial % 67  # every SIMD tail length, and the rate on a subset of each
+        bandwidth = np.where(rng.random(n) < 0.3, 0.0, rng.uniform(1e3, 2e7, n))
+        power, gain = rng.uniform(1e-4, 1.0, n), 10 ** rng.uniform(-16, -6, n)
         expected = shannon_rate_bps(bandwidth, power, gain, n0)
         assert _fdma_rate_bps(bandwidth, power, gain, n0).tobytes() == expected.tobytes()
         b, p, g = float(rng.uniform(1e5, 1e8)), float(rng.uniform(0.1, 40)), float(gain.min())
@@ -274,3 +278,103 @@ def test_observations_are_fresh_arrays_and_constants_stay_right() -> None:
     assert np.array_equal(obs["data_fraction"], (samples / samples.sum()).astype(np.float32))
     assert np.all(obs["battery_level"] == 1.0) and np.all(obs["available"] == 1.0)
     assert np.all(obs["last_selected"] == 1.0) and np.all(obs["rounds_since_selected"] == 0.0)
+
+
+def test_fast_round_summary_equals_the_straightforward_reductions() -> None:
+    """``RoundSimulator.report_summary`` of fast rounds (figures kept by the fast path) against the
+    plain numpy reductions of the report."""
+    env = WirelessFLEnv("tiny", trainer="surrogate", overrides={"cell.num_devices": 11})
+    env.reset(seed=5)
+    rng = np.random.default_rng(5)
+    for _ in range(8):
+        env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+        r, sim = env.last_report, env.simulator
+        assert r is not None and sim.fast_summary is not None and sim.fast_summary.report is r
+        downlink = r.download_finish_s - r.download_start_s
+        energy = float(r.compute_energy_j.sum() + r.transmit_energy_j.sum() + r.idle_energy_j.sum())
+        expected = {
+            "round_latency_s": r.end_time_s - r.start_time_s,
+            "round_energy_j": energy,
+            "num_selected": int(r.selected.sum()),
+            "num_arrived": int(r.arrived.sum()),
+            "num_dropped": int((r.status == STATUS_DROPPED).sum()),
+            "num_failed": int((r.status == STATUS_FAILED).sum()),
+            "num_packet_errors": int((r.reason == "packet-error").sum()),
+            "downlink_time_s": float(np.nanmax(downlink)),
+            "upload_bits": float(r.upload_bits[r.arrived].sum()),
+            "mean_pruning_rate": float(r.pruning_rate[r.selected].mean()),
+            "max_staleness": int(r.staleness[r.arrived].max()),
+        }
+        assert pickle.dumps(sim.report_summary(r)) == pickle.dumps(expected)
+        assert pickle.dumps(sim.report_summary(r, 1.5)) == pickle.dumps({**expected, "round_energy_j": 1.5})
+        assert pickle.dumps(r.summary()) == pickle.dumps(expected)
+
+
+def test_make_report_equals_the_dataclass_constructor() -> None:
+    rng = np.random.default_rng(2)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(RoundReport):
+        values[f.name] = rng.random(4)
+    values.update(round_index=3, start_time_s=1.0, end_time_s=2.5, downlink_rate_bps=7.0, protocol="x")
+    values["resource_blocks"] = None
+    built, made = RoundReport(**values), make_report(**values)
+    assert pickle.dumps(made) == pickle.dumps(built)
+    assert made == built and made.round_latency_s == 1.5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.round_index = 4  # type: ignore[misc]
+    with pytest.raises(TypeError, match="make_report needs exactly the fields"):
+        make_report(**{k: v for k, v in values.items() if k != "stop_s"})
+
+
+def test_column_plans_equal_eager_plans() -> None:
+    """The surrogate's plan of columns against the eager DeviceJob plan of the same request: the
+    same jobs (built on access), the same arrays for the arrived jobs, the same learning result."""
+    env = WirelessFLEnv("tiny", trainer="surrogate", overrides={"cell.num_devices": 12})
+    env.reset(seed=4)
+    trainer = env.trainer
+    assert isinstance(trainer, SurrogateTrainer)
+    table = trainer.calibration.costs
+    rates = {7: 0.0, 2: 0.45, 9: 0.9, 0: 0.3}
+    plan = trainer.plan_round(rates)
+    columns = plan.columns
+    assert columns is not None and list(plan.jobs) == [7, 2, 9, 0] and len(plan.jobs) == 4 and 9 in plan.jobs
+    eager = RoundPlan(
+        {
+            k: DeviceJob(k, rho, cost)
+            for (k, rho), cost in zip(rates.items(), table.costs(np.array(list(rates.values()))), strict=True)
+        }
+    )
+    assert pickle.dumps(dict(plan.jobs)) == pickle.dumps(dict(eager.jobs)) and plan == eager
+    assert plan.costs == eager.costs and plan.pruning_rates == eager.pruning_rates
+    for arrived in ([7, 2, 9, 0], [9, 7], [], [0]):
+        idx, rho = columns.select(arrived)
+        jobs = eager.jobs_of(arrived)
+        assert idx.tolist() == [job.device for job in jobs] and idx.dtype == np.int64
+        assert rho.tobytes() == np.array([job.pruning_rate for job in jobs], dtype=np.float64).tobytes()
+    with pytest.raises(ValueError, match=r"devices \[5\] arrived but no job was planned"):
+        columns.select([2, 5])
+    results = []
+    for candidate in (trainer.plan_round(rates), eager):
+        env.reset(seed=4)
+        results.append(pickle.dumps([trainer.train_round(candidate, [9, 7, 0]) for _ in range(3)]))
+    assert results[0] == results[1]
+
+
+def test_dirichlet_partition_equals_the_split_based_reference() -> None:
+    """The partition by slices against ``np.split`` of the same draws."""
+
+    def reference(labels: np.ndarray, n: int, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
+        parts: list[list[np.ndarray]] = [[] for _ in range(n)]
+        for label in np.unique(labels):
+            idx = rng.permutation(np.flatnonzero(labels == label))
+            shares = rng.dirichlet(np.full(n, alpha))
+            cuts = (np.cumsum(shares)[:-1] * len(idx)).astype(np.int64)
+            for device, chunk in enumerate(np.split(idx, cuts)):
+                parts[device].append(chunk)
+        return [np.sort(np.concatenate(p)).astype(np.int64) for p in parts]
+
+    labels = np.random.default_rng(0).integers(0, 7, 500)
+    for seed, n, alpha in ((1, 5, 0.3), (2, 20, 0.5), (3, 1, 1.0), (4, 40, 10.0)):
+        got = dirichlet_partition(labels, n, alpha, np.random.default_rng(seed))
+        expected = reference(labels, n, alpha, np.random.default_rng(seed))
+        assert [p.tolist() for p in got] == [p.tolist() for p in expected]

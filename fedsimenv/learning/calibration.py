@@ -121,19 +121,23 @@ class CostTable:
         grid = self._arrays[0]
         # ``np.clip`` without its wrappers: only a -0.0 rate could come out with another sign of
         # zero, and interpolation maps both zeros to the same value.
-        return np.minimum(np.maximum(rho, grid[0]), grid[-1])
+        clipped: NDArray[np.float64] = np.minimum(np.maximum(rho, grid[0]), grid[-1])
+        return clipped
 
     def columns(self, rho: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """(forward FLOPs per sample, upload bits) at each pruning rate (clipped to the measured
         range), one interpolation per column."""
         grid, columns = self._arrays
         r = self._clipped(rho)
-        return np.interp(r, grid, columns[0]), np.interp(r, grid, columns[1])
+        flops: NDArray[np.float64] = np.interp(r, grid, columns[0])
+        bits: NDArray[np.float64] = np.interp(r, grid, columns[1])
+        return flops, bits
 
     def kept_params_at(self, rho: NDArray[np.float64]) -> NDArray[np.float64]:
         """Kept parameters at each pruning rate (clipped as in :meth:`columns`; not rounded)."""
         grid, columns = self._arrays
-        return np.interp(self._clipped(rho), grid, columns[2])
+        kept: NDArray[np.float64] = np.interp(self._clipped(rho), grid, columns[2])
+        return kept
 
     def costs(self, rho: NDArray[np.float64]) -> list[ModelCost]:
         """Costs at each pruning rate (clipped to the measured range), in one pass per column."""

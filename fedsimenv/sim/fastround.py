@@ -94,7 +94,8 @@ def _sample_factor(sim: RoundSimulator, workload: DeviceWorkload) -> np.ndarray:
     samples, epochs = workload.num_samples, workload.local_epochs
     cached = sim.fast_sample_factor
     if cached is None or cached[0] is not samples or cached[1] != epochs:
-        cached = sim.fast_sample_factor = (samples, epochs, epochs * samples * 3.0)
+        factor: FloatArray = np.multiply(epochs * samples, 3.0)  # ``(E x D) x 3.0``
+        cached = sim.fast_sample_factor = (samples, epochs, factor)
     return cached[2]
 
 
@@ -181,7 +182,8 @@ def run_fast_round(
         # job table takes the rows, the report the rows of a copy (it must not see later rounds).
         block = np.empty((len(PHASES) + 1, n))
         block.fill(np.nan)
-        for row, values in enumerate((start, dl_k, dl_k, comp_k, comp_k, up_k)):
+        block[0, idx] = start
+        for row, values in enumerate((dl_k, dl_k, comp_k, comp_k, up_k), start=1):
             block[row, idx] = values
         block[-1, ended] = t3[order]
         *phase_rows, stop_s = block
