@@ -48,7 +48,8 @@ def sanitize_action(action: ArrayLike, num_devices: int, num_controls: int = 3) 
     # Clip (which also takes +-inf to +-1; NaN stays NaN), then NaN -> 0: the documented rule. After
     # the clip the sum is NaN exactly when an entry is, so the NaN pass runs only then.
     clipped = np.minimum(np.maximum(flat, -1.0), 1.0)
-    if np.isnan(np.add.reduce(clipped)):
+    total = np.add.reduce(clipped)
+    if total != total:  # NaN
         clipped = np.where(np.isnan(clipped), 0.0, clipped)
     return clipped
 

@@ -106,10 +106,6 @@ def _fraction(value: float, budget: float | None) -> float:
     return 0.0 if budget is None else min(max(value / budget, 0.0), 1.0)
 
 
-def _scalar(value: float, high: float) -> NDArray[np.float32]:
-    return np.array([min(max(value, 0.0), high)], dtype=np.float32)
-
-
 class ObservationBuilder:
     """Reads the observation of the coming round off the state, for one episode's simulator.
 
@@ -156,6 +152,18 @@ class ObservationBuilder:
             battery = self._ones.copy()
         distance = self._read_distance() if self._distance is None else self._distance.copy()
         now_s = simulator.now_s
+        # The five (1,) scalars as slices of one float32 array (each value converted on its own,
+        # as ``np.array([value], dtype=np.float32)`` would).
+        scalars = np.array(
+            [
+                min(max(round_index / episode.max_rounds, 0.0), 1.0),
+                min(max(_fraction(now_s, episode.time_budget_s), 0.0), 1.0),
+                min(max(_fraction(energy_j, episode.energy_budget_j), 0.0), 1.0),
+                min(max(accuracy, 0.0), 1.0),
+                min(max(loss if math.isfinite(loss) else MAX_LOSS, 0.0), MAX_LOSS),
+            ],
+            dtype=np.float32,
+        )
         return {
             "channel_gain_db": gain_db.astype(np.float32),
             "distance_m": distance,
@@ -167,11 +175,11 @@ class ObservationBuilder:
             "rounds_since_selected": history.rounds_since_selected.copy(),
             "last_compute_time_s": history.last_compute_time_s.copy(),
             "last_upload_time_s": history.last_upload_time_s.copy(),
-            "round_fraction": _scalar(round_index / episode.max_rounds, 1.0),
-            "time_fraction": _scalar(_fraction(now_s, episode.time_budget_s), 1.0),
-            "energy_fraction": _scalar(_fraction(energy_j, episode.energy_budget_j), 1.0),
-            "accuracy": _scalar(accuracy, 1.0),
-            "loss": _scalar(loss if math.isfinite(loss) else MAX_LOSS, MAX_LOSS),
+            "round_fraction": scalars[0:1],
+            "time_fraction": scalars[1:2],
+            "energy_fraction": scalars[2:3],
+            "accuracy": scalars[3:4],
+            "loss": scalars[4:5],
         }
 
 
