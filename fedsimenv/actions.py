@@ -93,7 +93,9 @@ def decode_action(
     if not np.logical_or.reduce(selected):
         selected[int(np.argmax(select_raw))] = True
     pruning_rate = config.rho_max * (part["rho"] + 1.0) / 2.0
-    logits = np.where(selected, config.bandwidth_logit_scale * part["bandwidth"], -np.inf)
+    # ``np.where(selected, scale * a, -inf)`` as a masked write (``selected`` is a boolean array).
+    logits = config.bandwidth_logit_scale * part["bandwidth"]
+    logits[~selected] = -np.inf
     # The largest logit is a selected device's (the others are -inf, the selected ones finite).
     weights = np.exp(logits - np.maximum.reduce(logits))
     bandwidth_hz = total_bandwidth_hz * weights / np.add.reduce(weights)
