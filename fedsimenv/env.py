@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from fedsimenv.actions import decode_action
 from fedsimenv.config import ScenarioConfig
-from fedsimenv.env_round import columns_covering, round_covering, round_info, round_workload
+from fedsimenv.env_round import round_covering, round_info, round_workload
 from fedsimenv.learning.plan import DeviceJob, LearningResult, RoundPlan
 from fedsimenv.learning.trainer import TRAINERS
 from fedsimenv.observations import (
@@ -28,6 +28,7 @@ from fedsimenv.scenario import load_scenario
 from fedsimenv.seeding import EpisodeStreams, child_sequence
 from fedsimenv.sim import RoundDecision, RoundReport, RoundSimulator
 from fedsimenv.sim.builder import build_simulator
+from fedsimenv.sim.fastround import report_summary
 from fedsimenv.sim.protocols import PROTOCOLS
 from fedsimenv.view import CostCurve, SystemView, build_system_view, cost_curve_grid
 
@@ -304,8 +305,6 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         reference_s = self.system_view().reference_latency_s() if self.reward_fn.uses_reference else None
         report = simulator.run_round(decision, workload, validated=validated)
         arrived = report.arrived.nonzero()[0].tolist()
-        # A synchronous plan without masks (the surrogate's) is used as columns, without per-device jobs.
-        columns = None if is_async else plan.columns
         if is_async:
             self._in_flight.update(plan.jobs)
             jobs = RoundPlan(self._in_flight).jobs_of(arrived)
@@ -313,18 +312,14 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
                 del self._in_flight[k]
             learning = self.trainer.train_async(jobs, [int(report.staleness[k]) for k in arrived])
         else:
-            jobs = plan.jobs_of(arrived) if columns is None else []
+            # A plan of columns (the surrogate's, without masks) is used without per-device jobs.
+            jobs = plan.jobs_of(arrived) if plan.columns is None else []
             learning = self.trainer.train_round(plan, arrived)
             if learning.server_time_s > 0:
                 # Server-side computation (e.g. FedDUAP's server update) ends the round later: the
                 # simulated clock runs on through it (no device works meanwhile).
                 simulator.env.run(until=simulator.now_s + learning.server_time_s)
-        if learning.covering is not None:
-            covering = learning.covering
-        elif columns is not None:
-            covering = columns_covering(columns, len(arrived))
-        else:
-            covering = round_covering(jobs, plan, is_async)
+        covering = learning.covering or round_covering(jobs, plan, is_async, len(arrived))
         self.last_covering = (float(covering[0]), float(covering[1]))  # one JSON form, replayed or not
         self.last_plan = plan
         self.last_learning = learning
@@ -356,18 +351,9 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         out_of_energy = episode.energy_budget_j is not None and self._energy_j >= episode.energy_budget_j
         last_round = self._round >= episode.max_rounds
         truncated = out_of_time or out_of_energy or last_round
-        end_reason = (
-            END_REASONS[0]
-            if terminated
-            else END_REASONS[1]
-            if out_of_time
-            else END_REASONS[2]
-            if out_of_energy
-            else END_REASONS[3]
-            if last_round
-            else ""
-        )
-        summary = simulator.report_summary(report, round_energy_j)
+        flags = (terminated, out_of_time, out_of_energy, last_round)
+        end_reason = END_REASONS[flags.index(True)] if True in flags else ""
+        summary = report_summary(simulator, report, round_energy_j)
         info = round_info(self._round, now_s, self._energy_j, summary, learning, terms)
         info["min_covering"], info["mean_covering"] = self.last_covering
         info["episode_end"] = end_reason

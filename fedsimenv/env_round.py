@@ -54,11 +54,18 @@ def round_workload(plan: RoundPlan, trainer: Trainer, num_devices: int, local_ep
     )
 
 
-def round_covering(jobs: Sequence[DeviceJob], plan: RoundPlan, is_async: bool) -> tuple[int, float]:
+def round_covering(
+    jobs: Sequence[DeviceJob], plan: RoundPlan, is_async: bool, num_arrived: int | None = None
+) -> tuple[int, float]:
     """:func:`~fedsimenv.learning.covering.covering_index` of the arrived ``jobs`` (the planned jobs
     bound the round's model unless ``is_async``). Jobs without masks (unpruned models, the
     surrogate) keep every parameter: the index is then the number of jobs, without building
-    per-parameter counts (the same values ``covering_index`` returns)."""
+    per-parameter counts (the same values ``covering_index`` returns). A synchronous plan of
+    columns (:class:`~fedsimenv.learning.plan.PlanColumns`, no masks) needs only ``num_arrived``
+    (``jobs`` is then not read)."""
+    columns = None if is_async else plan.columns
+    if columns is not None:
+        return columns_covering(columns, len(jobs) if num_arrived is None else num_arrived)
     total = jobs[0].cost.total_params if jobs else 0
     planned = None if is_async else [job.masks for job in plan.jobs.values()]
     if not any(job.masks for job in jobs) and not (planned and any(planned)):

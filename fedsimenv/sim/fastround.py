@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -117,7 +117,7 @@ def run_fast_round(
 
     Also leaves ``sim.fast_summary``: the report and the figures of its
     :meth:`~fedsimenv.sim.types.RoundReport.summary` that this pass already has (see
-    :meth:`RoundSimulator.report_summary`)."""
+    :func:`report_summary`)."""
     env = sim.env
     # ``min == inf`` is ``all(== inf)`` and ``min >= 0`` is ``all(>= 0)`` (a NaN fails both).
     minimum = np.minimum.reduce
@@ -285,8 +285,31 @@ def run_fast_round(
     return report
 
 
+def report_summary(sim: RoundSimulator, report: RoundReport, energy_j: float | None = None) -> dict[str, Any]:
+    """``report.summary(energy_j)``; for the report of ``sim``'s last fast round, from the figures
+    that round already computed (the same values: every selected device arrived, none was dropped
+    or failed, no staleness)."""
+    fast = sim.fast_summary
+    if fast is None or fast.report is not report:
+        return report.summary(energy_j)
+    num = fast.num_selected
+    return {
+        "round_latency_s": report.round_latency_s,
+        "round_energy_j": report.energy_j if energy_j is None else energy_j,
+        "num_selected": num,
+        "num_arrived": num,
+        "num_dropped": 0,
+        "num_failed": 0,
+        "num_packet_errors": 0,
+        "downlink_time_s": fast.downlink_time_s,
+        "upload_bits": fast.upload_bits,
+        "mean_pruning_rate": fast.mean_pruning_rate,
+        "max_staleness": 0,
+    }
+
+
 class FastSummary(NamedTuple):
-    """The summary figures of a fast round's report (see :meth:`RoundSimulator.report_summary`)."""
+    """The summary figures of a fast round's report (see :func:`report_summary`)."""
 
     report: RoundReport
     num_selected: int
@@ -295,4 +318,4 @@ class FastSummary(NamedTuple):
     mean_pruning_rate: float
 
 
-__all__ = ["FastSummary", "fast_rounds_possible", "run_fast_round"]
+__all__ = ["FastSummary", "fast_rounds_possible", "report_summary", "run_fast_round"]

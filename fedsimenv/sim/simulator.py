@@ -161,7 +161,7 @@ class RoundSimulator:
         #: Run eligible rounds whole in array form (:mod:`fedsimenv.sim.fastround`); False = never.
         self.fast_rounds = fast_rounds_possible(self)
         self.fast_round_count = 0  # rounds run by the fast path (tests, profiling)
-        #: The last fast round's report and summary figures (:meth:`report_summary`).
+        #: The last fast round's report and summary figures (:func:`~fedsimenv.sim.fastround.report_summary`).
         self.fast_summary: FastSummary | None = None
         # The fast path's per-simulator constants (:mod:`fedsimenv.sim.fastround`).
         self.fast_templates: tuple[np.ndarray, np.ndarray] | None = None
@@ -238,28 +238,6 @@ class RoundSimulator:
                 return report
         with _cyclic_gc_paused():
             return self._run_round(decision, workload)
-
-    def report_summary(self, report: RoundReport, energy_j: float | None = None) -> dict[str, Any]:
-        """``report.summary(energy_j)``; for the report of the last fast round, from the figures
-        that round already computed (the same values: every selected device arrived, none was
-        dropped or failed, no staleness)."""
-        fast = self.fast_summary
-        if fast is None or fast.report is not report:
-            return report.summary(energy_j)
-        num = fast.num_selected
-        return {
-            "round_latency_s": report.round_latency_s,
-            "round_energy_j": report.energy_j if energy_j is None else energy_j,
-            "num_selected": num,
-            "num_arrived": num,
-            "num_dropped": 0,
-            "num_failed": 0,
-            "num_packet_errors": 0,
-            "downlink_time_s": fast.downlink_time_s,
-            "upload_bits": fast.upload_bits,
-            "mean_pruning_rate": fast.mean_pruning_rate,
-            "max_staleness": 0,
-        }
 
     def _run_round(self, decision: RoundDecision, workload: DeviceWorkload) -> RoundReport:
         n = self.fleet.num_devices
