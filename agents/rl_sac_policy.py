@@ -1,4 +1,4 @@
-"""The per-device (permutation-equivariant) policy for SB3 SAC: ``fedsimenv train --algo sac --policy device``.
+"""The per-device (permutation-equivariant) policy for SB3 SAC (`train --algo sac --policy device`).
 
 The actor is :class:`agents.rl_policy.DeviceSetNetwork`'s actor with two more outputs per device: one
 shared MLP encodes each device's ``[device features, global features]``, the encodings are pooled
@@ -61,7 +61,9 @@ class DeviceSetActor(BasePolicy):
         f, g = len(DEVICE_FEATURES), len(GLOBAL_FEATURES)
         self.hidden = hidden
         self.encoder = _mlp([f + g, hidden, hidden], final_activation=True, activation=nn.ReLU)
-        self.head = _mlp([f + g + 3 * hidden, hidden, 2 * COMPONENTS], final_activation=False, activation=nn.ReLU)
+        self.head = _mlp(
+            [f + g + 3 * hidden, hidden, 2 * COMPONENTS], final_activation=False, activation=nn.ReLU
+        )
         # The distribution's own size is not used: SB3 computes it from the parameters' shapes.
         self.action_dist = SquashedDiagGaussianDistribution(get_action_dim(action_space))
 
@@ -88,8 +90,9 @@ class DeviceSetActor(BasePolicy):
         mean, log_std, _ = self.get_action_dist_params(obs)
         return self.action_dist.log_prob_from_params(mean, log_std)
 
-    def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        return self(observation, deterministic)
+    def _predict(self, observation: Any, deterministic: bool = False) -> torch.Tensor:
+        action: torch.Tensor = self(observation, deterministic)
+        return action
 
     def reset_noise(self, batch_size: int = 1) -> None:
         raise ValueError("the per-device SAC actor has no gSDE noise (use_sde is not supported)")

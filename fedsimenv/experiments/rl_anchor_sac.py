@@ -106,7 +106,9 @@ class AnchoredSAC(SAC):
 
             with torch.no_grad():
                 next_actions, next_log_prob = self.actor.action_log_prob(replay_data.next_observations)
-                next_q_values = torch.cat(self.critic_target(replay_data.next_observations, next_actions), dim=1)
+                next_q_values = torch.cat(
+                    self.critic_target(replay_data.next_observations, next_actions), dim=1
+                )
                 next_q_values, _ = torch.min(next_q_values, dim=1, keepdim=True)
                 next_q_values = next_q_values - ent_coef * next_log_prob.reshape(-1, 1)
                 target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values

@@ -155,7 +155,8 @@ def behaviour_clone(
             action, values, log_std = _predictions(policy, x[idx], y[idx])
             actor = ((action - y[idx]) ** 2 * w[idx]).sum() / w[idx].sum()
             critic = sum(
-                ((value - v[idx]) ** 2 * known[idx]).sum() / known[idx].sum().clamp(min=1.0) for value in values
+                ((value - v[idx]) ** 2 * known[idx]).sum() / known[idx].sum().clamp(min=1.0)
+                for value in values
             ) / len(values)
             loss = actor + 0.1 * critic
             if log_std is not None and log_std_target is not None:

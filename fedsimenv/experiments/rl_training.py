@@ -300,7 +300,9 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
                     f"{settings.anchor_coef}"
                 )
         elif settings.anchor_coef > 0:
-            say(f"no behaviour cloning (--bc-episodes 0): nothing to anchor to, plain {settings.algo.upper()}")
+            say(
+                f"no behaviour cloning (--bc-episodes 0): nothing to anchor to, plain {settings.algo.upper()}"
+            )
         if settings.eval_every > 0:
             evaluate(model, 0)
         model.learn(total_timesteps=settings.timesteps, callback=Progress())
@@ -385,7 +387,9 @@ def _warm_start(
     )
     data = merge([episodic, full_length])
     log_std_target = settings.log_std_init if settings.algo == "sac" else None
-    losses = behaviour_clone(model.policy, data, settings.bc_epochs, settings.seed, log_std_target=log_std_target)
+    losses = behaviour_clone(
+        model.policy, data, settings.bc_epochs, settings.seed, log_std_target=log_std_target
+    )
     info = {
         "transitions": len(data.features),
         "teacher_return": float(np.mean(episodic.episode_returns)),
