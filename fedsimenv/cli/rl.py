@@ -129,6 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         bc_epochs=args.bc_epochs,
         teacher=args.teacher,
         anchor_coef=args.anchor_coef,
+        anchor_anneal=args.anchor_anneal,
         eval_every=args.eval_every,
         eval_seeds=args.eval_seeds,
         eval_trainer=args.eval_trainer,
@@ -206,6 +207,12 @@ def add_train_command(sub: Any) -> None:
         default=d.anchor_coef,
         help=f"PPO/SAC: weight of the KL penalty toward the behaviour-cloned policy on the visited "
         f"observations (default {d.anchor_coef}; 0 = plain PPO/SAC, free to drift from the teacher)",
+    )
+    parser.add_argument(
+        "--anchor-anneal",
+        action="store_true",
+        help="decay the anchor coefficient linearly to 0 over the run (keep the best real-training "
+        "evaluation: policy.zip)",
     )
     parser.add_argument(
         "--eval-every",

@@ -146,3 +146,4 @@ class AnchoredSAC(SAC):
             self.logger.record("train/ent_coef_loss", np.mean(ent_coef_losses))
         if anchor_kls:
             self.logger.record("train/anchor_kl", np.mean(anchor_kls))
+        self.logger.record("train/anchor_coef", self.anchor_coef)

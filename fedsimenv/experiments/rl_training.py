@@ -73,6 +73,7 @@ class TrainSettings:
     bc_epochs: int = 40
     teacher: str = "optimal"
     anchor_coef: float = 1.0
+    anchor_anneal: bool = False
     eval_every: int = 5_000
     eval_seeds: int = 2
     eval_trainer: str = "torch"
@@ -267,6 +268,8 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
                         }
                     )
             steps = self.num_timesteps
+            if settings.anchor_anneal:  # linear decay to 0 at the last step: free fine-tuning at the end
+                model.anchor_coef = settings.anchor_coef * max(0.0, 1.0 - steps / settings.timesteps)
             if settings.checkpoint_every and steps % settings.checkpoint_every < self.training_env.num_envs:
                 (out_dir / "checkpoints").mkdir(exist_ok=True)
                 with replacing(out_dir / "checkpoints" / f"step_{steps}.zip", ".zip") as tmp:
@@ -334,6 +337,7 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
         "behaviour_cloning": bc_info,
         "anchor": {
             "coef": settings.anchor_coef,
+            "anneal": settings.anchor_anneal,
             "active": bool(getattr(model, "reference", None) is not None and settings.anchor_coef > 0),
             "note": "kl_to_clone in evaluations: mean KL(policy || clone) on the teacher's states",
         },
