@@ -46,6 +46,7 @@ def test_train_cli_writes_policy_curves_and_evaluations_and_run_replays_it(algo:
         "learning_curve.png",
         "evaluations.csv",
         "sb3_log/progress.csv",
+        "checkpoints/step_0.zip",  # the behaviour-cloned start
     ):
         assert (out / name).is_file(), name
     rows = list(csv.DictReader((out / "learning_curve.csv").open()))

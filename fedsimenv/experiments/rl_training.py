@@ -16,8 +16,9 @@ The recipe (:class:`TrainSettings` defaults):
    training (``eval_trainer``) over held-out seeds; the best of these evaluations is ``policy.zip``.
 
 DIR receives: ``policy.zip`` (the best model by real-training evaluation; the last one when
-evaluation is off), ``final_policy.zip``, ``checkpoints/step_*.zip``, ``train.json`` (algorithm,
-policy kind and sizes, features version, settings, evaluations), ``config.yaml``,
+evaluation is off), ``final_policy.zip``, ``checkpoints/step_*.zip`` (``step_0``: the
+behaviour-cloned start), ``train.json`` (algorithm, policy kind and sizes, features version,
+settings, evaluations), ``config.yaml``,
 ``learning_curve.csv`` (surrogate episodes), ``evaluations.csv`` (real-training evaluations),
 ``learning_curve.png``, ``sb3_log/progress.csv`` (SB3's logger) and TensorBoard logs when asked.
 Policies load without unpickling (:func:`agents.rl_policy.load_policy`). Needs the ``rl`` extra.
@@ -297,6 +298,10 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
             )
             # The clone is the anchor (when anchor_coef > 0) and the point drift is measured from.
             model.freeze_reference()
+            if settings.checkpoint_every:  # step_0.zip: the clone, to compare fine-tuning against
+                (out_dir / "checkpoints").mkdir(exist_ok=True)
+                with replacing(out_dir / "checkpoints" / "step_0.zip", ".zip") as tmp:
+                    model.save(tmp)
             if settings.anchor_coef > 0:
                 say(
                     f"{settings.algo.upper()} fine-tuning anchored to the cloned policy: KL coefficient "
