@@ -204,6 +204,8 @@ def test_saved_sac_device_policy_replays_bit_identically_and_on_another_n(tmp_pa
     meta = train_policy(config, settings, tmp_path)
     assert meta["policy"] == "device" and meta["policy_kwargs"] == {"hidden": 64}
     assert meta["anchor"]["active"] is True
+    # The entropy target is the clone's (SB3's -3N is out of reach of a clone of `optimal`).
+    assert meta["behaviour_cloning"]["target_entropy"] < -30
     trusted = SAC.load(tmp_path / "policy.zip", device="cpu")  # our own file: SB3's loader as reference
     env = WirelessFLEnv(config)
     agent = make_agent(

@@ -298,6 +298,9 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
             )
             # The clone is the anchor (when anchor_coef > 0) and the point drift is measured from.
             model.freeze_reference()
+            if settings.algo == "sac":
+                bc_info["target_entropy"] = model.hold_entropy_at_reference(probe["features"])
+                say(f"SAC entropy target: the clone's entropy, {bc_info['target_entropy']:.1f}")
             if settings.checkpoint_every:  # step_0.zip: the clone, to compare fine-tuning against
                 (out_dir / "checkpoints").mkdir(exist_ok=True)
                 with replacing(out_dir / "checkpoints" / "step_0.zip", ".zip") as tmp:
