@@ -216,7 +216,12 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
     from agents.rl_features import FEATURES_VERSION
-    from fedsimenv.experiments.rl_eval import policy_decider, run_real_episode, summarise
+    from fedsimenv.experiments.rl_eval import (
+        policy_decider,
+        reference_summaries,
+        run_real_episode,
+        summarise,
+    )
 
     _check(settings)
     say = log if settings.verbose else (lambda _: None)
@@ -229,7 +234,11 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    references = _references(eval_config, settings, eval_seeds, say) if settings.eval_every > 0 else {}
+    references = (
+        reference_summaries(eval_config, settings.reference_agents, eval_seeds, say)
+        if settings.eval_every > 0
+        else {}
+    )
 
     factories = [_EnvFactory(train_config) for _ in range(settings.num_envs)]
     venv = SubprocVecEnv(factories) if settings.vec_env == "subproc" else DummyVecEnv(factories)  # type: ignore[arg-type]
@@ -357,21 +366,6 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
     }
     write_outputs(out_dir, meta, train_config, settings, curve, evaluations, references)
     return meta
-
-
-def _references(
-    eval_config: ScenarioConfig, settings: TrainSettings, seeds: list[int], say: Callable[[str], None]
-) -> dict[str, dict[str, Any]]:
-    """The reference agents evaluated like the policy (same trainer and seeds)."""
-    from fedsimenv.experiments.rl_eval import agent_decider, run_real_episode, summarise
-
-    references = {}
-    for name in settings.reference_agents:
-        episodes = [run_real_episode(eval_config, s, agent_decider(name), factory=True) for s in seeds]
-        references[name] = summarise(episodes)
-        summary = summary_line(references[name])
-        say(f"  reference {name} on {settings.eval_trainer} (seeds {seeds}): {summary}")
-    return references
 
 
 def _warm_start(
