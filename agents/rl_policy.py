@@ -38,7 +38,8 @@ from agents.rl_features import DEVICE_FEATURES, GLOBAL_FEATURES, feature_space
 POLICY_KINDS = {"ppo": ("device", "mlp"), "sac": ("device", "mlp")}
 
 
-def _mlp(sizes: list[int], final_activation: bool, activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+def mlp(sizes: list[int], final_activation: bool, activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+    """Linear layers of ``sizes`` with ``activation`` between them (and after the last if asked)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
@@ -85,10 +86,10 @@ class DeviceSetNetwork(nn.Module):
         self.num_device_features, self.num_global_features = f, g
         self.latent_dim_pi = 1  # unused: the actor outputs the action mean directly
         self.latent_dim_vf = hidden
-        self.pi_encoder = _mlp([f + g, hidden, hidden], final_activation=True)
-        self.pi_head = _mlp([f + g + 3 * hidden, hidden, 3], final_activation=False)
-        self.vf_encoder = _mlp([f + g, hidden, hidden], final_activation=True)
-        self.vf_head = _mlp([2 * hidden + g, hidden], final_activation=True)
+        self.pi_encoder = mlp([f + g, hidden, hidden], final_activation=True)
+        self.pi_head = mlp([f + g + 3 * hidden, hidden, 3], final_activation=False)
+        self.vf_encoder = mlp([f + g, hidden, hidden], final_activation=True)
+        self.vf_head = mlp([2 * hidden + g, hidden], final_activation=True)
 
     def forward_actor(self, x: torch.Tensor) -> torch.Tensor:
         per_device, _ = split_devices(x)

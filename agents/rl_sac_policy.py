@@ -32,7 +32,7 @@ from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, SACPolicy
 from torch import nn
 
 from agents.rl_features import DEVICE_FEATURES, GLOBAL_FEATURES
-from agents.rl_policy import _mlp, equivariant_outputs, split_devices, to_canonical
+from agents.rl_policy import equivariant_outputs, mlp, split_devices, to_canonical
 
 #: Action components per device (select, rho, bandwidth), canonical order ``[select | rho | bandwidth]``.
 COMPONENTS = 3
@@ -60,8 +60,8 @@ class DeviceSetActor(BasePolicy):
         )
         f, g = len(DEVICE_FEATURES), len(GLOBAL_FEATURES)
         self.hidden = hidden
-        self.encoder = _mlp([f + g, hidden, hidden], final_activation=True, activation=nn.ReLU)
-        self.head = _mlp(
+        self.encoder = mlp([f + g, hidden, hidden], final_activation=True, activation=nn.ReLU)
+        self.head = mlp(
             [f + g + 3 * hidden, hidden, 2 * COMPONENTS], final_activation=False, activation=nn.ReLU
         )
         # The distribution's own size is not used: SB3 computes it from the parameters' shapes.
@@ -165,8 +165,8 @@ class _DeviceSetQ(nn.Module):
 
     def __init__(self, row_size: int, num_globals: int, hidden: int) -> None:
         super().__init__()
-        self.encoder = _mlp([row_size, hidden, hidden], final_activation=True, activation=nn.ReLU)
-        self.head = _mlp([2 * hidden + num_globals, hidden, 1], final_activation=False, activation=nn.ReLU)
+        self.encoder = mlp([row_size, hidden, hidden], final_activation=True, activation=nn.ReLU)
+        self.head = mlp([2 * hidden + num_globals, hidden, 1], final_activation=False, activation=nn.ReLU)
 
     def forward(self, rows: torch.Tensor, globals_: torch.Tensor) -> torch.Tensor:
         h = self.encoder(rows)
