@@ -7,7 +7,8 @@ encodings are pooled (mean and max over devices) into a context, and a second sh
 ``[device features, encoding, pooled context]`` to that device's three action components (select,
 rho, bandwidth logit). Permuting the devices permutes the action the same way, and the weights do
 not depend on N, so one policy runs on scenarios of any size. The critic pools the encodings of its
-own encoder (mean, max) with the global features.
+own encoder (mean, max) with the global features. SAC's per-device policy (equivariant squashed
+Gaussian actor, invariant twin Q(s, a)) is :class:`agents.rl_sac_policy.DeviceSetSACPolicy`.
 
 Loading (:func:`load_policy`) never unpickles: SB3's ``policy.zip`` holds a ``data`` member whose
 ``:serialized:`` entries are cloudpickle (arbitrary code on load). The policy is rebuilt from
@@ -34,16 +35,46 @@ from torch import nn
 from agents.rl_features import DEVICE_FEATURES, GLOBAL_FEATURES, feature_space
 
 #: Policy kinds ``fedsimenv train --policy`` accepts, per algorithm.
-POLICY_KINDS = {"ppo": ("device", "mlp"), "sac": ("mlp",)}
+POLICY_KINDS = {"ppo": ("device", "mlp"), "sac": ("device", "mlp")}
 
 
-def _mlp(sizes: list[int], final_activation: bool) -> nn.Sequential:
+def mlp(sizes: list[int], final_activation: bool, activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+    """Linear layers of ``sizes`` with ``activation`` between them (and after the last if asked)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2 or final_activation:
-            layers.append(nn.Tanh())
+            layers.append(activation())
     return nn.Sequential(*layers)
+
+
+def split_devices(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat features (B, N * F + G) -> per-device ``[device, global]`` rows (B, N, F + G) and the
+    global features (B, G); N is read from the width, so one network serves any N."""
+    f, g = len(DEVICE_FEATURES), len(GLOBAL_FEATURES)
+    n = (x.shape[1] - g) // f
+    if n < 1 or n * f + g != x.shape[1]:
+        raise ValueError(f"observation of size {x.shape[1]} is not N * {f} + {g} features")
+    devices = x[:, : n * f].reshape(x.shape[0], n, f)
+    globals_ = x[:, n * f :]
+    return torch.cat([devices, globals_.unsqueeze(1).expand(-1, n, -1)], dim=2), globals_
+
+
+def equivariant_outputs(encoder: nn.Module, head: nn.Module, per_device: torch.Tensor) -> torch.Tensor:
+    """``head([row_i, h_i, mean_j h_j, max_j h_j])`` per device with ``h_i = encoder(row_i)``: (B, N, K).
+
+    Shared weights and symmetric pooling: permuting the rows permutes the outputs the same way.
+    """
+    h = encoder(per_device)
+    context = torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=1)
+    z = torch.cat([per_device, h, context.unsqueeze(1).expand(-1, h.shape[1], -1)], dim=2)
+    out: torch.Tensor = head(z)
+    return out
+
+
+def to_canonical(per_device: torch.Tensor) -> torch.Tensor:
+    """(B, N, 3) per-device (select, rho, bandwidth) -> the canonical (B, 3N) [select | rho | bandwidth]."""
+    return per_device.transpose(1, 2).reshape(per_device.shape[0], -1)
 
 
 class DeviceSetNetwork(nn.Module):
@@ -55,30 +86,17 @@ class DeviceSetNetwork(nn.Module):
         self.num_device_features, self.num_global_features = f, g
         self.latent_dim_pi = 1  # unused: the actor outputs the action mean directly
         self.latent_dim_vf = hidden
-        self.pi_encoder = _mlp([f + g, hidden, hidden], final_activation=True)
-        self.pi_head = _mlp([f + g + 3 * hidden, hidden, 3], final_activation=False)
-        self.vf_encoder = _mlp([f + g, hidden, hidden], final_activation=True)
-        self.vf_head = _mlp([2 * hidden + g, hidden], final_activation=True)
-
-    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f, g = self.num_device_features, self.num_global_features
-        n = (x.shape[1] - g) // f
-        if n < 1 or n * f + g != x.shape[1]:
-            raise ValueError(f"observation of size {x.shape[1]} is not N * {f} + {g} features")
-        devices = x[:, : n * f].reshape(x.shape[0], n, f)
-        globals_ = x[:, n * f :]
-        return torch.cat([devices, globals_.unsqueeze(1).expand(-1, n, -1)], dim=2), globals_
+        self.pi_encoder = mlp([f + g, hidden, hidden], final_activation=True)
+        self.pi_head = mlp([f + g + 3 * hidden, hidden, 3], final_activation=False)
+        self.vf_encoder = mlp([f + g, hidden, hidden], final_activation=True)
+        self.vf_head = mlp([2 * hidden + g, hidden], final_activation=True)
 
     def forward_actor(self, x: torch.Tensor) -> torch.Tensor:
-        per_device, _ = self._split(x)
-        h = self.pi_encoder(per_device)
-        context = torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=1)
-        z = torch.cat([per_device, h, context.unsqueeze(1).expand(-1, h.shape[1], -1)], dim=2)
-        out: torch.Tensor = self.pi_head(z)  # (B, N, 3): select, rho, bandwidth
-        return out.transpose(1, 2).reshape(x.shape[0], -1)  # canonical [select | rho | bandwidth]
+        per_device, _ = split_devices(x)
+        return to_canonical(equivariant_outputs(self.pi_encoder, self.pi_head, per_device))
 
     def forward_critic(self, x: torch.Tensor) -> torch.Tensor:
-        per_device, globals_ = self._split(x)
+        per_device, globals_ = split_devices(x)
         h = self.vf_encoder(per_device)
         out: torch.Tensor = self.vf_head(torch.cat([h.mean(dim=1), h.amax(dim=1), globals_], dim=1))
         return out
@@ -127,7 +145,9 @@ def build_policy(algo: str, kind: str, num_devices: int, policy_kwargs: Mapping[
         return 0.0
 
     if algo == "sac":
-        return SACPolicy(obs, act, lr, **kwargs)
+        from agents.rl_sac_policy import DeviceSetSACPolicy
+
+        return (DeviceSetSACPolicy if kind == "device" else SACPolicy)(obs, act, lr, **kwargs)
     cls = DeviceSetPolicy if kind == "device" else ActorCriticPolicy
     return cls(obs, act, lr, **kwargs)
 
@@ -162,8 +182,9 @@ def read_policy_weights(path: Path) -> dict[str, torch.Tensor]:
 def load_policy(path: Path, meta: Mapping[str, Any], num_devices: int) -> BasePolicy:
     """Rebuild the policy described by ``meta`` (train.json) for N devices and load its weights.
 
-    A ``device`` policy trained for another N loads too (its weights do not depend on N; only the
-    exploration ``log_std`` is resized, which deterministic replay does not use).
+    A ``device`` policy trained for another N loads too (its weights do not depend on N; only PPO's
+    exploration ``log_std`` is resized, which deterministic replay does not use; SAC's per-device
+    policy, :mod:`agents.rl_sac_policy`, has no N-sized tensor at all).
     """
     algo, kind = str(meta.get("algo")), str(meta.get("policy", "mlp"))
     policy = build_policy(algo, kind, num_devices, meta.get("policy_kwargs", {}))

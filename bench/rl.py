@@ -1,13 +1,14 @@
 """RL recipe benchmark: ``python -m bench.rl``.
 
-Per scenario and training budget: ``fedsimenv train``'s recipe (behaviour cloning from ``optimal``,
-PPO on the surrogate with the ``time-to-target-shaped`` reward, best-of real-training evaluations),
-then ``fedsimenv compare`` of the policy against ``optimal`` and the heuristics on *real* training
+Per scenario, algorithm (``--algos``, the per-device policy of each) and training budget:
+``fedsimenv train``'s recipe (behaviour cloning from ``optimal``, anchored PPO or SAC on the
+surrogate with the ``time-to-target-shaped`` reward, best-of real-training evaluations), then
+``fedsimenv compare`` of the policy against ``optimal`` and the heuristics on *real* training
 over unseen seeds, plus the surrogate's prediction for the policy's own rounds (the same actions,
 read from the runs' replay logs, replayed on the surrogate). Comparisons resume in ``--out``, so
 reference runs are shared between budgets and reruns. Writes ``OUT/rl-SCENARIOS.md`` and ``.json``.
 
-    python -m bench.rl --scenarios tiny,default --timesteps 4096 --seeds 5 --out runs/bench-rl
+    python -m bench.rl --scenarios tiny,default --algos ppo,sac --timesteps 4096 --seeds 5 --out runs/bench-rl
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--scenarios", default="tiny,default")
+    parser.add_argument("--algos", default="ppo,sac", help="comma-separated algorithms (per-device policies)")
     parser.add_argument("--timesteps", default="4096", help="comma-separated training budgets")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=100, help="evaluation seeds (never trained on)")
@@ -61,18 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     for scenario in [s for s in args.scenarios.split(",") if s]:
         config = load_scenario(scenario)
         policies = []
-        for budget in [int(t) for t in args.timesteps.split(",") if t]:
-            out = args.out / f"ppo-{scenario}-{budget}"
-            started = time.perf_counter()
-            if not (out / "policy.zip").exists():
-                settings = TrainSettings(timesteps=budget, eval_every=args.eval_every)
-                train_policy(load_scenario(config, {"trainer": "surrogate"}), settings, out)
-            wall = json.loads((out / "train.json").read_text())["wall_s"]
-            print(
-                f"{scenario}: trained {budget} steps in {wall:.0f} s "
-                f"({time.perf_counter() - started:.0f} s in this call)"
-            )
-            policies.append((f"ppo:{out / 'policy.zip'}", budget, wall))
+        for algo in [a for a in args.algos.split(",") if a]:
+            for budget in [int(t) for t in args.timesteps.split(",") if t]:
+                out = args.out / f"{algo}-{scenario}-{budget}"
+                started = time.perf_counter()
+                if not (out / "policy.zip").exists():
+                    settings = TrainSettings(algo=algo, timesteps=budget, eval_every=args.eval_every)
+                    train_policy(load_scenario(config, {"trainer": "surrogate"}), settings, out)
+                wall = json.loads((out / "train.json").read_text())["wall_s"]
+                print(
+                    f"{scenario}: trained {algo} {budget} steps in {wall:.0f} s "
+                    f"({time.perf_counter() - started:.0f} s in this call)"
+                )
+                policies.append((f"{algo}:{out / 'policy.zip'}", budget, wall))
         agents = [p[0] for p in policies] + list(REFERENCES)
         out_cmp = args.out / f"compare-{scenario}"
         result = compare_agents(config, agents, seeds, out_cmp, workers=args.workers, resume=True)

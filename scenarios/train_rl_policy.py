@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     # 1. Train (behaviour cloning from optimal, then RL; real-training evaluation is left to step 2).
     settings = TrainSettings(
         algo=args.algo,
-        policy="device" if args.algo == "ppo" else "mlp",
+        policy="device",  # the per-device policy (PPO and SAC)
         timesteps=args.total_timesteps,
         seed=args.seed,
         n_steps=min(128, args.total_timesteps),

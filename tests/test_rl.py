@@ -46,6 +46,7 @@ def test_train_cli_writes_policy_curves_and_evaluations_and_run_replays_it(algo:
         "learning_curve.png",
         "evaluations.csv",
         "sb3_log/progress.csv",
+        "checkpoints/step_0.zip",  # the behaviour-cloned start
     ):
         assert (out / name).is_file(), name
     rows = list(csv.DictReader((out / "learning_curve.csv").open()))
@@ -79,8 +80,12 @@ def test_train_cli_writes_policy_curves_and_evaluations_and_run_replays_it(algo:
 
 def test_train_refuses_bad_flags_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["train", "tiny", "--trainer", "surrogate", "--out", str(tmp_path / "x")]
-    assert main([*base, "--algo", "sac", "--policy", "device"]) == 2
-    assert "allowed values: mlp" in capsys.readouterr().err
+    assert main([*base, "--algo", "sac", "--anchor-coef", "-1"]) == 2
+    assert "--anchor-coef must be a finite number >= 0" in capsys.readouterr().err
+    with pytest.raises(
+        ValueError, match="--policy 'set' is not available for sac; allowed values: device, mlp"
+    ):
+        train_policy(load_scenario("tiny"), TrainSettings(algo="sac", policy="set"), tmp_path / "y")
     assert main([*base, "--tensorboard", str(tmp_path / "tb")]) == 2
     assert "pip install tensorboard" in capsys.readouterr().err
     assert main([*base, "--eval-seeds", "0"]) == 2

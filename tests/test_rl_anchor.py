@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from fedsimenv.cli import build_parser, main
 from fedsimenv.experiments.rl_anchor import AnchoredPPO, gaussian_kl
-from fedsimenv.experiments.rl_training import TrainSettings, _algorithm, make_rl_env
+from fedsimenv.experiments.rl_training import TrainSettings, _algorithm, make_rl_env, train_policy
 from fedsimenv.scenario import load_scenario
 
 
@@ -110,3 +110,28 @@ def test_anchor_flag_reaches_the_settings_and_the_reference_is_not_saved(
     with zipfile.ZipFile(tmp_path / "m.zip") as archive:
         data: dict[str, Any] = json.loads(archive.read("data"))
     assert "reference" not in data and data["anchor_coef"] == 0.25
+
+
+def test_anchor_anneal_decays_the_coefficient_linearly_to_zero(tmp_path: Path) -> None:
+    import csv
+
+    config = load_scenario("tiny", {"trainer": "surrogate", "episode.max_rounds": 4})
+    settings = TrainSettings(
+        timesteps=96,
+        n_steps=32,
+        batch_size=32,
+        n_epochs=1,
+        bc_episodes=1,
+        bc_epochs=1,
+        anchor_coef=0.6,
+        anchor_anneal=True,
+        eval_every=0,
+        verbose=False,
+    )
+    meta = train_policy(config, settings, tmp_path)
+    assert meta["anchor"]["anneal"] is True and meta["anchor"]["coef"] == 0.6
+    rows = list(csv.DictReader((tmp_path / "sb3_log" / "progress.csv").open()))
+    # PPO updates after each 32-step rollout with the coefficient of that step, 0.6 * (1 - t / 96):
+    # 0.4, 0.2 and 0 (SB3 writes an update's log at the next rollout, so the last one is not written).
+    coefs = [float(r["train/anchor_coef"]) for r in rows if r.get("train/anchor_coef")]
+    assert coefs == pytest.approx([0.6 * (1 - 32 / 96), 0.6 * (1 - 64 / 96)])

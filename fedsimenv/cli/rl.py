@@ -107,7 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["learning.surrogate.calibration_file"] = str(Path(args.calibration).resolve())
     config = load_scenario(args.scenario, overrides)
     seed = config.seed if args.seed is None else args.seed
-    policy = args.policy or ("device" if args.algo == "ppo" else "mlp")
+    policy = args.policy or "device"
     settings = TrainSettings(
         algo=args.algo,
         policy=policy,
@@ -129,6 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         bc_epochs=args.bc_epochs,
         teacher=args.teacher,
         anchor_coef=args.anchor_coef,
+        anchor_anneal=args.anchor_anneal,
         eval_every=args.eval_every,
         eval_seeds=args.eval_seeds,
         eval_trainer=args.eval_trainer,
@@ -163,7 +164,9 @@ def add_train_command(sub: Any) -> None:
     parser.add_argument("scenario", help="built-in scenario name or path to a YAML file")
     parser.add_argument("--algo", choices=ALGORITHMS, default="ppo")
     parser.add_argument(
-        "--policy", choices=("device", "mlp"), help="device: permutation-equivariant (PPO default)"
+        "--policy",
+        choices=("device", "mlp"),
+        help="device (default): permutation-equivariant per-device network, any N; mlp: SB3's flat MLP",
     )
     parser.add_argument("--timesteps", type=int, default=d.timesteps, help="environment steps (rounds)")
     parser.add_argument("--out", required=True, help="directory for the policy and its learning curve")
@@ -182,10 +185,15 @@ def add_train_command(sub: Any) -> None:
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--n-epochs", type=int, default=d.n_epochs, help="PPO epochs per rollout")
     parser.add_argument("--gamma", type=float, default=d.gamma)
-    parser.add_argument("--ent-coef", type=float, default=d.ent_coef)
+    parser.add_argument(
+        "--ent-coef", type=float, default=d.ent_coef, help="PPO entropy bonus (SAC tunes its own)"
+    )
     parser.add_argument("--clip-range", type=float, default=d.clip_range)
     parser.add_argument(
-        "--log-std-init", type=float, default=d.log_std_init, help="initial exploration log std"
+        "--log-std-init",
+        type=float,
+        default=d.log_std_init,
+        help="initial exploration log std (SAC: the behaviour-cloning target of its log std output)",
     )
     parser.add_argument("--hidden", type=int, default=d.hidden, help="hidden units per layer")
     parser.add_argument(
@@ -197,8 +205,14 @@ def add_train_command(sub: Any) -> None:
         "--anchor-coef",
         type=float,
         default=d.anchor_coef,
-        help=f"PPO: weight of the KL penalty toward the behaviour-cloned policy on the visited "
-        f"observations (default {d.anchor_coef}; 0 = plain PPO, free to drift from the teacher)",
+        help=f"PPO/SAC: weight of the KL penalty toward the behaviour-cloned policy on the visited "
+        f"observations (default {d.anchor_coef}; 0 = plain PPO/SAC, free to drift from the teacher)",
+    )
+    parser.add_argument(
+        "--anchor-anneal",
+        action="store_true",
+        help="decay the anchor coefficient linearly to 0 over the run (keep the best real-training "
+        "evaluation: policy.zip)",
     )
     parser.add_argument(
         "--eval-every",

@@ -174,6 +174,7 @@ class AnchoredPPO(PPO):
         self.logger.record("train/explained_variance", explained_var)
         if anchor_kls:
             self.logger.record("train/anchor_kl", np.mean(anchor_kls))
+        self.logger.record("train/anchor_coef", self.anchor_coef)
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", torch.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

@@ -54,6 +54,20 @@ def agent_decider(name: str) -> Callable[[Any, int], Decide]:
     return factory
 
 
+def reference_summaries(
+    config: ScenarioConfig, agents: Sequence[str], seeds: list[int], say: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """Registered ``agents`` evaluated like a policy during training (same scenario and seeds)."""
+    from fedsimenv.experiments.rl_outputs import summary_line
+
+    references = {}
+    for name in agents:
+        episodes = [run_real_episode(config, s, agent_decider(name), factory=True) for s in seeds]
+        references[name] = summarise(episodes)
+        say(f"  reference {name} on {config.trainer} (seeds {seeds}): {summary_line(references[name])}")
+    return references
+
+
 def run_real_episode(
     config: ScenarioConfig, seed: int, decide: Decide | Callable[[Any, int], Decide], factory: bool = False
 ) -> dict[str, Any]:

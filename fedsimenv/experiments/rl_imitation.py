@@ -7,6 +7,8 @@ the teacher would see on real training up to the accuracy features). The actor's
 fitted to the teacher's canonical action by mean squared error, with the rho and bandwidth
 components of devices the teacher did not select left out (they do not change the decision); the
 critic is fitted to the teacher's discounted returns-to-go, so PPO starts from a consistent value.
+SAC (:func:`behaviour_clone` takes either): its deterministic action ``tanh(mean)`` is fitted the
+same way, its twin Q(s, a) to the returns-to-go at the teacher's actions, its log std to a target.
 """
 
 from __future__ import annotations
@@ -101,10 +103,39 @@ def merge(parts: list[Demonstrations]) -> Demonstrations:
     )
 
 
+def _predictions(policy: Any, x: Any, y: Any) -> tuple[Any, Any, Any]:
+    """The policy's deterministic action (B, 3N), its value predictions (list of (B, 1)) and, for SAC,
+    its log std (B, 3N; ``None`` for PPO, whose log std is a free parameter).
+
+    PPO (SB3 ``ActorCriticPolicy``): the Gaussian mean and V(s). SAC (``SACPolicy``, MLP or per-device):
+    ``tanh`` of the pre-squash mean (what SAC plays deterministically) and each critic's Q(s, a) at the
+    teacher's action ``y``, so both critics start at the teacher's returns where the teacher acts.
+    """
+    import torch
+
+    if hasattr(policy, "actor") and hasattr(policy, "critic"):
+        mean, log_std, _ = policy.actor.get_action_dist_params(x)
+        return torch.tanh(mean), list(policy.critic(x, y)), log_std
+    features = policy.extract_features(x)
+    latent_pi, latent_vf = policy.mlp_extractor(features)
+    return policy.action_net(latent_pi), [policy.value_net(latent_vf)], None
+
+
 def behaviour_clone(
-    policy: Any, data: Demonstrations, epochs: int, seed: int, learning_rate: float = 1e-3
+    policy: Any,
+    data: Demonstrations,
+    epochs: int,
+    seed: int,
+    learning_rate: float = 1e-3,
+    log_std_target: float | None = None,
 ) -> dict[str, float]:
-    """Fit ``policy`` (an SB3 ActorCriticPolicy) to ``data``; returns the final actor / critic losses."""
+    """Fit ``policy`` (an SB3 PPO ActorCriticPolicy or SAC SACPolicy) to ``data``; returns the final
+    actor / critic losses.
+
+    SAC's log std is an output of its actor; ``log_std_target`` (SAC only) is regressed into it, so
+    fine-tuning starts exploring as narrowly as PPO's ``log_std_init`` does. SAC's target critics are
+    set to the fitted critics afterwards.
+    """
     import torch
 
     generator = torch.Generator().manual_seed(seed)
@@ -121,17 +152,20 @@ def behaviour_clone(
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), batch):
             idx = order[start : start + batch]
-            features = policy.extract_features(x[idx])
-            latent_pi, latent_vf = policy.mlp_extractor(features)
-            mean = policy.action_net(latent_pi)
-            actor = ((mean - y[idx]) ** 2 * w[idx]).sum() / w[idx].sum()
-            critic = ((policy.value_net(latent_vf) - v[idx]) ** 2 * known[idx]).sum() / known[
-                idx
-            ].sum().clamp(min=1.0)
+            action, values, log_std = _predictions(policy, x[idx], y[idx])
+            actor = ((action - y[idx]) ** 2 * w[idx]).sum() / w[idx].sum()
+            critic = sum(
+                ((value - v[idx]) ** 2 * known[idx]).sum() / known[idx].sum().clamp(min=1.0)
+                for value in values
+            ) / len(values)
             loss = actor + 0.1 * critic
+            if log_std is not None and log_std_target is not None:
+                loss = loss + ((log_std - log_std_target) ** 2).mean()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             actor_loss, critic_loss = float(actor.detach()), float(critic.detach())
     policy.set_training_mode(False)
+    if hasattr(policy, "critic_target"):
+        policy.critic_target.load_state_dict(policy.critic.state_dict())
     return {"actor_mse": actor_loss, "critic_mse": critic_loss}

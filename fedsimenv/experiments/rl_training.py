@@ -4,19 +4,21 @@ The recipe (:class:`TrainSettings` defaults):
 
 1. the policy sees :mod:`agents.rl_features` (scale-free per-device features of the coming round;
    no fitted normalisation to save: the transform is fixed and versioned in ``train.json``) and acts
-   in the canonical ``Box(-1, 1, (3N,))``; ``--policy device`` (default for PPO) is the
-   permutation-equivariant :class:`agents.rl_policy.DeviceSetPolicy`, ``mlp`` SB3's flat MLP;
+   in the canonical ``Box(-1, 1, (3N,))``; ``--policy device`` (the default) is the
+   permutation-equivariant :class:`agents.rl_policy.DeviceSetPolicy` (PPO) or
+   :class:`agents.rl_sac_policy.DeviceSetSACPolicy` (SAC), ``mlp`` SB3's flat MLP;
 2. warm start by behaviour cloning from ``optimal`` (:mod:`fedsimenv.experiments.rl_imitation`);
-3. PPO fine-tuning on the training env (the surrogate, usually) with the episodic
+3. PPO (or SAC) fine-tuning on the training env (the surrogate, usually) with the episodic
    ``time-to-target-shaped`` reward, anchored to the behaviour-cloned policy by a KL penalty
-   (``anchor_coef``, :mod:`fedsimenv.experiments.rl_anchor`) so that it does not drift away from the
-   teacher as timesteps grow;
+   (``anchor_coef``, :mod:`fedsimenv.experiments.rl_anchor`, :mod:`~fedsimenv.experiments.rl_anchor_sac`)
+   so that it does not drift away from the teacher as timesteps grow;
 4. every ``eval_every`` steps (and before the first), the deterministic policy runs on *real*
    training (``eval_trainer``) over held-out seeds; the best of these evaluations is ``policy.zip``.
 
 DIR receives: ``policy.zip`` (the best model by real-training evaluation; the last one when
-evaluation is off), ``final_policy.zip``, ``checkpoints/step_*.zip``, ``train.json`` (algorithm,
-policy kind and sizes, features version, settings, evaluations), ``config.yaml``,
+evaluation is off), ``final_policy.zip``, ``checkpoints/step_*.zip`` (``step_0``: the
+behaviour-cloned start), ``train.json`` (algorithm, policy kind and sizes, features version,
+settings, evaluations), ``config.yaml``,
 ``learning_curve.csv`` (surrogate episodes), ``evaluations.csv`` (real-training evaluations),
 ``learning_curve.png``, ``sb3_log/progress.csv`` (SB3's logger) and TensorBoard logs when asked.
 Policies load without unpickling (:func:`agents.rl_policy.load_policy`). Needs the ``rl`` extra.
@@ -44,6 +46,8 @@ VEC_ENVS = ("dummy", "subproc")
 #: these, so that they never meet the training episodes (nor the usual evaluation seeds 0..99).
 EVAL_SEED_OFFSET = 10_000
 BC_SEED_OFFSET = 20_000
+#: SAC's entropy coefficient: SB3's automatic tuning (toward entropy -3N), started at 0.1 instead of 1.
+SAC_ENT_COEF = "auto_0.1"
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class TrainSettings:
     bc_epochs: int = 40
     teacher: str = "optimal"
     anchor_coef: float = 1.0
+    anchor_anneal: bool = False
     eval_every: int = 5_000
     eval_seeds: int = 2
     eval_trainer: str = "torch"
@@ -134,10 +139,10 @@ def _check(settings: TrainSettings) -> None:
 
 
 def _algorithm(settings: TrainSettings, env: Any) -> Any:
-    from stable_baselines3 import SAC
-
     from agents.rl_policy import DeviceSetPolicy
+    from agents.rl_sac_policy import DeviceSetSACPolicy
     from fedsimenv.experiments.rl_anchor import AnchoredPPO
+    from fedsimenv.experiments.rl_anchor_sac import AnchoredSAC
 
     tb = settings.tensorboard
     if settings.algo == "ppo":
@@ -163,13 +168,22 @@ def _algorithm(settings: TrainSettings, env: Any) -> Any:
             device="cpu",
             verbose=0,
         )
-    return SAC(
-        "MlpPolicy",
+    # SAC: with a behaviour-cloned actor the first steps act with it (not SB3's uniform random warm-up,
+    # which would fill the buffer with `random`'s schedules); the entropy coefficient is tuned from a
+    # small start so that it does not swamp the cloned actor at once; the buffer holds the whole run
+    # (up to 200k transitions: ~0.3 GB at N = 20).
+    cloned = settings.bc_episodes > 0
+    return AnchoredSAC(
+        DeviceSetSACPolicy if settings.policy == "device" else "MlpPolicy",
         env,
+        anchor_coef=settings.anchor_coef,
         learning_rate=settings.learning_rate,
+        buffer_size=max(1_000, min(settings.timesteps, 200_000)),
+        batch_size=settings.batch_size,
         gamma=settings.gamma,
-        learning_starts=min(100, settings.timesteps // 4),
-        policy_kwargs={"net_arch": [settings.hidden, settings.hidden]},
+        learning_starts=settings.batch_size if cloned else min(100, settings.timesteps // 4),
+        ent_coef=SAC_ENT_COEF,
+        policy_kwargs=_policy_kwargs(settings),
         tensorboard_log=tb,
         seed=settings.seed,
         device="cpu",
@@ -181,6 +195,8 @@ def _policy_kwargs(settings: TrainSettings) -> dict[str, Any]:
     """What :func:`agents.rl_policy.build_policy` needs to rebuild the policy (plain JSON)."""
     if settings.algo == "ppo" and settings.policy == "device":
         return {"hidden": settings.hidden, "log_std_init": settings.log_std_init}
+    if settings.algo == "sac" and settings.policy == "device":
+        return {"hidden": settings.hidden}
     kwargs: dict[str, Any] = {"net_arch": [settings.hidden, settings.hidden]}
     if settings.algo == "ppo":
         kwargs["log_std_init"] = settings.log_std_init
@@ -200,7 +216,12 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
     from agents.rl_features import FEATURES_VERSION
-    from fedsimenv.experiments.rl_eval import policy_decider, run_real_episode, summarise
+    from fedsimenv.experiments.rl_eval import (
+        policy_decider,
+        reference_summaries,
+        run_real_episode,
+        summarise,
+    )
 
     _check(settings)
     say = log if settings.verbose else (lambda _: None)
@@ -213,7 +234,11 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    references = _references(eval_config, settings, eval_seeds, say) if settings.eval_every > 0 else {}
+    references = (
+        reference_summaries(eval_config, settings.reference_agents, eval_seeds, say)
+        if settings.eval_every > 0
+        else {}
+    )
 
     factories = [_EnvFactory(train_config) for _ in range(settings.num_envs)]
     venv = SubprocVecEnv(factories) if settings.vec_env == "subproc" else DummyVecEnv(factories)  # type: ignore[arg-type]
@@ -253,6 +278,8 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
                         }
                     )
             steps = self.num_timesteps
+            if settings.anchor_anneal:  # linear decay to 0 at the last step: free fine-tuning at the end
+                model.anchor_coef = settings.anchor_coef * max(0.0, 1.0 - steps / settings.timesteps)
             if settings.checkpoint_every and steps % settings.checkpoint_every < self.training_env.num_envs:
                 (out_dir / "checkpoints").mkdir(exist_ok=True)
                 with replacing(out_dir / "checkpoints" / f"step_{steps}.zip", ".zip") as tmp:
@@ -271,7 +298,7 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
         model = _algorithm(settings, env)
         formats = ["csv"] + (["tensorboard"] if settings.tensorboard else [])
         model.set_logger(configure(str(out_dir / "sb3_log"), formats))
-        if settings.bc_episodes > 0 and settings.algo == "ppo":
+        if settings.bc_episodes > 0:
             bc_info, probe["features"] = _warm_start(model, config, train_config, settings)
             say(
                 f"behaviour cloning from {settings.teacher}: {bc_info['transitions']} transitions, actor "
@@ -280,10 +307,22 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
             )
             # The clone is the anchor (when anchor_coef > 0) and the point drift is measured from.
             model.freeze_reference()
+            if settings.algo == "sac":
+                bc_info["target_entropy"] = model.hold_entropy_at_reference(probe["features"])
+                say(f"SAC entropy target: the clone's entropy, {bc_info['target_entropy']:.1f}")
+            if settings.checkpoint_every:  # step_0.zip: the clone, to compare fine-tuning against
+                (out_dir / "checkpoints").mkdir(exist_ok=True)
+                with replacing(out_dir / "checkpoints" / "step_0.zip", ".zip") as tmp:
+                    model.save(tmp)
             if settings.anchor_coef > 0:
-                say(f"PPO fine-tuning anchored to the cloned policy: KL coefficient {settings.anchor_coef}")
-        elif settings.algo == "ppo" and settings.anchor_coef > 0:
-            say("no behaviour cloning (--bc-episodes 0): nothing to anchor to, plain PPO")
+                say(
+                    f"{settings.algo.upper()} fine-tuning anchored to the cloned policy: KL coefficient "
+                    f"{settings.anchor_coef}"
+                )
+        elif settings.anchor_coef > 0:
+            say(
+                f"no behaviour cloning (--bc-episodes 0): nothing to anchor to, plain {settings.algo.upper()}"
+            )
         if settings.eval_every > 0:
             evaluate(model, 0)
         model.learn(total_timesteps=settings.timesteps, callback=Progress())
@@ -315,6 +354,7 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
         "behaviour_cloning": bc_info,
         "anchor": {
             "coef": settings.anchor_coef,
+            "anneal": settings.anchor_anneal,
             "active": bool(getattr(model, "reference", None) is not None and settings.anchor_coef > 0),
             "note": "kl_to_clone in evaluations: mean KL(policy || clone) on the teacher's states",
         },
@@ -326,21 +366,6 @@ def train_policy(  # noqa: C901 - the callbacks are closures over the run state
     }
     write_outputs(out_dir, meta, train_config, settings, curve, evaluations, references)
     return meta
-
-
-def _references(
-    eval_config: ScenarioConfig, settings: TrainSettings, seeds: list[int], say: Callable[[str], None]
-) -> dict[str, dict[str, Any]]:
-    """The reference agents evaluated like the policy (same trainer and seeds)."""
-    from fedsimenv.experiments.rl_eval import agent_decider, run_real_episode, summarise
-
-    references = {}
-    for name in settings.reference_agents:
-        episodes = [run_real_episode(eval_config, s, agent_decider(name), factory=True) for s in seeds]
-        references[name] = summarise(episodes)
-        summary = summary_line(references[name])
-        say(f"  reference {name} on {settings.eval_trainer} (seeds {seeds}): {summary}")
-    return references
 
 
 def _warm_start(
@@ -367,7 +392,10 @@ def _warm_start(
         value_targets=False,
     )
     data = merge([episodic, full_length])
-    losses = behaviour_clone(model.policy, data, settings.bc_epochs, settings.seed)
+    log_std_target = settings.log_std_init if settings.algo == "sac" else None
+    losses = behaviour_clone(
+        model.policy, data, settings.bc_epochs, settings.seed, log_std_target=log_std_target
+    )
     info = {
         "transitions": len(data.features),
         "teacher_return": float(np.mean(episodic.episode_returns)),
