@@ -27,12 +27,12 @@ fixed (no decay), so the bound does not loosen with more steps. ``anchor_coef = 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from stable_baselines3 import PPO
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
@@ -47,6 +47,22 @@ def gaussian_kl(
     var, ref_var = torch.exp(2 * log_std), torch.exp(2 * ref_log_std)
     per_component = ref_log_std - log_std + (var + (mean - ref_mean) ** 2) / (2 * ref_var) - 0.5
     return per_component.sum(dim=-1)
+
+
+def checked_anchor_coef(value: float) -> float:
+    """``value`` as the anchor's weight; a one-line error unless it is a finite number >= 0."""
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"--anchor-coef must be a finite number >= 0, got {value}")
+    return float(value)
+
+
+def frozen_copy(policy: BasePolicy) -> BasePolicy:
+    """A copy of ``policy`` in evaluation mode with no trainable parameters: the anchor's reference."""
+    reference = copy.deepcopy(policy)
+    reference.set_training_mode(False)
+    for parameter in reference.parameters():
+        parameter.requires_grad_(False)
+    return reference
 
 
 def _gaussian(policy: ActorCriticPolicy, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,9 +83,7 @@ class AnchoredPPO(PPO):
     """
 
     def __init__(self, *args: Any, anchor_coef: float = 0.0, **kwargs: Any) -> None:
-        if not np.isfinite(anchor_coef) or anchor_coef < 0:
-            raise ValueError(f"--anchor-coef must be a finite number >= 0, got {anchor_coef}")
-        self.anchor_coef = float(anchor_coef)
+        self.anchor_coef = checked_anchor_coef(anchor_coef)
         self.reference: ActorCriticPolicy | None = None
         super().__init__(*args, **kwargs)
 
@@ -79,11 +93,7 @@ class AnchoredPPO(PPO):
 
     def freeze_reference(self) -> None:
         """Make a frozen copy of the current policy the anchor (call it after behaviour cloning)."""
-        reference = copy.deepcopy(self.policy)
-        reference.set_training_mode(False)
-        for parameter in reference.parameters():
-            parameter.requires_grad_(False)
-        self.reference = reference
+        self.reference = cast(ActorCriticPolicy, frozen_copy(self.policy))
 
     def anchor_kl(self, observations: torch.Tensor) -> torch.Tensor:
         """Mean over ``observations`` of KL(policy || reference); 0 without a reference."""

@@ -20,7 +20,6 @@ same logs) with the anchor term added; it logs ``train/anchor_kl``.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
-from fedsimenv.experiments.rl_anchor import gaussian_kl
+from fedsimenv.experiments.rl_anchor import checked_anchor_coef, frozen_copy, gaussian_kl
 
 
 class AnchoredSAC(SAC):
@@ -42,9 +41,7 @@ class AnchoredSAC(SAC):
     """
 
     def __init__(self, *args: Any, anchor_coef: float = 0.0, **kwargs: Any) -> None:
-        if not np.isfinite(anchor_coef) or anchor_coef < 0:
-            raise ValueError(f"--anchor-coef must be a finite number >= 0, got {anchor_coef}")
-        self.anchor_coef = float(anchor_coef)
+        self.anchor_coef = checked_anchor_coef(anchor_coef)
         self.reference: Any = None
         super().__init__(*args, **kwargs)
 
@@ -53,11 +50,7 @@ class AnchoredSAC(SAC):
 
     def freeze_reference(self) -> None:
         """Make a frozen copy of the current actor the anchor (call it after behaviour cloning)."""
-        reference = copy.deepcopy(self.actor)
-        reference.set_training_mode(False)
-        for parameter in reference.parameters():
-            parameter.requires_grad_(False)
-        self.reference = reference
+        self.reference = frozen_copy(self.actor)
 
     def anchor_kl(self, observations: torch.Tensor) -> torch.Tensor:
         """Mean over ``observations`` of KL(actor || reference) (pre-squash Gaussians); 0 without one."""
