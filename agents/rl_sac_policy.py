@@ -31,8 +31,8 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, SACPolicy
 from torch import nn
 
+from agents.rl_device_net import equivariant_outputs, mlp, split_devices, to_canonical
 from agents.rl_features import DEVICE_FEATURES, GLOBAL_FEATURES
-from agents.rl_policy import equivariant_outputs, mlp, split_devices, to_canonical
 
 #: Action components per device (select, rho, bandwidth), canonical order ``[select | rho | bandwidth]``.
 COMPONENTS = 3
