@@ -1,10 +1,11 @@
 """The per-device (permutation-equivariant) policy for SB3 SAC (`train --algo sac --policy device`).
 
-The actor is :class:`agents.rl_policy.DeviceSetNetwork`'s actor with two more outputs per device: one
-shared MLP encodes each device's ``[device features, global features]``, the encodings are pooled
-(mean and max over devices), and a second shared MLP maps ``[row, encoding, pooled context]`` to that
-device's squashed-Gaussian parameters (mean and log std of select, rho and bandwidth before the
-``tanh``). Permuting the devices permutes the action distribution the same way.
+The actor is :class:`agents.rl_policy.DeviceSetNetwork`'s actor with six outputs per device instead
+of three (a mean and a log std per action component): one shared MLP encodes each device's
+``[device features, global features]``, the encodings are pooled (mean and max over devices), and a
+second shared MLP maps ``[row, encoding, pooled context]`` to that device's squashed-Gaussian
+parameters (mean and log std of select, rho and bandwidth before the ``tanh``). Permuting the
+devices permutes the action distribution the same way.
 
 Each critic is a permutation-*invariant* Q(s, a) (Deep Sets over state-action pairs): a shared MLP
 encodes each device's ``[device features, global features, its 3 action components]``, the encodings

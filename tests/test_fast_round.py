@@ -378,3 +378,24 @@ def test_dirichlet_partition_equals_the_split_based_reference() -> None:
         got = dirichlet_partition(labels, n, alpha, np.random.default_rng(seed))
         expected = reference(labels, n, alpha, np.random.default_rng(seed))
         assert [p.tolist() for p in got] == [p.tolist() for p in expected]
+
+
+def test_sample_counts_changed_in_place_are_priced_like_the_closed_form() -> None:
+    """A trainer that shrinks its sample counts in place mid-episode (unlearning a class does) gets
+    the fast round priced at the new counts, as the closed form prices them (a cache keyed on the
+    array object went stale here)."""
+    reports: dict[bool, RoundReport] = {}
+    for fast in (True, False):
+        env = WirelessFLEnv("tiny", trainer="surrogate", overrides={"cell.num_devices": 6})
+        env.reset(seed=1)
+        env.simulator.fast_rounds &= fast
+        action = np.full(env.action_space.shape or (), 0.5, dtype=np.float32)
+        env.step(action)
+        samples = env.trainer.num_samples
+        samples[:] = samples // 2  # in place: the same array object
+        env.step(action)
+        assert env.last_report is not None
+        reports[fast] = env.last_report
+        assert env.simulator.fast_round_count == (2 if fast else 0)
+    np.testing.assert_array_equal(reports[True].compute_time_s, reports[False].compute_time_s)
+    np.testing.assert_array_equal(reports[True].end_time_s, reports[False].end_time_s)

@@ -41,6 +41,9 @@ class AnchoredSAC(SAC):
     """
 
     def __init__(self, *args: Any, anchor_coef: float = 0.0, **kwargs: Any) -> None:
+        if kwargs.get("use_sde"):
+            # :meth:`train` follows SB3's SAC update without its gSDE noise resets.
+            raise ValueError("AnchoredSAC does not support use_sde=True (gSDE); allowed: use_sde=False")
         self.anchor_coef = checked_anchor_coef(anchor_coef)
         self.reference: Any = None
         super().__init__(*args, **kwargs)

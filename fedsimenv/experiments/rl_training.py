@@ -168,8 +168,9 @@ def _algorithm(settings: TrainSettings, env: Any) -> Any:
             device="cpu",
             verbose=0,
         )
-    # SAC: with a behaviour-cloned actor the first steps act with it (not SB3's uniform random warm-up,
-    # which would fill the buffer with `random`'s schedules); the entropy coefficient is tuned from a
+    # SAC: with a behaviour-cloned actor the uniform random warm-up (SB3 plays `action_space.sample()`
+    # until `learning_starts`) is cut to one batch, so few of the buffer's first transitions are
+    # `random`'s schedules and the cloned actor acts from then on; the entropy coefficient is tuned from a
     # small start so that it does not swamp the cloned actor at once; the buffer holds the whole run
     # (up to 200k transitions: ~0.3 GB at N = 20).
     cloned = settings.bc_episodes > 0

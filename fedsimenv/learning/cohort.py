@@ -176,12 +176,12 @@ def train_batched(
             convolution per layer), "vmap" (``torch.func.vmap`` of the forward, any buffer-free
             model), or "auto" (grouped for convolutional models whose operations allow it, else
             vmap).
+        clock: When given, the wall time of each phase is added to it (see :class:`PhaseClock`);
+            the result is the same.
 
     Raises:
         ValueError: the model has buffers (see :func:`can_batch`), or ``engine="grouped"`` for a
             model the grouped layout cannot run.
-        clock: When given, the wall time of each phase is added to it (see :class:`PhaseClock`);
-            the result is the same.
     """
     if clock is not None:
         clock.mark("outside")

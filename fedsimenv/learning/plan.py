@@ -91,7 +91,7 @@ class DeviceJob:
     upload_value_bits: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # array fields: no elementwise ``==`` / hash traps
 class PlanColumns:
     """A round's jobs as columns, for trainers whose jobs carry no masks, start states or upload
     widths (the surrogate): one array entry per job instead of a :class:`DeviceJob` and a

@@ -90,12 +90,16 @@ def _templates(sim: RoundSimulator, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _sample_factor(sim: RoundSimulator, workload: DeviceWorkload) -> np.ndarray:
     """``E x D_k x 3.0``, the first factors of ``workload.training_flops`` (the same products in
-    the same order), kept for the simulator's fixed sample counts and epochs."""
+    the same order), kept while the sample counts and epochs stay the same.
+
+    Keyed on a copy of the counts' values, not on the array object: a trainer may change its counts
+    in place mid-episode (``TorchTrainer.exclude_labels``, federated unlearning), and the round must
+    then be priced at the new counts, as the general path prices it."""
     samples, epochs = workload.num_samples, workload.local_epochs
     cached = sim.fast_sample_factor
-    if cached is None or cached[0] is not samples or cached[1] != epochs:
+    if cached is None or cached[1] != epochs or not np.array_equal(cached[0], samples):
         factor: FloatArray = np.multiply(epochs * samples, 3.0)  # ``(E x D) x 3.0``
-        cached = sim.fast_sample_factor = (samples, epochs, factor)
+        cached = sim.fast_sample_factor = (np.array(samples, copy=True), epochs, factor)
     return cached[2]
 
 
