@@ -136,11 +136,11 @@ def test_anchored_sac_without_anchor_is_sb3_sac_bit_for_bit() -> None:
         assert torch.equal(p, q), name
 
 
-
 def test_anchored_sac_refuses_gsde_it_does_not_follow() -> None:
     env = make_rl_env(load_scenario("tiny", {"trainer": "surrogate", "episode.max_rounds": 4}))
     with pytest.raises(ValueError, match="use_sde"):
         AnchoredSAC("MlpPolicy", env, use_sde=True)
+
 
 def _visited_features(episodes: int) -> torch.Tensor:
     """Features of states the training env visits (random actions), where the anchor acts."""
