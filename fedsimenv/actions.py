@@ -33,6 +33,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from channels import allocate_resource_blocks
 from fedsimenv.config import ActionConfig
+from fedsimenv.numeric import clip
 from fedsimenv.sim.types import RoundDecision
 
 
@@ -47,7 +48,7 @@ def sanitize_action(action: ArrayLike, num_devices: int, num_controls: int = 3) 
         )
     # Clip (which also takes +-inf to +-1; NaN stays NaN), then NaN -> 0: the documented rule. After
     # the clip the sum is NaN exactly when an entry is, so the NaN pass runs only then.
-    clipped = np.minimum(np.maximum(flat, -1.0), 1.0)
+    clipped = clip(flat, -1.0, 1.0)
     total = np.add.reduce(clipped)
     if total != total:  # NaN
         clipped = np.where(np.isnan(clipped), 0.0, clipped)

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from channels import linear_to_db
 from channels.mobility import StaticMobility
 from fedsimenv.config import ScenarioConfig
+from fedsimenv.numeric import clip
 from fedsimenv.sim import RoundSimulator
 
 Observation = dict[str, NDArray[np.float32]]
@@ -92,13 +93,8 @@ class DeviceHistory:
 
 
 def _keep_finite(time_s: NDArray[np.float64], last_s: NDArray[np.float32]) -> NDArray[np.float32]:
-    """``time_s`` clipped to [0, MAX_PHASE_TIME_S] where finite, else ``last_s``, as float32.
-
-    ``np.minimum(np.maximum(...))`` is ``clip`` without its Python-level wrappers: the two differ
-    only in the sign of a zero at a bound, and a phase time (a difference of clock readings) is
-    never -0.0.
-    """
-    clipped = np.minimum(np.maximum(time_s, 0.0), MAX_PHASE_TIME_S)
+    """``time_s`` clipped to [0, MAX_PHASE_TIME_S] where finite, else ``last_s``, as float32."""
+    clipped = clip(time_s, 0.0, MAX_PHASE_TIME_S)
     return np.where(np.isfinite(time_s), clipped, last_s).astype(np.float32)
 
 
@@ -136,11 +132,7 @@ class ObservationBuilder:
     ) -> Observation:
         """The observation of the coming round (table in :class:`fedsimenv.env.WirelessFLEnv`)."""
         simulator, fleet, episode = self.simulator, self.simulator.fleet, self.config.episode
-        # ``.clip(*GAIN_DB_RANGE)`` without its wrappers (10 log10 of a gain is never -0.0, the
-        # one input where the two could differ).
-        gain_db = np.minimum(
-            np.maximum(linear_to_db(simulator.channel_gain_linear), GAIN_DB_RANGE[0]), GAIN_DB_RANGE[1]
-        )
+        gain_db = clip(linear_to_db(simulator.channel_gain_linear), *GAIN_DB_RANGE)
         if simulator.availability is not None:
             # Advancing to "now" is what the next round's start does anyway: no extra randomness drawn.
             available = simulator.availability.advance_to(simulator.now_s).astype(np.float32)

@@ -18,7 +18,10 @@ PACKAGES = ("fedsimenv", "channels", "agents", "scenarios")
 
 #: Bottom to top. A module may import modules of its own layer and of the layers below it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("fedsimenv", "fedsimenv.registry", "fedsimenv.seeding", "fedsimenv.atomic")),
+    (
+        "foundation",
+        ("fedsimenv", "fedsimenv.registry", "fedsimenv.seeding", "fedsimenv.atomic", "fedsimenv.numeric"),
+    ),
     ("channel models", ("channels",)),
     ("scenario schema", ("fedsimenv.config", "fedsimenv.config_system")),
     ("planes and round maths", ("fedsimenv.sim", "fedsimenv.learning", "fedsimenv.rewards")),

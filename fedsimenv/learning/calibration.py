@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from fedsimenv.config import LearningConfig
 from fedsimenv.learning.plan import ModelCost
+from fedsimenv.numeric import clip
 
 #: Calibration file format tag and version.
 CALIBRATION_FORMAT = "fedsimenv-surrogate-calibration"
@@ -77,9 +78,7 @@ class CurveParams:
         total = float(np.add.reduce(share, axis=None))  # ``np.sum`` without its wrapper (every round)
         if total <= 0:
             return 0.0
-        # ``(1 - rho).clip(0, 1)`` without its wrappers (1 - rho is never -0.0, the one input where
-        # the two could differ).
-        kept = np.minimum(np.maximum(1.0 - rho, 0.0), 1.0)
+        kept = clip(1.0 - rho, 0.0, 1.0)
         useful = np.maximum(kept - self.prune_floor, 0.0) / (1.0 - self.prune_floor)
         keep = float(np.add.reduce(share * useful, axis=None)) / total
         return float(total**self.share_exponent * keep**self.prune_exponent)
@@ -119,10 +118,7 @@ class CostTable:
 
     def _clipped(self, rho: NDArray[np.float64]) -> NDArray[np.float64]:
         grid = self._arrays[0]
-        # ``np.clip`` without its wrappers: only a -0.0 rate could come out with another sign of
-        # zero, and interpolation maps both zeros to the same value.
-        clipped: NDArray[np.float64] = np.minimum(np.maximum(rho, grid[0]), grid[-1])
-        return clipped
+        return clip(rho, grid[0], grid[-1])  # a -0.0 rate interpolates as 0.0 does
 
     def columns(self, rho: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """(forward FLOPs per sample, upload bits) at each pruning rate (clipped to the measured
