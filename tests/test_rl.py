@@ -7,11 +7,10 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
+from rl_helpers import assert_agent_acts_as_sb3_predicts
 
 from agents import AgentContext, make_agent
-from agents.rl_features import flat_features
 from fedsimenv.cli import main
 from fedsimenv.env import WirelessFLEnv
 from fedsimenv.experiments.rl_eval import agent_decider, policy_decider, run_real_episode
@@ -101,19 +100,7 @@ def test_saved_device_policy_replays_bit_identically_and_on_another_n(tmp_path: 
     )
     train_policy(config, settings, tmp_path)
     trusted = PPO.load(tmp_path / "policy.zip", device="cpu")  # our own file: SB3's loader as reference
-    env = WirelessFLEnv(config)
-    agent = make_agent(
-        f"ppo:{tmp_path}/policy.zip",
-        AgentContext.from_scenario(config, env.action_space, env.system_view),  # type: ignore[arg-type]
-    )
-    obs, info = env.reset(seed=77)
-    for _ in range(4):
-        action = agent.act(obs, info)
-        expected, _ = trusted.predict(flat_features(obs, env.system_view(), 4), deterministic=True)
-        assert np.array_equal(action, expected)
-        obs, _, terminated, truncated, info = env.step(action)
-        if terminated or truncated:
-            break
+    assert_agent_acts_as_sb3_predicts("ppo", trusted, config, tmp_path)
     # The same file acts in a 6-device scenario, without retraining.
     small = load_scenario(config, {"cell.num_devices": 6})
     env6 = WirelessFLEnv(small)

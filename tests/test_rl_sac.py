@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from rl_helpers import assert_agent_acts_as_sb3_predicts
 from stable_baselines3 import SAC
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents import AgentContext, make_agent
-from agents.rl_features import DEVICE_FEATURES, GLOBAL_FEATURES, DeviceFeatureObservation, flat_features
+from agents.rl_features import DEVICE_FEATURES, GLOBAL_FEATURES, DeviceFeatureObservation
 from agents.rl_policy import POLICY_KINDS, build_policy, load_policy
 from agents.rl_sac_policy import DeviceSetSACPolicy
 from fedsimenv.env import WirelessFLEnv
@@ -231,19 +231,7 @@ def test_saved_sac_device_policy_replays_bit_identically_and_on_another_n(tmp_pa
     assert meta["anchor"]["active"] is True
     assert np.isfinite(meta["behaviour_cloning"]["target_entropy"])  # the clone's entropy (below)
     trusted = SAC.load(tmp_path / "policy.zip", device="cpu")  # our own file: SB3's loader as reference
-    env = WirelessFLEnv(config)
-    agent = make_agent(
-        f"sac:{tmp_path}/policy.zip",
-        AgentContext.from_scenario(config, env.action_space, env.system_view),  # type: ignore[arg-type]
-    )
-    obs, info = env.reset(seed=77)
-    for _ in range(4):
-        action = agent.act(obs, info)
-        expected, _ = trusted.predict(flat_features(obs, env.system_view(), 4), deterministic=True)
-        assert np.array_equal(action, expected)
-        obs, _, terminated, truncated, info = env.step(action)
-        if terminated or truncated:
-            break
+    assert_agent_acts_as_sb3_predicts("sac", trusted, config, tmp_path)
     # The same file acts, through SB3's env checker path, in a 6-device scenario without retraining.
     small = load_scenario(config, {"cell.num_devices": 6})
     feature_env = DeviceFeatureObservation(WirelessFLEnv(small))
