@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import fedavg_flower, fedavg_paired, fedavg_round, fedavg_systems
+from bench import fedavg_flower, fedavg_paired, fedavg_results, fedavg_round, fedavg_systems
 from bench.compute import ComputeFloor
 from bench.fedavg_paired import FLOWER_CONFIGS, ProcessRun
 from bench.fedavg_round import SECTION, collect
@@ -173,9 +173,9 @@ def test_agreement_check_flags_a_workload_that_differs_by_one_client_order() -> 
     same, changed = PlainLoopSystem(workload, rounds=1), PlainLoopSystem(workload, rounds=1)
     changed.orders[0][0] = changed.orders[0][0].flip(0)  # one client visits its samples backwards
     reference = _one_round(PlainLoopSystem(workload, rounds=1))
-    note, ok = fedavg_round._agreement(10, {PLAIN: reference, BATCHED: _one_round(same)})
+    note, ok = fedavg_results._agreement(10, {PLAIN: reference, BATCHED: _one_round(same)})
     assert ok and note.endswith("agree")
-    note, ok = fedavg_round._agreement(10, {PLAIN: reference, BATCHED: _one_round(changed)})
+    note, ok = fedavg_results._agreement(10, {PLAIN: reference, BATCHED: _one_round(changed)})
     assert not ok and "MISMATCH" in note
 
 
