@@ -1,8 +1,9 @@
 """One agent on one scenario and seed: the episode loop, writing (and resuming) a run directory.
 
 :func:`run_episode` runs an episode to its end; :func:`resume_run` continues an interrupted one from
-its latest checkpoint (:mod:`fedsimenv.experiments.replay`). The files of a run directory are
-described in :mod:`fedsimenv.experiments.rundir`.
+its latest checkpoint (:mod:`fedsimenv.experiments.replay`), after the checks of
+:mod:`fedsimenv.experiments.resume`. The files of a run directory are described in
+:mod:`fedsimenv.experiments.rundir`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,11 @@ from gymnasium import spaces
 
 from agents import AgentContext, configure_for_agent, make_agent
 from agents.base import Agent
-from fedsimenv.atomic import write_text_atomic
 from fedsimenv.config import ScenarioConfig
 from fedsimenv.env import WirelessFLEnv
 from fedsimenv.experiments.checkpoints import (
     CHECKPOINT_DIR,
     CHECKPOINT_FORMAT,
-    newest_valid_checkpoint,
     prune_checkpoints,
     resolved_scenario,
     run_fingerprint,
@@ -34,7 +33,6 @@ from fedsimenv.experiments.checkpoints import (
 )
 from fedsimenv.experiments.errors import (
     ReplayDivergedError,
-    ResumeError,
     RunDirectoryError,
 )
 from fedsimenv.experiments.replay import (
@@ -42,7 +40,12 @@ from fedsimenv.experiments.replay import (
     record_round,
     trainer_state,
 )
-from fedsimenv.experiments.resume import check_resumable, comparable, restored_rows
+from fedsimenv.experiments.resume import (
+    ResumeWarning,
+    checkpoint_to_resume,
+    comparable,
+    rewrite_replayed_files,
+)
 from fedsimenv.experiments.rounds import act_with_note, append_text, replay_checkpoint, timeline_text
 from fedsimenv.experiments.rundir import (
     CONFIG_FILE,
@@ -63,6 +66,9 @@ from fedsimenv.sim.protocols import PROTOCOLS
 
 Observation = dict[str, Any]
 OnRound = Callable[[Mapping[str, Any]], None]
+
+# ResumeWarning lives with the resume checks that issue it; it stays importable from here.
+__all__ = ["EpisodeSession", "Observation", "OnRound", "ResumeWarning", "resume_run", "run_episode"]
 
 
 class EpisodeSession:
@@ -190,7 +196,9 @@ class EpisodeSession:
             self.records, self.rows = replayed.records, replayed.rows
             self.replayed_rounds, timeline_lines = len(replayed.records), replayed.timeline_lines
         if resume and self.out_dir is not None:
-            self._rewrite_replayed_files(timeline_lines)
+            self.pending_rows = rewrite_replayed_files(
+                self.out_dir, self.pending_rows, self.rows, self.timeline, timeline_lines
+            )
         self._play(env, agent, observation, info, done, append=resume)
         if self.timeline and self.out_dir is not None and env.last_report is not None:
             plot_gantt(env.last_report, self.out_dir / "gantt.png")
@@ -224,7 +232,10 @@ class EpisodeSession:
             return None
         remove_temporaries(out)  # left by a process killed mid-write; we hold the lock
         if resume:
-            return self._checkpoint_to_resume(out)
+            checkpoint, self.pending_rows = checkpoint_to_resume(
+                out, self.config, self.seed, self.recorded_fingerprint, self.fingerprint
+            )
+            return checkpoint
         check_output_dir(out)
         meta = {
             "agent": self.agent_name,
@@ -236,57 +247,6 @@ class EpisodeSession:
         }
         write_run_files(out, meta, self.config.model_copy(update={"seed": self.seed}))
         return None
-
-    def _checkpoint_to_resume(self, out: Path) -> dict[str, Any] | None:
-        """The newest intact checkpoint of this run (None: recompute from round 1), after checking that
-        the directory still describes the run that wrote it."""
-        if self.recorded_fingerprint is None:
-            raise ResumeError(f"{out}: resume a run directory with EpisodeSession.from_run_dir")
-        check_resumable(
-            out, self.recorded_fingerprint, self.fingerprint, resolved_scenario(self.config, self.seed)
-        )
-        folder = out / CHECKPOINT_DIR
-        checkpoint = newest_valid_checkpoint(folder, self.fingerprint, _warn)
-        recorded = restored_rows(out / METRICS_FILE)
-        done = 0 if checkpoint is None else int(checkpoint["round"])
-        if checkpoint is None and recorded:
-            _warn(
-                f"no intact checkpoint in {folder}: recomputing from round 1, each round checked "
-                "against metrics.jsonl"
-            )
-        limit = self.config.episode.max_rounds
-        if limit < max(done, len(recorded)):
-            raise ResumeError(
-                f"episode.max_rounds is {limit} but {out} already holds {max(done, len(recorded))} rounds; "
-                "resume refused (nothing was changed): restore config.yaml or start a new run"
-            )
-        self.pending_rows = recorded
-        return checkpoint
-
-    def _rewrite_replayed_files(self, timeline_lines: list[str]) -> None:
-        """After a replay: ``metrics.jsonl`` holds the replayed rounds and the complete rows recorded after
-        them (a torn tail is dropped); ``timeline.jsonl`` the replayed rounds (later ones are rewritten
-        as they are recomputed)."""
-        assert self.out_dir is not None
-        recorded = self.pending_rows
-        for index, (old, new) in enumerate(zip(recorded, self.rows, strict=False)):
-            replayed = comparable(new)
-            if old != replayed:
-                keys = sorted(k for k in set(old) | set(replayed) if old.get(k) != replayed.get(k))
-                raise ReplayDivergedError(
-                    f"replay diverged: round {index + 1} of metrics.jsonl differs from the replayed round "
-                    f"in {', '.join(keys)} (nothing was changed)"
-                )
-        if len(recorded) < len(self.rows):
-            _warn(
-                f"metrics.jsonl held {len(recorded)} of the {len(self.rows)} checkpointed rounds; "
-                "the others were restored from the checkpoint"
-            )
-        self.pending_rows = recorded[len(self.rows) :]
-        lines = [metric_line(r) for r in [*self.rows, *self.pending_rows]]
-        write_text_atomic(self.out_dir / METRICS_FILE, "".join(lines))
-        if self.timeline:
-            write_text_atomic(self.out_dir / TIMELINE_FILE, "".join(timeline_lines))
 
     def _play(
         self,
@@ -360,14 +320,6 @@ class EpisodeSession:
         folder = self.out_dir / CHECKPOINT_DIR
         save_checkpoint(folder / f"round-{round_index:06d}.pt", payload)
         prune_checkpoints(folder)
-
-
-def _warn(message: str) -> None:
-    warnings.warn(message, ResumeWarning, stacklevel=3)
-
-
-class ResumeWarning(UserWarning):
-    """What ``--resume`` repaired or skipped (a damaged checkpoint, a truncated metrics.jsonl)."""
 
 
 def run_episode(
