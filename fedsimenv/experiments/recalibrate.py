@@ -77,7 +77,7 @@ def recalibrate(
 ) -> dict[str, Any]:
     """Run the loop (module docstring); returns ``recalibrate.json``'s content.
 
-    ``settings`` is a :class:`~fedsimenv.experiments.rl_training.TrainSettings` (its seed is offset
+    ``settings`` is a :class:`~fedsimenv.experiments.rl_settings.TrainSettings` (its seed is offset
     by the iteration). Starting from ``calibration`` + ``records`` skips the initial calibration."""
     from agents.rl_policy import load_policy
     from fedsimenv.experiments.calibrate import calibrate as run_calibration

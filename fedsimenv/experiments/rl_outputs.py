@@ -17,7 +17,7 @@ from fedsimenv.config import ScenarioConfig
 from fedsimenv.scenario import dump_scenario
 
 if TYPE_CHECKING:
-    from fedsimenv.experiments.rl_training import TrainSettings
+    from fedsimenv.experiments.rl_settings import TrainSettings
 
 
 def write_outputs(
