@@ -118,14 +118,14 @@ def _process_run(round_ms: float, wall_s: float, run: SystemRun) -> ProcessRun:
 
 def test_process_ratios_are_formed_pair_by_pair(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Every system as a whole process, A B A B: each ratio's samples are the per-pair quotients.
-    out = fedavg_round.SectionResults()
+    out = fedavg_results.SectionResults()
     measured = fedavg_round._measure_in_process(4, 3, out)
     batched = measured.runs[BATCHED]
     rounds = {BATCHED: [10.0, 20.0], PLAIN: [60.0, 80.0], **{key: [400.0, 1000.0] for key in FLOWER_CONFIGS}}
     fake = {name: [_process_run(ms, 3 * ms, batched) for ms in values] for name, values in rounds.items()}
     monkeypatch.setattr(fedavg_round, "run_pairs", lambda systems, *args: {s: fake[s] for s in systems})
     fedavg_round._measure_processes(4, 3, 2, True, tmp_path, measured, out)
-    fedavg_round._add_figures(4, measured, out)
+    fedavg_results._add_figures(4, measured, out)
     process_ratios = [r for r in out.ratios if "processes A B A B" in r.name]
     assert len(process_ratios) == 3
     for ratio in out.ratios:
@@ -190,14 +190,14 @@ def test_compute_floor_counts_the_round_s_flops_by_hand_and_judges_the_targets()
     assert floor.seconds == pytest.approx(0.02) and floor.best_ratio(0.1) == pytest.approx(5.0)
     assert "UNREACHABLE" in floor.verdict("x", 5.0, 6.0) and "within" in floor.verdict("x", 7.0, 6.0)
     # Plain loop 100 ms and Flower 1,000 ms per round over a 20 ms floor: at most 5x and 50x.
-    out = fedavg_round.SectionResults()
+    out = fedavg_results.SectionResults()
     dummy = SystemRun((10.0,), (0.5,), {}, {})
-    measured = fedavg_round.Measured({BATCHED: dummy, PLAIN: dummy}, {})
+    measured = fedavg_results.Measured({BATCHED: dummy, PLAIN: dummy}, {})
     measured.process_rounds = {"Flower (num_cpus=1)": figure(SECTION, "flower", "ms/round", [1000.0])}
     out.figures += measured.process_rounds.values()  # as _measure_processes reports it
     run = FloorRun(2e9, (100.0, 50.0), {BATCHED: (25.0, 60.0), PLAIN: (100.0, 200.0)})
     assert run.floor_ms == pytest.approx((20.0, 40.0))
-    fedavg_round._add_floor(50, run, measured, out)
+    fedavg_results._add_floor(50, run, measured, out)
     # batched / floor and plain / floor pair each round with the peak sample taken just before it.
     assert [(r.samples, r.target, r.is_paired) for r in out.ratios] == [
         ((1.25, 1.5), None, True),
