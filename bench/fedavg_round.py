@@ -62,7 +62,6 @@ the systems' round-1 weights or final accuracies disagree beyond those tolerance
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -112,11 +111,6 @@ DEFAULT_ROUNDS = 10
 DEFAULT_PAIRS = 3
 QUICK_CLIENTS = (10,)
 QUICK_ROUNDS = 3
-
-
-def _startup_s(first_round_s: float, round_ms: Sequence[float]) -> float:
-    # A steady round is what the first one would have cost without set-up; never report below zero.
-    return max(0.0, first_round_s - statistics.median(round_ms) / 1e3)
 
 
 def _measure_in_process(n: int, rounds: int, out: SectionResults) -> Measured:
