@@ -16,6 +16,7 @@ the same thread count; ``bench.env_steps --phases`` and ``bench.fedavg_round`` p
 env step and a FedAvg round, with the best steps/s or speed-up ratio it allows.
 
     python -m bench.compute [--repeats 5]
+    python -m bench.compute --steps-only 400     # the small-CNN step alone, for perf record
 """
 
 from __future__ import annotations
@@ -186,7 +187,20 @@ def collect(repeats: int = 5, quick: bool = False) -> Collected:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--steps-only",
+        type=int,
+        metavar="N",
+        help="run only the small CNN's cohort step N times, on one thread, and print nothing: a "
+        "workload for an outside profiler (perf record -D 5000 ... python -m bench.compute --steps-only 400)",
+    )
     args = parser.parse_args(argv)
+    if args.steps_only is not None:
+        torch.set_num_threads(1)
+        _, call, _ = cohort_step("small-cnn", (1, 8, 8), 50, 16, None)
+        for _ in range(args.steps_only):
+            call()
+        return
     report = Report(machine_description())
     report.extend(collect(args.repeats))
     print(report.to_markdown("Compute efficiency benchmark"))

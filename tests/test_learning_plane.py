@@ -68,6 +68,56 @@ def test_flops_and_params_match_torch_pruning_dense_and_hard_pruned(name: str) -
             assert cost.ops == tp_layer_ops[modules[layer]], layer
 
 
+def test_flops_follow_a_model_changed_in_place() -> None:
+    # The layer geometry is cached per model object; the count must follow layers slimmed in place
+    # (as Torch-Pruning does) and a layer replaced by one with the same weight shapes but another
+    # stride (reference: Torch-Pruning's own counter, after each change).
+    model = _model("small-cnn")
+
+    def matches_torch_pruning() -> float:
+        _, _, tp_ops, _ = tp.utils.count_ops_and_params(model, torch.zeros(1, *SHAPE), layer_wise=True)
+        modules = dict(model.named_modules())
+        costs = layer_costs(model, SHAPE)
+        assert [cost.ops for cost in costs.values()] == [tp_ops[modules[layer]] for layer in costs]
+        return forward_flops_per_sample(model, SHAPE)
+
+    features = model.get_submodule("features")
+    assert isinstance(features, nn.Sequential)
+    first, second = features[0], features[2]
+    assert isinstance(first, nn.Conv2d) and isinstance(second, nn.Conv2d)
+    dense = matches_torch_pruning()
+    tp.prune_conv_out_channels(first, idxs=[0, 1, 2, 3])
+    tp.prune_conv_in_channels(second, idxs=[0, 1, 2, 3])
+    slimmed = matches_torch_pruning()
+    features[2] = nn.Conv2d(second.in_channels, second.out_channels, 3, stride=2, padding=1)
+    # the feature map is a quarter of the size now
+    model.classifier = nn.Linear(second.out_channels * 4 * 4, 10)
+    strided = matches_torch_pruning()
+    assert dense > slimmed > strided
+
+
+def test_magnitude_masks_follow_weights_changed_in_place() -> None:
+    # The sort of each layer is reused across calls while the weights are equal; after an in-place
+    # change (a round's training) the masks must rank the new values (reference: numpy's stable sort).
+    model = _model("small-cnn")
+    pruner = PRUNING_METHODS.get("magnitude")()
+    pruner.masks(model, 0.3, torch.Generator())
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=torch.Generator().manual_seed(param.numel())))
+    for rho in (0.3, 0.6):
+        masks = pruner.masks(model, rho, torch.Generator())
+        assert set(masks) == {"features.0.weight", "features.2.weight", "classifier.weight"}
+        for name, param in model.named_parameters():
+            if name in masks:
+                values = param.detach().abs().flatten().numpy()
+                removed = int((~masks[name]).sum())
+                expected = np.ones(values.size, dtype=bool)
+                expected[np.argsort(values, kind="stable")[:removed]] = False
+                assert removed > 0
+                np.testing.assert_array_equal(masks[name].flatten().numpy(), expected)
+
+
 @pytest.mark.parametrize("method", ["l1-filter", "taylor", "random-filter", "width"])
 @pytest.mark.parametrize("name", ["small-cnn", "resnet20"])
 def test_soft_and_hard_pruning_agree_on_outputs_params_and_flops(method: str, name: str) -> None:

@@ -33,8 +33,10 @@ def _removal_per_layer(weights: dict[str, torch.Tensor], total_params: int, rho:
     return {name: round(rate * w.numel()) for name, w in weights.items()}
 
 
-def _layerwise_masks(model: nn.Module, rho: float, order: Callable[[torch.Tensor], torch.Tensor]) -> Masks:
-    """In every layer remove the first ``removals[layer]`` weights of ``order(weight)`` (flat indices,
+def _layerwise_masks(
+    model: nn.Module, rho: float, order: Callable[[str, torch.Tensor], torch.Tensor]
+) -> Masks:
+    """In every layer remove the first ``removals[layer]`` weights of ``order(name, weight)`` (flat indices,
     first = removed first), at one common rate over layers (:func:`_removal_per_layer`)."""
     weights = prunable_weights(model)
     removals = _removal_per_layer(weights, count_parameters(model), rho)
@@ -42,7 +44,7 @@ def _layerwise_masks(model: nn.Module, rho: float, order: Callable[[torch.Tensor
     for name, weight in weights.items():
         keep = torch.ones(weight.numel(), dtype=torch.bool, device=weight.device)
         # Called for every layer, even one losing nothing, so a random order draws the same numbers.
-        keep[order(weight)[: removals[name]]] = False
+        keep[order(name, weight)[: removals[name]]] = False
         result[name] = keep.view_as(weight)
     return result
 
@@ -64,14 +66,34 @@ def global_masks(weights: dict[str, torch.Tensor], scores: dict[str, torch.Tenso
 @PRUNING_METHODS.register("magnitude")
 class MagnitudePruning(PruningMethod):
     """Layer-wise magnitude pruning: in every conv/linear layer, zero the same fraction of weights,
-    those with the smallest |w| (Han et al., 2015). Ties are broken by index (deterministic)."""
+    those with the smallest |w| (Han et al., 2015). Ties are broken by index (deterministic).
+
+    A round prunes the same global model once per device at different rates, so each layer's order
+    is sorted once and kept with a copy of the weights it was sorted for: the next call reuses it
+    while the values are equal (a comparison is ~30x cheaper than the stable sort), and sorts again
+    once training has changed them.
+    """
+
+    def __init__(self) -> None:
+        #: Per layer name, the weights last sorted and their order.
+        self._sorted: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def masks(
         self, model: nn.Module, rho: float, generator: torch.Generator, batch: Batch | None = None
     ) -> Masks:
-        return _layerwise_masks(
-            model, rho, lambda weight: torch.argsort(weight.detach().abs().flatten(), stable=True)
-        )
+        return _layerwise_masks(model, rho, self._order)
+
+    def _order(self, name: str, weight: torch.Tensor) -> torch.Tensor:
+        values = weight.detach()
+        known = self._sorted.get(name)
+        if known is not None:
+            sorted_values, order = known
+            same_place = sorted_values.shape == values.shape and sorted_values.device == values.device
+            if same_place and torch.equal(sorted_values, values):
+                return order
+        order = torch.argsort(values.abs().flatten(), stable=True)
+        self._sorted[name] = (values.clone(), order)
+        return order
 
 
 @PRUNING_METHODS.register("global-magnitude")
@@ -96,7 +118,9 @@ class RandomPruning(PruningMethod):
         self, model: nn.Module, rho: float, generator: torch.Generator, batch: Batch | None = None
     ) -> Masks:
         return _layerwise_masks(
-            model, rho, lambda weight: torch.randperm(weight.numel(), generator=generator).to(weight.device)
+            model,
+            rho,
+            lambda _, weight: torch.randperm(weight.numel(), generator=generator).to(weight.device),
         )
 
 
