@@ -54,7 +54,7 @@ from fedsimenv.learning.calibration import (
     load_calibration,
 )
 from fedsimenv.learning.datasets import Split
-from fedsimenv.learning.partition import client_partition, load_configured_dataset
+from fedsimenv.learning.partition import client_label_counts, load_configured_dataset
 from fedsimenv.learning.plan import DeviceJob, LearningResult, ModelCost, PlanColumns, RoundPlan
 from fedsimenv.learning.trainer import TRAINERS, Trainer
 from fedsimenv.seeding import EpisodeStreams
@@ -97,10 +97,11 @@ def partition_label_counts(
 ) -> NDArray[np.float64]:
     """(N, classes) label histogram of each device's training data, drawn as the torch trainer does:
     the configured dataset (``data``: its ``(full, official test)`` if already loaded), the same
-    ``partition`` stream and :func:`~fedsimenv.learning.partition.client_partition`."""
+    ``partition`` stream and :func:`~fedsimenv.learning.partition.client_partition` (counted by
+    :func:`~fedsimenv.learning.partition.client_label_counts`, with the same draws)."""
     loaded = load_configured_dataset(config) if data is None else data
-    train, _, parts = client_partition(loaded, config, num_devices, streams.numpy("partition"))
-    return np.stack([np.bincount(train.y[p], minlength=train.num_classes) for p in parts]).astype(np.float64)
+    counts = client_label_counts(loaded, config, num_devices, streams.numpy("partition"))
+    return counts.astype(np.float64)
 
 
 @TRAINERS.register("surrogate")
