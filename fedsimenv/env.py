@@ -30,6 +30,7 @@ from fedsimenv.sim import RoundDecision, RoundReport, RoundSimulator
 from fedsimenv.sim.builder import build_simulator
 from fedsimenv.sim.fastround import report_summary
 from fedsimenv.sim.protocols import PROTOCOLS
+from fedsimenv.sim.types import make_frozen
 from fedsimenv.view import CostCurve, SystemView, build_system_view, cost_curve_grid
 
 __all__ = ["GAIN_DB_RANGE", "MAX_CPU_FREQ_GHZ", "WirelessFLEnv"]
@@ -326,7 +327,8 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
 
         round_energy_j = report.energy_j
         reward, terms = self.reward_fn(
-            RoundOutcome(
+            make_frozen(  # ``RoundOutcome(...)``, without the frozen constructor's cost
+                RoundOutcome,
                 accuracy=learning.accuracy,
                 previous_accuracy=self._learning.accuracy,
                 round_latency_s=report.round_latency_s + learning.server_time_s,

@@ -18,6 +18,7 @@ from fedsimenv.learning.covering import covering_index
 from fedsimenv.learning.plan import DeviceJob, LearningResult, PlanColumns, RoundPlan
 from fedsimenv.learning.trainer import Trainer
 from fedsimenv.sim import DeviceWorkload
+from fedsimenv.sim.types import make_frozen
 
 
 def round_workload(plan: RoundPlan, trainer: Trainer, num_devices: int, local_epochs: int) -> DeviceWorkload:
@@ -33,10 +34,17 @@ def round_workload(plan: RoundPlan, trainer: Trainer, num_devices: int, local_ep
     columns = plan.columns
     if columns is not None:  # no per-device download in a plan of columns
         if columns.devices:
-            devices = columns.devices
-            flops[devices] = columns.forward_flops_per_sample
-            bits[devices] = columns.upload_bits
-        return DeviceWorkload(flops, bits, download, trainer.num_samples, local_epochs)
+            index = np.array(columns.devices)  # once: a list index converts at every use
+            flops[index] = columns.forward_flops_per_sample
+            bits[index] = columns.upload_bits
+        return make_frozen(  # ``DeviceWorkload(...)``, without the frozen constructor's cost
+            DeviceWorkload,
+            forward_flops_per_sample=flops,
+            upload_bits=bits,
+            download_bits=download,
+            num_samples=trainer.num_samples,
+            local_epochs=local_epochs,
+        )
     costs = [job.cost for job in plan.jobs.values()]
     if costs:
         devices = list(plan.jobs)

@@ -322,7 +322,7 @@ def test_make_report_equals_the_dataclass_constructor() -> None:
     assert made == built and made.round_latency_s == 1.5
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.round_index = 4  # type: ignore[misc]
-    with pytest.raises(TypeError, match="make_report needs exactly the fields"):
+    with pytest.raises(TypeError, match=r"make_frozen\(RoundReport\) needs exactly the fields"):
         make_report(**{k: v for k, v in values.items() if k != "stop_s"})
 
 

@@ -78,6 +78,13 @@ def _broadcast_rate_bps(bandwidth_hz: float, power_w: float, gain_min: float, n0
     return float(bandwidth_hz * np.log2(1.0 + power_w * gain_min / (n0 * bandwidth_hz)))
 
 
+def _smallest(values: np.ndarray) -> Any:
+    """The smallest entry of a non-empty array, or its first NaN: ``np.minimum.reduce(values)``
+    (a -0.0 and a 0.0 may be picked the other way round, which no comparison here sees, and which
+    gives the downlink the same rate 0), read off ``argmin`` at a fraction of a reduction's cost."""
+    return values[values.argmin()]
+
+
 def _templates(sim: RoundSimulator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-simulator constant arrays the report starts from (copied, never handed out): the idle
     status (``<U7``, the dtype of ``np.where(has_job, "arrived", "idle")``) and the empty reasons
@@ -88,6 +95,10 @@ def _templates(sim: RoundSimulator, n: int) -> tuple[np.ndarray, np.ndarray]:
     return cached
 
 
+#: ``(key, factor)`` of :func:`_sample_factor`: the key is (epochs, dtype, shape, bytes) of the counts.
+SampleFactorCache = tuple[tuple[int, np.dtype[Any], tuple[int, ...], bytes], FloatArray]
+
+
 def _sample_factor(sim: RoundSimulator, workload: DeviceWorkload) -> np.ndarray:
     """``E x D_k x 3.0``, the first factors of ``workload.training_flops`` (the same products in
     the same order), kept while the sample counts and epochs stay the same.
@@ -95,12 +106,15 @@ def _sample_factor(sim: RoundSimulator, workload: DeviceWorkload) -> np.ndarray:
     Keyed on a copy of the counts' values, not on the array object: a trainer may change its counts
     in place mid-episode (``TorchTrainer.exclude_labels``, federated unlearning), and the round must
     then be priced at the new counts, as the general path prices it."""
-    samples, epochs = workload.num_samples, workload.local_epochs
+    samples, epochs = np.asarray(workload.num_samples), workload.local_epochs
+    # Keyed on the counts' dtype and bytes: equal bytes of one dtype are equal values (a stricter
+    # test than ``np.array_equal``, and cheaper; a false miss only recomputes the same factor).
+    key = (epochs, samples.dtype, samples.shape, samples.tobytes())
     cached = sim.fast_sample_factor
-    if cached is None or cached[1] != epochs or not np.array_equal(cached[0], samples):
+    if cached is None or cached[0] != key:
         factor: FloatArray = np.multiply(epochs * samples, 3.0)  # ``(E x D) x 3.0``
-        cached = sim.fast_sample_factor = (np.array(samples, copy=True), epochs, factor)
-    return cached[2]
+        cached = sim.fast_sample_factor = (key, factor)
+    return cached[1]
 
 
 def _max_compute_power(sim: RoundSimulator) -> FloatArray:
@@ -124,7 +138,7 @@ def run_fast_round(
     :func:`report_summary`)."""
     env = sim.env
     # ``min == inf`` is ``all(== inf)`` and ``min >= 0`` is ``all(>= 0)`` (a NaN fails both).
-    minimum = np.minimum.reduce
+    minimum = _smallest
     if sim._num_active or minimum(sim.battery_j) != np.inf or (env._queue and not queue_is_inert(env)):
         return None
     selected = decision.selected
@@ -139,7 +153,7 @@ def run_fast_round(
     start = float(env.now)
     n0 = sim.noise_psd_w_per_hz
     downlink_rate = _broadcast_rate_bps(
-        float(sim.network.downlink_bandwidth_hz), sim.bs_tx_power_w, float(np.minimum.reduce(gain[idx])), n0
+        float(sim.network.downlink_bandwidth_hz), sim.bs_tx_power_w, float(minimum(gain[idx])), n0
     )
     if not downlink_rate > 0:
         return None  # no download ever ends
@@ -166,9 +180,9 @@ def run_fast_round(
         # quotients are exact per element, so the same values as over all N).
         cycles = _sample_factor(sim, workload)[idx] * workload.forward_flops_per_sample[idx]
         per_cycle = fleet.flops_per_cycle
-        comp_k = dl_k + (cycles / (per_cycle[idx] if np.ndim(per_cycle) else per_cycle)) / freq[idx]
-        bandwidth = decision.bandwidth_hz.copy()
-        rate = _fdma_rate_bps(bandwidth, power, gain, n0)
+        freq_k = freq[idx]
+        comp_k = dl_k + (cycles / (per_cycle[idx] if np.ndim(per_cycle) else per_cycle)) / freq_k
+        rate = _fdma_rate_bps(decision.bandwidth_hz, power, gain, n0)
         up_bits = np.asarray(workload.upload_bits)[idx]
         up_k = comp_k + up_bits / rate[idx]
         if not minimum(up_bits) > 0:
@@ -199,7 +213,8 @@ def run_fast_round(
         jobs.reason.fill("")
         jobs.transmissions.fill(0)
         jobs.transmissions[idx] = 1
-        jobs.start(idx, sim.version, bandwidth, decision.pruning_rate, workload.upload_bits, power, freq)
+        rho_k = decision.pruning_rate[idx]
+        jobs.start_at(idx, sim.version, decision.bandwidth_hz[idx], rho_k, up_bits, power[idx], freq_k)
         sim._job_id[idx] += 1
         sim._delivered[idx] = True
         sim._downlink_rate_bps = downlink_rate
@@ -217,12 +232,13 @@ def run_fast_round(
         # below is finite, so its NaN handling only ever maps the devices without a job to 0; a
         # job's stop time is t3 <= end, so its clipping of phase ends to ``min(t3, end)`` and
         # then to ``end`` leaves ``min(b, t3)``.
-        # ``max(dl_k, start)`` is dl_k: a download ends at start plus a quotient >= 0 (a NaN one
-        # never gets here).
+        # ``max(dl_k, start)`` is dl_k and ``max(comp_k, start)`` is comp_k: a download ends at
+        # start plus a quotient >= 0, the computation after it plus another one (a NaN one never
+        # gets here).
         compute_s = np.zeros(n)
         upload_s = np.zeros(n)
         compute_s[idx] = np.maximum(np.minimum(comp_k, t3) - dl_k, 0.0)
-        upload_s[idx] = np.maximum(np.minimum(up_k, t3) - np.maximum(comp_k, start), 0.0)
+        upload_s[idx] = np.maximum(np.minimum(up_k, t3) - comp_k, 0.0)
         idle_s = np.maximum((end - start) - compute_s - upload_s, 0.0)
         compute_energy = (
             _max_compute_power(sim) if decision.cpu_freq_hz is None else compute_power_w(fleet.kappa, freq)
@@ -233,14 +249,13 @@ def run_fast_round(
     report_status = status_idle.copy()
     report_status[idx] = STATUS_ARRIVED
     # ``np.where(selected, x, 0.0)`` of float64 arrays: zeros with the selected entries.
-    rho = decision.pruning_rate
-    if rho.dtype == np.float64:
+    if decision.pruning_rate.dtype == np.float64:
         pruning_rate = np.zeros(n)
-        pruning_rate[idx] = rho[idx]
+        pruning_rate[idx] = rho_k
     else:
-        pruning_rate = np.where(selected, rho, 0.0)
+        pruning_rate = np.where(selected, decision.pruning_rate, 0.0)
     upload_bits = np.zeros(n)
-    upload_bits[idx] = jobs.bits[idx]
+    upload_bits[idx] = up_bits  # ``jobs.bits[idx]``: the same values, cast to float64 alike
     dl_start, dl_finish, comp_start, comp_finish, up_start, up_finish, report_stop_s = block.copy()
     report = make_report(
         round_index=sim.round_index,

@@ -45,7 +45,7 @@ from fedsimenv.sim.accounting import PHASES, JobState, report_round
 from fedsimenv.sim.availability import MarkovAvailability
 from fedsimenv.sim.blocks import ChannelBlocks, EvolvingChannel
 from fedsimenv.sim.closedform import finish_round, protocol_allows, queue_is_inert
-from fedsimenv.sim.fastround import FastSummary, fast_rounds_possible, run_fast_round
+from fedsimenv.sim.fastround import FastSummary, SampleFactorCache, fast_rounds_possible, run_fast_round
 from fedsimenv.sim.phases import failure_times, plan_phases
 from fedsimenv.sim.protocols import RoundProtocol, build_protocol
 from fedsimenv.sim.types import (
@@ -165,7 +165,7 @@ class RoundSimulator:
         self.fast_summary: FastSummary | None = None
         # The fast path's per-simulator constants (:mod:`fedsimenv.sim.fastround`).
         self.fast_templates: tuple[np.ndarray, np.ndarray] | None = None
-        self.fast_sample_factor: tuple[NDArray[np.int64], int, FloatArray] | None = None
+        self.fast_sample_factor: SampleFactorCache | None = None
         self.fast_max_power: tuple[DeviceFleet, FloatArray] | None = None
 
     @property
