@@ -214,7 +214,9 @@ def test_rate_formulas_equal_the_channel_library_bit_for_bit() -> None:
         bandwidth = np.where(rng.random(n) < 0.3, 0.0, rng.uniform(1e3, 2e7, n))
         power, gain = rng.uniform(1e-4, 1.0, n), 10 ** rng.uniform(-16, -6, n)
         expected = shannon_rate_bps(bandwidth, power, gain, n0)
-        assert _fdma_rate_bps(bandwidth, power, gain, n0).tobytes() == expected.tobytes()
+        with np.errstate(divide="ignore", invalid="ignore"):  # as the fast round calls it
+            fast = _fdma_rate_bps(bandwidth, power, gain, n0)
+        assert fast.tobytes() == expected.tobytes()
         b, p, g = float(rng.uniform(1e5, 1e8)), float(rng.uniform(0.1, 40)), float(gain.min())
         assert _broadcast_rate_bps(b, p, g, n0) == float(shannon_rate_bps(b, p, g, n0))
     assert _broadcast_rate_bps(0.0, 1.0, 1e-9, n0) == float(shannon_rate_bps(0.0, 1.0, 1e-9, n0)) == 0.0

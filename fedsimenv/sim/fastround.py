@@ -61,13 +61,12 @@ def fast_rounds_possible(sim: RoundSimulator) -> bool:
 
 def _fdma_rate_bps(bandwidth_hz: FloatArray, power_w: FloatArray, gain: FloatArray, n0: float) -> FloatArray:
     """:func:`channels.shannon_rate_bps`'s common branch, the same operations without its input
-    checks (the caller made sure that every input is >= 0)."""
-    # On the devices with bandwidth only (the others get 0): elementwise the same operations on the
-    # same values as ``np.where(positive, b log2(1 + p g / (n0 b)), 0)``.
-    positive = bandwidth_hz > 0
-    rate = np.zeros(len(bandwidth_hz))
-    b = bandwidth_hz[positive]
-    rate[positive] = b * np.log2(1.0 + power_w[positive] * gain[positive] / (n0 * b))
+    checks (the caller made sure that every input is >= 0, and ignores division and invalid-value
+    warnings: a device without bandwidth divides by 0 here)."""
+    # ``np.where(b > 0, b log2(1 + p g / (n0 b)), 0)``: every device's rate by the same elementwise
+    # operations, then 0 where there is no bandwidth (written over, not selected: fewer calls).
+    rate: FloatArray = bandwidth_hz * np.log2(1.0 + power_w * gain / (n0 * bandwidth_hz))
+    rate[~(bandwidth_hz > 0)] = 0.0
     return rate
 
 
@@ -198,12 +197,15 @@ def run_fast_round(
         end = float(t3[order[-1]])
         # The six phase columns and the stop times, NaN where no job, as the rows of one array: the
         # job table takes the rows, the report the rows of a copy (it must not see later rounds).
+        # The starting devices' columns are gathered first and written in one go. Row -1 is
+        # ``stop[ended] = t3[order]`` (ended = idx[order]), that is ``stop[idx] = t3``.
+        columns = np.empty((len(PHASES) + 1, len(idx)))
+        columns[0] = start
+        for row, values in enumerate((dl_k, dl_k, comp_k, comp_k, up_k, t3), start=1):
+            columns[row] = values
         block = np.empty((len(PHASES) + 1, n))
         block.fill(np.nan)
-        block[0, idx] = start
-        for row, values in enumerate((dl_k, dl_k, comp_k, comp_k, up_k), start=1):
-            block[row, idx] = values
-        block[-1, ended] = t3[order]
+        block[:, idx] = columns
         *phase_rows, stop_s = block
         times.update(zip(PHASES, phase_rows, strict=True))
         jobs.stop_s = stop_s
@@ -211,11 +213,10 @@ def run_fast_round(
         status.fill(STATUS_IDLE)
         status[idx] = STATUS_ARRIVED
         jobs.reason.fill("")
-        jobs.transmissions.fill(0)
-        jobs.transmissions[idx] = 1
+        jobs.transmissions[...] = has_job  # 1 where a job started, else 0
         rho_k = decision.pruning_rate[idx]
         jobs.start_at(idx, sim.version, decision.bandwidth_hz[idx], rho_k, up_bits, power[idx], freq_k)
-        sim._job_id[idx] += 1
+        sim._job_id += has_job  # ``[idx] += 1`` (the devices are distinct)
         sim._delivered[idx] = True
         sim._downlink_rate_bps = downlink_rate
         sim._arrivals = ended.tolist()
