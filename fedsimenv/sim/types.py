@@ -265,10 +265,12 @@ def make_frozen(cls: type[T], **values: Any) -> T:
         names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
         known = _FROZEN_FIELDS[cls] = (names, frozenset(names))
     names, name_set = known
-    if values.keys() != name_set:
-        raise TypeError(f"make_frozen({cls.__name__}) needs exactly the fields {', '.join(names)}")
+    if tuple(values) != names:  # not every field in declaration order (the callers' usual order)
+        if values.keys() != name_set:
+            raise TypeError(f"make_frozen({cls.__name__}) needs exactly the fields {', '.join(names)}")
+        values = {name: values[name] for name in names}
     instance = object.__new__(cls)
-    instance.__dict__.update({name: values[name] for name in names})
+    instance.__dict__.update(values)
     return instance
 
 
