@@ -33,8 +33,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from channels import allocate_resource_blocks
 from fedsimenv.config import ActionConfig
-from fedsimenv.numeric import clip
-from fedsimenv.sim.types import RoundDecision, make_frozen
+from fedsimenv.numeric import clip, make_frozen
+from fedsimenv.sim.types import RoundDecision
 
 
 def sanitize_action(action: ArrayLike, num_devices: int, num_controls: int = 3) -> NDArray[np.float64]:

@@ -22,6 +22,7 @@ from fedsimenv.env_round import (
 )
 from fedsimenv.learning.plan import DeviceJob, LearningResult, RoundPlan
 from fedsimenv.learning.trainer import TRAINERS
+from fedsimenv.numeric import make_frozen
 from fedsimenv.observations import (
     GAIN_DB_RANGE,
     MAX_CPU_FREQ_GHZ,
@@ -37,7 +38,6 @@ from fedsimenv.sim import RoundDecision, RoundReport, RoundSimulator
 from fedsimenv.sim.builder import build_simulator
 from fedsimenv.sim.fastround import report_summary
 from fedsimenv.sim.protocols import PROTOCOLS
-from fedsimenv.sim.types import make_frozen
 from fedsimenv.view import SystemView
 
 __all__ = ["END_REASONS", "GAIN_DB_RANGE", "MAX_CPU_FREQ_GHZ", "WirelessFLEnv"]

@@ -20,8 +20,8 @@ from fedsimenv.config import EpisodeConfig, ScenarioConfig
 from fedsimenv.learning.covering import covering_index
 from fedsimenv.learning.plan import DeviceJob, LearningResult, PlanColumns, RoundPlan
 from fedsimenv.learning.trainer import Trainer
+from fedsimenv.numeric import make_frozen
 from fedsimenv.sim import DeviceWorkload, RoundSimulator
-from fedsimenv.sim.types import make_frozen
 from fedsimenv.view import CostCurve, SystemView, build_system_view, cost_curve_grid
 
 #: ``info["episode_end"]`` values, in order of precedence (empty string while the episode goes on).

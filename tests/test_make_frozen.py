@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from fedsimenv.learning.plan import LearningResult
+from fedsimenv.numeric import make_frozen
 from fedsimenv.rewards import RoundOutcome
 from fedsimenv.sim import RoundDecision
-from fedsimenv.sim.types import RoundReport, make_frozen, make_report
+from fedsimenv.sim.types import RoundReport, make_report
 
 
 def test_make_report_equals_the_dataclass_constructor() -> None:

@@ -57,8 +57,8 @@ from fedsimenv.learning.datasets import Split
 from fedsimenv.learning.partition import client_label_counts, load_configured_dataset
 from fedsimenv.learning.plan import DeviceJob, LearningResult, ModelCost, PlanColumns, RoundPlan
 from fedsimenv.learning.trainer import TRAINERS, Trainer
+from fedsimenv.numeric import make_frozen
 from fedsimenv.seeding import EpisodeStreams
-from fedsimenv.sim.types import make_frozen
 
 __all__ = [
     "CALIBRATION_FORMAT",
