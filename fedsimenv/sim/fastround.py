@@ -147,8 +147,7 @@ def run_fast_round(
         return None  # the general path raises on bad gains
     fleet, n = sim.fleet, len(selected)
     status_idle, no_reason = _templates(sim, n)
-    has_job = np.zeros(n, dtype=bool)
-    has_job[idx] = True
+    has_job = selected.astype(bool)  # a copy; True on ``idx`` (its nonzero entries) only
     start = float(env.now)
     n0 = sim.noise_psd_w_per_hz
     downlink_rate = _broadcast_rate_bps(
@@ -236,10 +235,11 @@ def run_fast_round(
         # ``max(dl_k, start)`` is dl_k and ``max(comp_k, start)`` is comp_k: a download ends at
         # start plus a quotient >= 0, the computation after it plus another one (a NaN one never
         # gets here).
-        compute_s = np.zeros(n)
-        upload_s = np.zeros(n)
-        compute_s[idx] = np.maximum(np.minimum(comp_k, t3) - dl_k, 0.0)
-        upload_s[idx] = np.maximum(np.minimum(up_k, t3) - comp_k, 0.0)
+        # Compute and upload time of each job, ``max(min(finish, t3) - start, 0)``, as two rows:
+        # finishes (comp_k, up_k) are rows 3 and 5 of ``columns``, starts (dl_k, comp_k) rows 2 and 4.
+        busy_s = np.zeros((2, n))
+        busy_s[:, idx] = np.maximum(np.minimum(columns[3:6:2], t3) - columns[2:5:2], 0.0)
+        compute_s, upload_s = busy_s
         idle_s = np.maximum((end - start) - compute_s - upload_s, 0.0)
         compute_energy = (
             _max_compute_power(sim) if decision.cpu_freq_hz is None else compute_power_w(fleet.kappa, freq)
