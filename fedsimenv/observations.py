@@ -77,11 +77,13 @@ class DeviceHistory:
 
     @property
     def last_compute_time_s(self) -> NDArray[np.float32]:
-        return self.last_phase_times_s[0]
+        row: NDArray[np.float32] = self.last_phase_times_s[0]
+        return row
 
     @property
     def last_upload_time_s(self) -> NDArray[np.float32]:
-        return self.last_phase_times_s[1]
+        row: NDArray[np.float32] = self.last_phase_times_s[1]
+        return row
 
     def update(
         self,
