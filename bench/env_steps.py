@@ -12,6 +12,11 @@ Figures depend on the machine and its load: compare against main in the same ses
 
     python -m bench.env_steps [--steps 3000] [--real-steps 30] [--phases]
     python -m bench.env_steps --ab OTHER_CHECKOUT [--pairs 5] [--steps 3000] [--real-steps 30]
+    valgrind --tool=callgrind python -m bench.env_steps --loop STEPS [--devices 20]
+
+``--loop`` runs STEPS surrogate steps (resets included, as timed) untimed, for an outside profiler:
+callgrind's instruction count of ``--loop K`` minus that of ``--loop 0`` is the work of K steps,
+the same on a loaded machine as on an idle one (wall and CPU time are not, on a shared core).
 
 ``--ab`` measures this checkout against another one (e.g. a ``git worktree`` of main) in pairs of
 whole processes, alternating which goes first (A B, B A, ...), each timed by itself over the same
@@ -294,7 +299,13 @@ def main() -> None:
     parser.add_argument("--phases", action="store_true", help="also time the phases of a real step")
     parser.add_argument("--ab", metavar="CHECKOUT", help="measure against another checkout, in pairs")
     parser.add_argument("--pairs", type=int, default=5, help="process pairs per case with --ab")
+    parser.add_argument("--loop", type=int, metavar="STEPS", help="only run STEPS untimed surrogate steps")
+    parser.add_argument("--devices", type=int, default=20, help="devices N with --loop")
     args = parser.parse_args()
+    if args.loop is not None:
+        env, actions = _env({"episode.max_rounds": 50, "cell.num_devices": args.devices}, "surrogate")
+        _run(env, actions, args.loop, lambda: None)
+        return
     cases: list[tuple[str, str, dict[str, Any], int]] = [
         ("surrogate", "N = 20", {"cell.num_devices": 20}, args.steps),
         ("surrogate", "N = 50", {"cell.num_devices": 50}, args.steps),

@@ -19,8 +19,14 @@ def db_to_linear(value_db: ArrayLike) -> FloatArray:
 
 def linear_to_db(value_linear: ArrayLike) -> FloatArray:
     """Linear power ratio -> dB (10 log10 x); 0 maps to -inf."""
+    values = np.asarray(value_linear, dtype=np.float64)
+    # Silencing the division warning of log10(0) costs more than the log of a few values (the env
+    # converts its N gains every step): only where some value is not > 0 (``argmin`` picks a
+    # smallest value or the first NaN).
+    if values.size and values.flat[values.argmin()] > 0:
+        return 10.0 * np.log10(values)
     with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(np.asarray(value_linear, dtype=np.float64))
+        return 10.0 * np.log10(values)
 
 
 def dbm_to_watt(power_dbm: ArrayLike) -> FloatArray:

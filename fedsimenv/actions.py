@@ -33,7 +33,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from channels import allocate_resource_blocks
 from fedsimenv.config import ActionConfig
-from fedsimenv.numeric import clip
+from fedsimenv.numeric import clip, make_frozen
 from fedsimenv.sim.types import RoundDecision
 
 
@@ -47,10 +47,11 @@ def sanitize_action(action: ArrayLike, num_devices: int, num_controls: int = 3) 
             f"(action.controls has {num_controls}), got shape {np.shape(action)}"
         )
     # Clip (which also takes +-inf to +-1; NaN stays NaN), then NaN -> 0: the documented rule. After
-    # the clip the sum is NaN exactly when an entry is, so the NaN pass runs only then.
+    # the clip the entry ``argmax`` picks is NaN exactly when some entry is (it returns the first
+    # NaN; a fraction of a reduction's cost), so the NaN pass runs only then.
     clipped = clip(flat, -1.0, 1.0)
-    total = np.add.reduce(clipped)
-    if total != total:  # NaN
+    largest = clipped[clipped.argmax()]
+    if largest != largest:  # NaN
         clipped = np.where(np.isnan(clipped), 0.0, clipped)
     return clipped
 
@@ -90,15 +91,17 @@ def decode_action(
     part = dict(zip(controls, a.reshape(len(controls), num_devices), strict=True))
     select_raw = part["select"]
     selected = select_raw > config.selection_threshold
-    # ``np.<ufunc>.reduce`` is ``.any()`` / ``.max()`` / ``.sum()`` without the methods' wrappers.
-    if not np.logical_or.reduce(selected):
-        selected[int(np.argmax(select_raw))] = True
+    # ``argmax`` gives the first True entry if there is one (cheaper than ``.any()``), and the
+    # largest entry: the first of the largest, as ``np.max`` would give its value (no NaN here).
+    if not selected[selected.argmax()]:
+        selected[int(select_raw.argmax())] = True
     pruning_rate = config.rho_max * (part["rho"] + 1.0) / 2.0
     # ``np.where(selected, scale * a, -inf)`` as a masked write (``selected`` is a boolean array).
     logits = config.bandwidth_logit_scale * part["bandwidth"]
     logits[~selected] = -np.inf
     # The largest logit is a selected device's (the others are -inf, the selected ones finite).
-    weights = np.exp(logits - np.maximum.reduce(logits))
+    # ``np.add.reduce`` is ``.sum()`` (the same pairwise sum) without the method's wrapper.
+    weights = np.exp(logits - logits[logits.argmax()])
     bandwidth_hz = total_bandwidth_hz * weights / np.add.reduce(weights)
     power = freq = owner = value_bits = None
     if "power" in part:
@@ -123,7 +126,8 @@ def decode_action(
         levels = np.asarray(config.quant_bits_levels, dtype=np.int64)
         index = np.rint((part["quant_bits"] + 1.0) / 2.0 * (len(levels) - 1)).astype(np.int64)
         value_bits = levels[index]
-    return RoundDecision(
+    return make_frozen(  # ``RoundDecision(...)``, without the frozen constructor's cost
+        RoundDecision,
         selected=selected,
         pruning_rate=pruning_rate,
         bandwidth_hz=bandwidth_hz,

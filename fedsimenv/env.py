@@ -12,9 +12,17 @@ from numpy.typing import NDArray
 
 from fedsimenv.actions import decode_action
 from fedsimenv.config import ScenarioConfig
-from fedsimenv.env_round import round_covering, round_info, round_workload
+from fedsimenv.env_round import (
+    END_REASONS,
+    coming_round_view,
+    episode_end,
+    round_covering,
+    round_info,
+    round_workload,
+)
 from fedsimenv.learning.plan import DeviceJob, LearningResult, RoundPlan
 from fedsimenv.learning.trainer import TRAINERS
+from fedsimenv.numeric import make_frozen
 from fedsimenv.observations import (
     GAIN_DB_RANGE,
     MAX_CPU_FREQ_GHZ,
@@ -30,12 +38,9 @@ from fedsimenv.sim import RoundDecision, RoundReport, RoundSimulator
 from fedsimenv.sim.builder import build_simulator
 from fedsimenv.sim.fastround import report_summary
 from fedsimenv.sim.protocols import PROTOCOLS
-from fedsimenv.view import CostCurve, SystemView, build_system_view, cost_curve_grid
+from fedsimenv.view import SystemView
 
-__all__ = ["GAIN_DB_RANGE", "MAX_CPU_FREQ_GHZ", "WirelessFLEnv"]
-
-#: ``info["episode_end"]`` values, in order of precedence (empty string while the episode goes on).
-END_REASONS = ("target_accuracy", "time_budget", "energy_budget", "max_rounds")
+__all__ = ["END_REASONS", "GAIN_DB_RANGE", "MAX_CPU_FREQ_GHZ", "WirelessFLEnv"]
 
 
 class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
@@ -326,7 +331,8 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
 
         round_energy_j = report.energy_j
         reward, terms = self.reward_fn(
-            RoundOutcome(
+            make_frozen(  # ``RoundOutcome(...)``, without the frozen constructor's cost
+                RoundOutcome,
                 accuracy=learning.accuracy,
                 previous_accuracy=self._learning.accuracy,
                 round_latency_s=report.round_latency_s + learning.server_time_s,
@@ -343,16 +349,10 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
         )
         self.last_report = report
 
-        episode = cfg.episode
         now_s = simulator.now_s
-        # The conditions of END_REASONS, in its order of precedence.
-        terminated = self.target_accuracy is not None and learning.accuracy >= self.target_accuracy
-        out_of_time = episode.time_budget_s is not None and now_s >= episode.time_budget_s
-        out_of_energy = episode.energy_budget_j is not None and self._energy_j >= episode.energy_budget_j
-        last_round = self._round >= episode.max_rounds
-        truncated = out_of_time or out_of_energy or last_round
-        flags = (terminated, out_of_time, out_of_energy, last_round)
-        end_reason = END_REASONS[flags.index(True)] if True in flags else ""
+        terminated, truncated, end_reason = episode_end(
+            cfg.episode, self.target_accuracy, learning.accuracy, now_s, self._energy_j, self._round
+        )
         summary = report_summary(simulator, report, round_energy_j)
         info = round_info(self._round, now_s, self._energy_j, summary, learning, terms)
         info["min_covering"], info["mean_covering"] = self.last_covering
@@ -390,36 +390,9 @@ class WirelessFLEnv(gym.Env[dict[str, Any], NDArray[Any]]):
     def system_view(self) -> SystemView:
         """The read-only :class:`~fedsimenv.view.SystemView` of the coming round (after ``reset``)."""
         sim = self.simulator
-        if self._view_cache is not None and self._view_cache[0] == sim.round_index:
-            return self._view_cache[1]
-        # The cost is the same for every device (one global architecture): the exact curve of the
-        # coming round's model, so planners plan with what the simulator will charge.
-        trainer = self.trainer
-        unpruned = trainer.cost_at(0.0)
-
-        def curve() -> CostCurve:  # asked for by planners only (a few model evaluations)
-            grid = cost_curve_grid(self.config.action.rho_max)
-            costs = [unpruned, *(trainer.cost_at(float(rho)) for rho in grid[1:])]
-            full = trainer.download_bits()
-            own = [c.download_bits for c in costs]
-            return CostCurve(
-                grid,
-                np.array([c.forward_flops_per_sample for c in costs]),
-                np.array([c.upload_bits for c in costs]),
-                None if all(b is None for b in own) else np.array([full if b is None else b for b in own]),
-            )
-
-        view = build_system_view(
-            self.config,
-            sim,
-            trainer.num_samples,
-            unpruned.forward_flops_per_sample,
-            unpruned.upload_bits,
-            trainer.download_bits(),
-            cost_curve=curve,
-        )
-        self._view_cache = (sim.round_index, view)
-        return view
+        if self._view_cache is None or self._view_cache[0] != sim.round_index:
+            self._view_cache = (sim.round_index, coming_round_view(self.config, sim, self.trainer))
+        return self._view_cache[1]
 
     def _observation(self) -> Observation:
         learning = self._learning

@@ -65,13 +65,25 @@ class DeviceHistory:
 
     last_selected: NDArray[np.float32]
     rounds_since_selected: NDArray[np.float32]
-    last_compute_time_s: NDArray[np.float32]
-    last_upload_time_s: NDArray[np.float32]
+    #: (2, N): each device's last compute time and last upload time, s (rows
+    #: :attr:`last_compute_time_s` and :attr:`last_upload_time_s`): one array, so that a round
+    #: updates both in one pass.
+    last_phase_times_s: NDArray[np.float32]
 
     @classmethod
     def fresh(cls, num_devices: int) -> DeviceHistory:
         zeros = np.zeros(num_devices, dtype=np.float32)
-        return cls(zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy())
+        return cls(zeros.copy(), zeros.copy(), np.zeros((2, num_devices), dtype=np.float32))
+
+    @property
+    def last_compute_time_s(self) -> NDArray[np.float32]:
+        row: NDArray[np.float32] = self.last_phase_times_s[0]
+        return row
+
+    @property
+    def last_upload_time_s(self) -> NDArray[np.float32]:
+        row: NDArray[np.float32] = self.last_phase_times_s[1]
+        return row
 
     def update(
         self,
@@ -88,14 +100,12 @@ class DeviceHistory:
         else:
             since = np.where(selected, 0.0, since)
         self.rounds_since_selected = np.minimum(since, max_rounds).astype(np.float32, copy=False)
-        self.last_compute_time_s = _keep_finite(compute_time_s, self.last_compute_time_s)
-        self.last_upload_time_s = _keep_finite(upload_time_s, self.last_upload_time_s)
-
-
-def _keep_finite(time_s: NDArray[np.float64], last_s: NDArray[np.float32]) -> NDArray[np.float32]:
-    """``time_s`` clipped to [0, MAX_PHASE_TIME_S] where finite, else ``last_s``, as float32."""
-    clipped = clip(time_s, 0.0, MAX_PHASE_TIME_S)
-    return np.where(np.isfinite(time_s), clipped, last_s).astype(np.float32)
+        # Each time clipped to [0, MAX_PHASE_TIME_S] where finite, else the last one, as float32
+        # (the float32 last times are exact in float64, so the cast gives them back unchanged).
+        times_s = np.array((compute_time_s, upload_time_s), dtype=np.float64)
+        clipped = clip(times_s, 0.0, MAX_PHASE_TIME_S)
+        kept = np.where(np.isfinite(times_s), clipped, self.last_phase_times_s)
+        self.last_phase_times_s = kept.astype(np.float32)
 
 
 def _fraction(value: float, budget: float | None) -> float:
@@ -144,6 +154,7 @@ class ObservationBuilder:
             battery = self._ones.copy()
         distance = self._read_distance() if self._distance is None else self._distance.copy()
         now_s = simulator.now_s
+        phase_times_s = history.last_phase_times_s.copy()  # rows: compute, upload
         # The five (1,) scalars as slices of one float32 array (each value converted on its own,
         # as ``np.array([value], dtype=np.float32)`` would).
         scalars = np.array(
@@ -165,8 +176,8 @@ class ObservationBuilder:
             "available": available,
             "last_selected": history.last_selected.copy(),
             "rounds_since_selected": history.rounds_since_selected.copy(),
-            "last_compute_time_s": history.last_compute_time_s.copy(),
-            "last_upload_time_s": history.last_upload_time_s.copy(),
+            "last_compute_time_s": phase_times_s[0],
+            "last_upload_time_s": phase_times_s[1],
             "round_fraction": scalars[0:1],
             "time_fraction": scalars[1:2],
             "energy_fraction": scalars[2:3],

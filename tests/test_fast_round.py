@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
 from typing import Any
 
@@ -31,7 +30,7 @@ from fedsimenv.scenario import load_scenario
 from fedsimenv.sim import DeviceWorkload, RoundDecision
 from fedsimenv.sim.builder import build_channel
 from fedsimenv.sim.fastround import _broadcast_rate_bps, _fdma_rate_bps, report_summary
-from fedsimenv.sim.types import STATUS_DROPPED, STATUS_FAILED, RoundReport, make_report
+from fedsimenv.sim.types import STATUS_DROPPED, STATUS_FAILED, RoundReport
 
 MODES = ("fast", "closed form", "event loop")
 UMA_LOS = {"model": "3gpp-uma", "params": {"carrier_freq_hz": 3.5e9, "condition": "probabilistic"}}
@@ -214,7 +213,9 @@ def test_rate_formulas_equal_the_channel_library_bit_for_bit() -> None:
         bandwidth = np.where(rng.random(n) < 0.3, 0.0, rng.uniform(1e3, 2e7, n))
         power, gain = rng.uniform(1e-4, 1.0, n), 10 ** rng.uniform(-16, -6, n)
         expected = shannon_rate_bps(bandwidth, power, gain, n0)
-        assert _fdma_rate_bps(bandwidth, power, gain, n0).tobytes() == expected.tobytes()
+        with np.errstate(divide="ignore", invalid="ignore"):  # as the fast round calls it
+            fast = _fdma_rate_bps(bandwidth, power, gain, n0)
+        assert fast.tobytes() == expected.tobytes()
         b, p, g = float(rng.uniform(1e5, 1e8)), float(rng.uniform(0.1, 40)), float(gain.min())
         assert _broadcast_rate_bps(b, p, g, n0) == float(shannon_rate_bps(b, p, g, n0))
     assert _broadcast_rate_bps(0.0, 1.0, 1e-9, n0) == float(shannon_rate_bps(0.0, 1.0, 1e-9, n0)) == 0.0
@@ -308,22 +309,6 @@ def test_fast_round_summary_equals_the_straightforward_reductions() -> None:
         assert pickle.dumps(report_summary(sim, r)) == pickle.dumps(expected)
         assert pickle.dumps(report_summary(sim, r, 1.5)) == pickle.dumps({**expected, "round_energy_j": 1.5})
         assert pickle.dumps(r.summary()) == pickle.dumps(expected)
-
-
-def test_make_report_equals_the_dataclass_constructor() -> None:
-    rng = np.random.default_rng(2)
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(RoundReport):
-        values[f.name] = rng.random(4)
-    values.update(round_index=3, start_time_s=1.0, end_time_s=2.5, downlink_rate_bps=7.0, protocol="x")
-    values["resource_blocks"] = None
-    built, made = RoundReport(**values), make_report(**values)
-    assert pickle.dumps(made) == pickle.dumps(built)
-    assert made == built and made.round_latency_s == 1.5
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        made.round_index = 4  # type: ignore[misc]
-    with pytest.raises(TypeError, match="make_report needs exactly the fields"):
-        make_report(**{k: v for k, v in values.items() if k != "stop_s"})
 
 
 def test_column_plans_equal_eager_plans() -> None:

@@ -48,19 +48,42 @@ def train_test_split(
     test_parts: list[IntArray] = []
     train_parts: list[IntArray] = []
     for label in range(data.num_classes):
-        idx = rng.permutation(np.flatnonzero(data.y == label))
-        n_test = round(test_fraction * len(idx))
+        idx = np.flatnonzero(data.y == label)
+        order, n_test = _split_class(len(idx), test_fraction, rng)
+        idx = idx[order]
         test_parts.append(idx[:n_test])
         train_parts.append(idx[n_test:])
     train_idx = np.sort(np.concatenate(train_parts))
     test_idx = np.sort(np.concatenate(test_parts))
-    if len(test_idx) == 0 or len(train_idx) == 0:
-        empty = "test" if len(test_idx) == 0 else "training"
+    _check_split(len(train_idx), len(test_idx), len(data.y), test_fraction)
+    return data.subset(train_idx), data.subset(test_idx)
+
+
+def train_class_sizes(class_sizes: IntArray, test_fraction: float, rng: np.random.Generator) -> IntArray:
+    """The training set's samples per class after :func:`train_test_split` of data with these
+    samples per class, with the same draws from ``rng`` (which samples stay is not needed)."""
+    train = np.array(class_sizes, dtype=np.int64)
+    for label, size in enumerate(train.tolist()):
+        train[label] -= _split_class(size, test_fraction, rng)[1]
+    total = int(np.sum(class_sizes))
+    _check_split(int(train.sum()), total - int(train.sum()), total, test_fraction)
+    return train
+
+
+def _split_class(size: int, test_fraction: float, rng: np.random.Generator) -> tuple[IntArray, int]:
+    """One class's draws of :func:`train_test_split`: the order of its ``size`` samples and how many
+    of them go to the test set. ``rng.permutation(size)`` makes the same draws as the permutation of
+    any ``size`` values (they move positions, not values): ``idx[order]`` is ``rng.permutation(idx)``."""
+    return rng.permutation(size), round(test_fraction * size)
+
+
+def _check_split(num_train: int, num_test: int, num_samples: int, test_fraction: float) -> None:
+    if num_test == 0 or num_train == 0:
+        empty = "test" if num_test == 0 else "training"
         raise ValueError(
             f"learning.test_fraction={test_fraction:g} leaves the {empty} set empty "
-            f"({len(data.y)} samples); choose a fraction that gives both sets samples"
+            f"({num_samples} samples); choose a fraction that gives both sets samples"
         )
-    return data.subset(train_idx), data.subset(test_idx)
 
 
 def natural_partition(groups: IntArray, num_devices: int, rng: np.random.Generator) -> list[IntArray]:
@@ -94,26 +117,79 @@ def dirichlet_partition(
     Raises:
         ValueError: no draw met the minimum within ``max_attempts`` (too many devices for the data).
     """
-    if num_devices * min_samples_per_device > len(labels):
-        raise ValueError(
-            f"cannot give {num_devices} devices {min_samples_per_device} samples each from "
-            f"{len(labels)} samples; lower cell.num_devices or learning.partition.min_samples_per_device"
-        )
+    _check_dirichlet_size(len(labels), num_devices, min_samples_per_device)
     classes = np.unique(labels)
+    concentration = np.full(num_devices, alpha)
     for _ in range(max_attempts):
         parts: list[list[IntArray]] = [[] for _ in range(num_devices)]
         for label in classes:
-            idx = rng.permutation(np.flatnonzero(labels == label))
-            shares = rng.dirichlet(np.full(num_devices, alpha))
-            cuts = (np.cumsum(shares)[:-1] * len(idx)).astype(np.int64)
-            # ``np.split(idx, cuts)`` as plain slices (the same views, without its per-chunk overhead).
+            idx = np.flatnonzero(labels == label)
+            order, cuts = _deal_class(len(idx), concentration, rng)
+            idx = idx[order]
             bounds = [0, *cuts.tolist(), len(idx)]
+            # ``np.split(idx, cuts)`` as plain slices (the same views, without its per-chunk overhead).
             for device in range(num_devices):
                 parts[device].append(idx[bounds[device] : bounds[device + 1]])
         result = [np.sort(np.concatenate(p)).astype(np.int64) for p in parts]
         if min(len(p) for p in result) >= min_samples_per_device:
             return result
-    raise ValueError(
+    raise _dirichlet_failure(alpha, min_samples_per_device, max_attempts)
+
+
+def dirichlet_class_counts(
+    class_sizes: IntArray,
+    num_devices: int,
+    alpha: float,
+    rng: np.random.Generator,
+    min_samples_per_device: int = 1,
+    max_attempts: int = 100,
+) -> IntArray:
+    """(num_devices, classes) samples of each class that :func:`dirichlet_partition` gives each
+    device, for labels with ``class_sizes[c]`` samples of class c, with the same draws from ``rng``
+    (so the same counts as ``bincount(labels[part])``, and the same errors). How many samples of a
+    class a device gets follows from the class size and the draws alone, so no sample indices are
+    shuffled, sliced or sorted (the surrogate trainer needs only these counts, at every reset)."""
+    sizes = np.asarray(class_sizes, dtype=np.int64)
+    _check_dirichlet_size(int(sizes.sum()), num_devices, min_samples_per_device)
+    concentration = np.full(num_devices, alpha)
+    # Row c: the slice bounds of class c's samples, device by device (all 0 for a class without
+    # samples: ``np.unique(labels)`` leaves it out, so it draws nothing).
+    bounds = np.zeros((len(sizes), num_devices + 1), dtype=np.int64)
+    bounds[:, -1] = sizes
+    present = sizes.nonzero()[0].tolist()
+    for _ in range(max_attempts):
+        for label in present:
+            bounds[label, 1:-1] = _deal_class(int(sizes[label]), concentration, rng)[1]
+        # A slice ``idx[a:b]`` of a class's ``size`` samples holds ``min(b, size) - min(a, size)``
+        # (the bounds never decrease: they come from a cumulative sum of shares >= 0).
+        clamped = np.minimum(bounds, sizes[:, None])
+        counts = (clamped[:, 1:] - clamped[:, :-1]).T
+        if counts.sum(axis=1).min() >= min_samples_per_device:
+            return np.ascontiguousarray(counts)
+    raise _dirichlet_failure(alpha, min_samples_per_device, max_attempts)
+
+
+def _deal_class(
+    size: int, concentration: NDArray[np.float64], rng: np.random.Generator
+) -> tuple[IntArray, IntArray]:
+    """One class's draws of :func:`dirichlet_partition`: the order of its ``size`` samples (as in
+    :func:`_split_class`) and the cuts between the devices' shares of them (shares ~
+    Dirichlet(``concentration``), one entry per device; N - 1 cuts, in device order)."""
+    order = rng.permutation(size)
+    shares = rng.dirichlet(concentration)
+    return order, (np.cumsum(shares)[:-1] * size).astype(np.int64)
+
+
+def _check_dirichlet_size(num_samples: int, num_devices: int, min_samples_per_device: int) -> None:
+    if num_devices * min_samples_per_device > num_samples:
+        raise ValueError(
+            f"cannot give {num_devices} devices {min_samples_per_device} samples each from "
+            f"{num_samples} samples; lower cell.num_devices or learning.partition.min_samples_per_device"
+        )
+
+
+def _dirichlet_failure(alpha: float, min_samples_per_device: int, max_attempts: int) -> ValueError:
+    return ValueError(
         f"Dirichlet(alpha={alpha}) partition gave some device fewer than {min_samples_per_device} "
         f"samples in {max_attempts} attempts; raise learning.partition.alpha or lower the minimum"
     )

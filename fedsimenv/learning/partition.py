@@ -12,15 +12,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from fedsimenv.config import LearningConfig, PartitionConfig
 from fedsimenv.learning.data import (
     ArrayDataset,
     IntArray,
+    dirichlet_class_counts,
     dirichlet_partition,
     iid_partition,
     natural_partition,
     shard_partition,
+    train_class_sizes,
     train_test_split,
 )
 from fedsimenv.learning.datasets import DatasetSpec, Split, load_dataset
@@ -96,3 +99,26 @@ def client_partition(
     else:
         train, test = full, official_test
     return train, test, partition_dataset(train, num_devices, config.partition, rng)
+
+
+def client_label_counts(
+    data: Split, config: LearningConfig, num_devices: int, rng: np.random.Generator
+) -> NDArray[np.int64]:
+    """(num_devices, classes) label histogram of each device's part of :func:`client_partition`
+    with the same arguments (the same draws from ``rng``, the same errors).
+
+    For the Dirichlet partition (the common one) the histogram follows from the samples per class
+    and the draws alone: :func:`~fedsimenv.learning.data.train_class_sizes` and
+    :func:`~fedsimenv.learning.data.dirichlet_class_counts` make those draws without shuffling,
+    slicing and sorting sample indices (the surrogate trainer calls this at every reset). Other
+    methods run :func:`client_partition` and count."""
+    full, official_test = data
+    num_classes = full.num_classes
+    if config.partition.method != "dirichlet" or PARTITIONS.get("dirichlet") is not _dirichlet:
+        train, _, parts = client_partition(data, config, num_devices, rng)
+        return np.stack([np.bincount(train.y[p], minlength=num_classes) for p in parts])
+    sizes = np.bincount(full.y, minlength=num_classes)
+    if official_test is None:
+        sizes = train_class_sizes(sizes[:num_classes], config.test_fraction, rng)
+    partition = config.partition
+    return dirichlet_class_counts(sizes, num_devices, partition.alpha, rng, partition.min_samples_per_device)

@@ -54,9 +54,10 @@ from fedsimenv.learning.calibration import (
     load_calibration,
 )
 from fedsimenv.learning.datasets import Split
-from fedsimenv.learning.partition import client_partition, load_configured_dataset
+from fedsimenv.learning.partition import client_label_counts, load_configured_dataset
 from fedsimenv.learning.plan import DeviceJob, LearningResult, ModelCost, PlanColumns, RoundPlan
 from fedsimenv.learning.trainer import TRAINERS, Trainer
+from fedsimenv.numeric import make_frozen
 from fedsimenv.seeding import EpisodeStreams
 
 __all__ = [
@@ -97,10 +98,11 @@ def partition_label_counts(
 ) -> NDArray[np.float64]:
     """(N, classes) label histogram of each device's training data, drawn as the torch trainer does:
     the configured dataset (``data``: its ``(full, official test)`` if already loaded), the same
-    ``partition`` stream and :func:`~fedsimenv.learning.partition.client_partition`."""
+    ``partition`` stream and :func:`~fedsimenv.learning.partition.client_partition` (counted by
+    :func:`~fedsimenv.learning.partition.client_label_counts`, with the same draws)."""
     loaded = load_configured_dataset(config) if data is None else data
-    train, _, parts = client_partition(loaded, config, num_devices, streams.numpy("partition"))
-    return np.stack([np.bincount(train.y[p], minlength=train.num_classes) for p in parts]).astype(np.float64)
+    counts = client_label_counts(loaded, config, num_devices, streams.numpy("partition"))
+    return counts.astype(np.float64)
 
 
 @TRAINERS.register("surrogate")
@@ -182,7 +184,17 @@ class SurrogateTrainer(Trainer):
             rho = np.array(rates, dtype=np.float64)
             flops, bits = table.columns(rho)
             kept = partial(table.kept_params_at, rho)
-            return RoundPlan.from_columns(PlanColumns(devices, rho, flops, bits, kept, table.total_params))
+            # ``PlanColumns(...)`` without the frozen constructor's cost (this runs every step).
+            columns = make_frozen(
+                PlanColumns,
+                devices=devices,
+                pruning_rate=rho,
+                forward_flops_per_sample=flops,
+                upload_bits=bits,
+                kept_params=kept,
+                total_params=table.total_params,
+            )
+            return RoundPlan.from_columns(columns)
         costs = table.costs(np.array(rates, dtype=np.float64))
         widths = [upload_value_bits.get(k) for k in devices]
         # A decided upload width re-prices the values (kept x width); the index overhead stays. The
@@ -221,7 +233,22 @@ class SurrogateTrainer(Trainer):
             if self._noise is not None:
                 noisy = accuracy + self.curve.accuracy_noise_std * float(self._noise.standard_normal())
                 accuracy = min(max(noisy, 0.0), 1.0)
-            self._last = LearningResult(accuracy=accuracy, loss=loss, num_trained=len(idx))
+            self._last = _result(accuracy, loss, len(idx))
         else:
-            self._last = LearningResult(accuracy=self._last.accuracy, loss=self._last.loss, num_trained=0)
+            self._last = _result(self._last.accuracy, self._last.loss, 0)
         return self._last
+
+
+def _result(accuracy: float, loss: float, num_trained: int) -> LearningResult:
+    """``LearningResult(accuracy, loss, num_trained)`` (the other fields at their defaults, a fresh
+    ``extra`` dict as its factory makes), without the frozen constructor's cost (every step)."""
+    return make_frozen(
+        LearningResult,
+        accuracy=accuracy,
+        loss=loss,
+        num_trained=num_trained,
+        device_accuracy=(),
+        server_time_s=0.0,
+        extra={},
+        covering=None,
+    )

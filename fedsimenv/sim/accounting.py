@@ -80,12 +80,28 @@ class JobState:
         cpu_freq_hz: FloatArray,
     ) -> None:
         """Record the settings of the jobs starting on devices ``idx`` (arrays over N devices)."""
+        self.start_at(
+            idx, version, bandwidth_hz[idx], pruning_rate[idx], bits[idx], tx_power_w[idx], cpu_freq_hz[idx]
+        )
+
+    def start_at(
+        self,
+        idx: IntArray,
+        version: int,
+        bandwidth_hz: FloatArray,
+        pruning_rate: FloatArray,
+        bits: FloatArray,
+        tx_power_w: FloatArray,
+        cpu_freq_hz: FloatArray,
+    ) -> None:
+        """:meth:`start` with each setting given on the devices ``idx`` only, in that order (the
+        fast round has them already)."""
         self.version[idx] = version
-        self.bandwidth_hz[idx] = bandwidth_hz[idx]
-        self.rho[idx] = pruning_rate[idx]
-        self.bits[idx] = bits[idx]
-        self.tx_power_w[idx] = tx_power_w[idx]
-        self.cpu_freq_hz[idx] = cpu_freq_hz[idx]
+        self.bandwidth_hz[idx] = bandwidth_hz
+        self.rho[idx] = pruning_rate
+        self.bits[idx] = bits
+        self.tx_power_w[idx] = tx_power_w
+        self.cpu_freq_hz[idx] = cpu_freq_hz
 
 
 def report_round(

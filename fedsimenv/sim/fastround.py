@@ -61,13 +61,12 @@ def fast_rounds_possible(sim: RoundSimulator) -> bool:
 
 def _fdma_rate_bps(bandwidth_hz: FloatArray, power_w: FloatArray, gain: FloatArray, n0: float) -> FloatArray:
     """:func:`channels.shannon_rate_bps`'s common branch, the same operations without its input
-    checks (the caller made sure that every input is >= 0)."""
-    # On the devices with bandwidth only (the others get 0): elementwise the same operations on the
-    # same values as ``np.where(positive, b log2(1 + p g / (n0 b)), 0)``.
-    positive = bandwidth_hz > 0
-    rate = np.zeros(len(bandwidth_hz))
-    b = bandwidth_hz[positive]
-    rate[positive] = b * np.log2(1.0 + power_w[positive] * gain[positive] / (n0 * b))
+    checks (the caller made sure that every input is >= 0, and ignores division and invalid-value
+    warnings: a device without bandwidth divides by 0 here)."""
+    # ``np.where(b > 0, b log2(1 + p g / (n0 b)), 0)``: every device's rate by the same elementwise
+    # operations, then 0 where there is no bandwidth (written over, not selected: fewer calls).
+    rate: FloatArray = bandwidth_hz * np.log2(1.0 + power_w * gain / (n0 * bandwidth_hz))
+    rate[~(bandwidth_hz > 0)] = 0.0
     return rate
 
 
@@ -76,6 +75,13 @@ def _broadcast_rate_bps(bandwidth_hz: float, power_w: float, gain_min: float, n0
     if not bandwidth_hz > 0:
         return 0.0
     return float(bandwidth_hz * np.log2(1.0 + power_w * gain_min / (n0 * bandwidth_hz)))
+
+
+def _smallest(values: np.ndarray) -> Any:
+    """The smallest entry of a non-empty array, or its first NaN: ``np.minimum.reduce(values)``
+    (a -0.0 and a 0.0 may be picked the other way round, which no comparison here sees, and which
+    gives the downlink the same rate 0), read off ``argmin`` at a fraction of a reduction's cost."""
+    return values[values.argmin()]
 
 
 def _templates(sim: RoundSimulator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +94,10 @@ def _templates(sim: RoundSimulator, n: int) -> tuple[np.ndarray, np.ndarray]:
     return cached
 
 
+#: ``(key, factor)`` of :func:`_sample_factor`: the key is (epochs, dtype, shape, bytes) of the counts.
+SampleFactorCache = tuple[tuple[int, np.dtype[Any], tuple[int, ...], bytes], FloatArray]
+
+
 def _sample_factor(sim: RoundSimulator, workload: DeviceWorkload) -> np.ndarray:
     """``E x D_k x 3.0``, the first factors of ``workload.training_flops`` (the same products in
     the same order), kept while the sample counts and epochs stay the same.
@@ -95,12 +105,15 @@ def _sample_factor(sim: RoundSimulator, workload: DeviceWorkload) -> np.ndarray:
     Keyed on a copy of the counts' values, not on the array object: a trainer may change its counts
     in place mid-episode (``TorchTrainer.exclude_labels``, federated unlearning), and the round must
     then be priced at the new counts, as the general path prices it."""
-    samples, epochs = workload.num_samples, workload.local_epochs
+    samples, epochs = np.asarray(workload.num_samples), workload.local_epochs
+    # Keyed on the counts' dtype and bytes: equal bytes of one dtype are equal values (a stricter
+    # test than ``np.array_equal``, and cheaper; a false miss only recomputes the same factor).
+    key = (epochs, samples.dtype, samples.shape, samples.tobytes())
     cached = sim.fast_sample_factor
-    if cached is None or cached[1] != epochs or not np.array_equal(cached[0], samples):
+    if cached is None or cached[0] != key:
         factor: FloatArray = np.multiply(epochs * samples, 3.0)  # ``(E x D) x 3.0``
-        cached = sim.fast_sample_factor = (np.array(samples, copy=True), epochs, factor)
-    return cached[2]
+        cached = sim.fast_sample_factor = (key, factor)
+    return cached[1]
 
 
 def _max_compute_power(sim: RoundSimulator) -> FloatArray:
@@ -124,7 +137,7 @@ def run_fast_round(
     :func:`report_summary`)."""
     env = sim.env
     # ``min == inf`` is ``all(== inf)`` and ``min >= 0`` is ``all(>= 0)`` (a NaN fails both).
-    minimum = np.minimum.reduce
+    minimum = _smallest
     if sim._num_active or minimum(sim.battery_j) != np.inf or (env._queue and not queue_is_inert(env)):
         return None
     selected = decision.selected
@@ -134,12 +147,11 @@ def run_fast_round(
         return None  # the general path raises on bad gains
     fleet, n = sim.fleet, len(selected)
     status_idle, no_reason = _templates(sim, n)
-    has_job = np.zeros(n, dtype=bool)
-    has_job[idx] = True
+    has_job = selected.astype(bool)  # a copy; True on ``idx`` (its nonzero entries) only
     start = float(env.now)
     n0 = sim.noise_psd_w_per_hz
     downlink_rate = _broadcast_rate_bps(
-        float(sim.network.downlink_bandwidth_hz), sim.bs_tx_power_w, float(np.minimum.reduce(gain[idx])), n0
+        float(sim.network.downlink_bandwidth_hz), sim.bs_tx_power_w, float(minimum(gain[idx])), n0
     )
     if not downlink_rate > 0:
         return None  # no download ever ends
@@ -166,9 +178,9 @@ def run_fast_round(
         # quotients are exact per element, so the same values as over all N).
         cycles = _sample_factor(sim, workload)[idx] * workload.forward_flops_per_sample[idx]
         per_cycle = fleet.flops_per_cycle
-        comp_k = dl_k + (cycles / (per_cycle[idx] if np.ndim(per_cycle) else per_cycle)) / freq[idx]
-        bandwidth = decision.bandwidth_hz.copy()
-        rate = _fdma_rate_bps(bandwidth, power, gain, n0)
+        freq_k = freq[idx]
+        comp_k = dl_k + (cycles / (per_cycle[idx] if np.ndim(per_cycle) else per_cycle)) / freq_k
+        rate = _fdma_rate_bps(decision.bandwidth_hz, power, gain, n0)
         up_bits = np.asarray(workload.upload_bits)[idx]
         up_k = comp_k + up_bits / rate[idx]
         if not minimum(up_bits) > 0:
@@ -184,12 +196,15 @@ def run_fast_round(
         end = float(t3[order[-1]])
         # The six phase columns and the stop times, NaN where no job, as the rows of one array: the
         # job table takes the rows, the report the rows of a copy (it must not see later rounds).
+        # The starting devices' columns are gathered first and written in one go. Row -1 is
+        # ``stop[ended] = t3[order]`` (ended = idx[order]), that is ``stop[idx] = t3``.
+        columns = np.empty((len(PHASES) + 1, len(idx)))
+        columns[0] = start
+        for row, values in enumerate((dl_k, dl_k, comp_k, comp_k, up_k, t3), start=1):
+            columns[row] = values
         block = np.empty((len(PHASES) + 1, n))
         block.fill(np.nan)
-        block[0, idx] = start
-        for row, values in enumerate((dl_k, dl_k, comp_k, comp_k, up_k), start=1):
-            block[row, idx] = values
-        block[-1, ended] = t3[order]
+        block[:, idx] = columns
         *phase_rows, stop_s = block
         times.update(zip(PHASES, phase_rows, strict=True))
         jobs.stop_s = stop_s
@@ -197,10 +212,10 @@ def run_fast_round(
         status.fill(STATUS_IDLE)
         status[idx] = STATUS_ARRIVED
         jobs.reason.fill("")
-        jobs.transmissions.fill(0)
-        jobs.transmissions[idx] = 1
-        jobs.start(idx, sim.version, bandwidth, decision.pruning_rate, workload.upload_bits, power, freq)
-        sim._job_id[idx] += 1
+        jobs.transmissions[...] = has_job  # 1 where a job started, else 0
+        rho_k = decision.pruning_rate[idx]
+        jobs.start_at(idx, sim.version, decision.bandwidth_hz[idx], rho_k, up_bits, power[idx], freq_k)
+        sim._job_id += has_job  # ``[idx] += 1`` (the devices are distinct)
         sim._delivered[idx] = True
         sim._downlink_rate_bps = downlink_rate
         sim._arrivals = ended.tolist()
@@ -217,12 +232,14 @@ def run_fast_round(
         # below is finite, so its NaN handling only ever maps the devices without a job to 0; a
         # job's stop time is t3 <= end, so its clipping of phase ends to ``min(t3, end)`` and
         # then to ``end`` leaves ``min(b, t3)``.
-        # ``max(dl_k, start)`` is dl_k: a download ends at start plus a quotient >= 0 (a NaN one
-        # never gets here).
-        compute_s = np.zeros(n)
-        upload_s = np.zeros(n)
-        compute_s[idx] = np.maximum(np.minimum(comp_k, t3) - dl_k, 0.0)
-        upload_s[idx] = np.maximum(np.minimum(up_k, t3) - np.maximum(comp_k, start), 0.0)
+        # ``max(dl_k, start)`` is dl_k and ``max(comp_k, start)`` is comp_k: a download ends at
+        # start plus a quotient >= 0, the computation after it plus another one (a NaN one never
+        # gets here).
+        # Compute and upload time of each job, ``max(min(finish, t3) - start, 0)``, as two rows:
+        # finishes (comp_k, up_k) are rows 3 and 5 of ``columns``, starts (dl_k, comp_k) rows 2 and 4.
+        busy_s = np.zeros((2, n))
+        busy_s[:, idx] = np.maximum(np.minimum(columns[3:6:2], t3) - columns[2:5:2], 0.0)
+        compute_s, upload_s = busy_s
         idle_s = np.maximum((end - start) - compute_s - upload_s, 0.0)
         compute_energy = (
             _max_compute_power(sim) if decision.cpu_freq_hz is None else compute_power_w(fleet.kappa, freq)
@@ -233,14 +250,13 @@ def run_fast_round(
     report_status = status_idle.copy()
     report_status[idx] = STATUS_ARRIVED
     # ``np.where(selected, x, 0.0)`` of float64 arrays: zeros with the selected entries.
-    rho = decision.pruning_rate
-    if rho.dtype == np.float64:
+    if decision.pruning_rate.dtype == np.float64:
         pruning_rate = np.zeros(n)
-        pruning_rate[idx] = rho[idx]
+        pruning_rate[idx] = rho_k
     else:
-        pruning_rate = np.where(selected, rho, 0.0)
+        pruning_rate = np.where(selected, decision.pruning_rate, 0.0)
     upload_bits = np.zeros(n)
-    upload_bits[idx] = jobs.bits[idx]
+    upload_bits[idx] = up_bits  # ``jobs.bits[idx]``: the same values, cast to float64 alike
     dl_start, dl_finish, comp_start, comp_finish, up_start, up_finish, report_stop_s = block.copy()
     report = make_report(
         round_index=sim.round_index,

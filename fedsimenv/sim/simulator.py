@@ -29,10 +29,6 @@ round ends in closed form without the event loop, with the same result bit for b
 from __future__ import annotations
 
 import dataclasses
-import gc
-from collections.abc import Generator, Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import numpy as np
 import simpy
@@ -45,11 +41,11 @@ from fedsimenv.sim.accounting import PHASES, JobState, report_round
 from fedsimenv.sim.availability import MarkovAvailability
 from fedsimenv.sim.blocks import ChannelBlocks, EvolvingChannel
 from fedsimenv.sim.closedform import finish_round, protocol_allows, queue_is_inert
-from fedsimenv.sim.fastround import FastSummary, fast_rounds_possible, run_fast_round
+from fedsimenv.sim.fastround import FastSummary, SampleFactorCache, fast_rounds_possible, run_fast_round
 from fedsimenv.sim.phases import failure_times, plan_phases
+from fedsimenv.sim.processes import cyclic_gc_paused, start_processes
 from fedsimenv.sim.protocols import RoundProtocol, build_protocol
 from fedsimenv.sim.types import (
-    STATUS_ARRIVED,
     STATUS_DROPPED,
     STATUS_FAILED,
     STATUS_IDLE,
@@ -62,23 +58,6 @@ from fedsimenv.sim.types import (
 )
 from fedsimenv.sim.uplink import Uplink
 from fedsimenv.sim.world import DeviceFleet
-
-
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while SimPy churns through short-lived events.
-
-    A round at N = 10,000 allocates ~10^5 event objects; each generation-0 collection then also walks
-    the (large, torch-laden) older generations often enough to make the round superlinear in N. Nothing
-    here creates reference cycles that need collecting mid-round; the previous state is restored.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class RoundSimulator:
@@ -165,7 +144,7 @@ class RoundSimulator:
         self.fast_summary: FastSummary | None = None
         # The fast path's per-simulator constants (:mod:`fedsimenv.sim.fastround`).
         self.fast_templates: tuple[np.ndarray, np.ndarray] | None = None
-        self.fast_sample_factor: tuple[NDArray[np.int64], int, FloatArray] | None = None
+        self.fast_sample_factor: SampleFactorCache | None = None
         self.fast_max_power: tuple[DeviceFleet, FloatArray] | None = None
 
     @property
@@ -236,7 +215,7 @@ class RoundSimulator:
             if report is not None:
                 self.fast_round_count += 1
                 return report
-        with _cyclic_gc_paused():
+        with cyclic_gc_paused():
             return self._run_round(decision, workload)
 
     def _run_round(self, decision: RoundDecision, workload: DeviceWorkload) -> RoundReport:
@@ -349,36 +328,8 @@ class RoundSimulator:
             and finish_round(self, idx, start, dl_finish, comp_finish, up_finish)
         ):
             return True
-        for k in idx:
-            process = self.env.process(self._job(int(k), self.env.timeout(dl_finish[k] - start)))
-            self._processes[int(k)] = process
-            fail_at, reason = (
-                (offline_at[k], "went-offline")
-                if offline_at[k] <= battery_at[k]
-                else (battery_at[k], "battery-depleted")
-            )
-            if fail_at < up_finish[k]:
-                self.env.process(self._watchdog(int(k), int(self._job_id[k]), float(fail_at), reason))
+        start_processes(self, idx, start, dl_finish, up_finish, offline_at, battery_at)
         return False
-
-    def _job(self, k: int, download: simpy.Event) -> Generator[simpy.Event, Any, None]:
-        """One device's job: receive its download, train, upload; stops early if interrupted."""
-        try:
-            yield download
-            yield self.env.timeout(max(self._times["comp_finish"][k] - self.env.now, 0.0))
-            yield self.env.timeout(max(self._times["up_finish"][k] - self.env.now, 0.0))
-            if self._delivered[k]:
-                self._end_job(k, STATUS_ARRIVED, "")
-            else:
-                self._end_job(k, STATUS_FAILED, "packet-error")
-        except simpy.Interrupt as interrupt:
-            cause: tuple[str, str] = interrupt.cause  # type: ignore[assignment]
-            self._end_job(k, *cause)
-
-    def _watchdog(self, k: int, job_id: int, at_s: float, reason: str) -> Generator[simpy.Event, Any, None]:
-        yield self.env.timeout(max(at_s - self.env.now, 0.0))
-        if self._active[k] and self._job_id[k] == job_id:
-            self._processes[k].interrupt((STATUS_FAILED, reason))
 
     def drop_active(self, reason: str) -> None:
         """Interrupt every job in flight: the server discards it (status dropped, ``reason``)."""
@@ -386,19 +337,6 @@ class RoundSimulator:
             process = self._processes[int(k)]
             if process.is_alive:
                 process.interrupt((STATUS_DROPPED, reason))
-
-    def _end_job(self, k: int, status: str, reason: str) -> None:
-        self._active[k] = False
-        self._num_active -= 1
-        self._processes.pop(k, None)
-        self.jobs.status[k], self.jobs.reason[k], self.jobs.stop_s[k] = status, reason, self.now_s
-        if status == STATUS_ARRIVED:
-            self._arrivals.append(k)
-        end_now = self.rules.on_job_end(self)
-        if self._round_done.triggered:
-            return
-        if self._num_active == 0 or end_now:
-            self._round_done.succeed()
 
     # -- report ---------------------------------------------------------------------------------
 
