@@ -65,25 +65,15 @@ class DeviceHistory:
 
     last_selected: NDArray[np.float32]
     rounds_since_selected: NDArray[np.float32]
-    #: (2, N): each device's last compute time and last upload time, s (rows
-    #: :attr:`last_compute_time_s` and :attr:`last_upload_time_s`): one array, so that a round
-    #: updates both in one pass.
+    #: (2, N): each device's last compute time (row 0) and last upload time (row 1), s; one
+    #: array, so that a round updates both in one pass (the observation's ``last_compute_time_s``
+    #: and ``last_upload_time_s`` are its rows).
     last_phase_times_s: NDArray[np.float32]
 
     @classmethod
     def fresh(cls, num_devices: int) -> DeviceHistory:
         zeros = np.zeros(num_devices, dtype=np.float32)
         return cls(zeros.copy(), zeros.copy(), np.zeros((2, num_devices), dtype=np.float32))
-
-    @property
-    def last_compute_time_s(self) -> NDArray[np.float32]:
-        row: NDArray[np.float32] = self.last_phase_times_s[0]
-        return row
-
-    @property
-    def last_upload_time_s(self) -> NDArray[np.float32]:
-        row: NDArray[np.float32] = self.last_phase_times_s[1]
-        return row
 
     def update(
         self,
